@@ -1,0 +1,505 @@
+//! Payloads of booking-service's own request handlers (`booking.*`) and the booking it returns.
+//!
+//! Field names are the reference's DTOs (`CreateBookingRequestDto`, `UpdateBookingDto`,
+//! `SearchBookingDto`, `BookingResponseDto`, `GameTimeSlotAvailabilityDto`), camelCase on the wire.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::money::Won;
+use crate::time::{iso_millis, iso_millis_opt};
+use crate::validate::{limits, Checker, Validate};
+
+/// A booking's status (`"BookingStatus"` enum in PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BookingStatus {
+    /// Created, payment not yet settled. Holds seats.
+    Pending,
+    /// Confirmed. Holds seats.
+    Confirmed,
+    /// Cancelled. Releases seats.
+    Cancelled,
+    /// Played.
+    Completed,
+    /// The players did not show up.
+    NoShow,
+}
+
+impl BookingStatus {
+    /// Whether a booking in this status holds seats in its slot (invariant I1 counts these).
+    pub fn holds_seats(self) -> bool {
+        matches!(self, BookingStatus::Pending | BookingStatus::Confirmed)
+    }
+
+    /// The PostgreSQL enum label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BookingStatus::Pending => "PENDING",
+            BookingStatus::Confirmed => "CONFIRMED",
+            BookingStatus::Cancelled => "CANCELLED",
+            BookingStatus::Completed => "COMPLETED",
+            BookingStatus::NoShow => "NO_SHOW",
+        }
+    }
+}
+
+/// A payment's status (`"PaymentStatus"` enum in PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PaymentStatus {
+    /// Not yet paid.
+    Pending,
+    /// Paid.
+    Paid,
+    /// Payment failed.
+    Failed,
+    /// Paid and refunded.
+    Refunded,
+}
+
+/// `booking.create` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateBookingRequest {
+    /// The user booking.
+    pub user_id: i32,
+    /// The course-service time slot.
+    pub game_time_slot_id: i32,
+    /// Players in this booking, `1..=maxPlayers` of the slot.
+    pub player_count: i32,
+    /// Payment method, e.g. `card`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_method: Option<String>,
+    /// Free-text request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub special_requests: Option<String>,
+    /// The user's e-mail.
+    pub user_email: String,
+    /// The user's name.
+    pub user_name: String,
+    /// The user's phone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_phone: Option<String>,
+    /// Client-chosen key: a retry with the same key and user returns the first booking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+impl Validate for CreateBookingRequest {
+    fn check(&self, c: &mut Checker) {
+        c.id("userId", self.user_id);
+        c.id("gameTimeSlotId", self.game_time_slot_id);
+        c.range("playerCount", self.player_count.into(), 1, limits::MAX_PLAYERS);
+        c.opt_text("paymentMethod", self.payment_method.as_deref(), limits::PAYMENT_METHOD);
+        c.opt_text("specialRequests", self.special_requests.as_deref(), limits::FREE_TEXT);
+        c.email("userEmail", &self.user_email);
+        c.text("userName", &self.user_name, true, limits::NAME);
+        c.opt_text("userPhone", self.user_phone.as_deref(), limits::PHONE);
+        if let Some(key) = &self.idempotency_key {
+            c.text("idempotencyKey", key, true, limits::IDEMPOTENCY_KEY);
+        }
+    }
+}
+
+/// `booking.findById` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FindById {
+    /// The booking id.
+    pub id: i32,
+}
+
+impl Validate for FindById {
+    fn check(&self, c: &mut Checker) {
+        c.id("id", self.id);
+    }
+}
+
+/// `booking.findByNumber` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FindByNumber {
+    /// The booking number, `BK-XXXXXXXX-XXXX`.
+    pub booking_number: String,
+}
+
+impl Validate for FindByNumber {
+    fn check(&self, c: &mut Checker) {
+        c.text("bookingNumber", &self.booking_number, true, limits::BOOKING_NUMBER);
+    }
+}
+
+/// `booking.findByUserId` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FindByUserId {
+    /// The user id.
+    pub user_id: i32,
+}
+
+impl Validate for FindByUserId {
+    fn check(&self, c: &mut Checker) {
+        c.id("userId", self.user_id);
+    }
+}
+
+/// Sort key of `booking.search`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum SortBy {
+    /// By the day played.
+    BookingDate,
+    /// By creation time (the default).
+    CreatedAt,
+    /// By total price.
+    TotalPrice,
+}
+
+/// Sort direction of `booking.search`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SortOrder {
+    /// Ascending.
+    Asc,
+    /// Descending (the default).
+    Desc,
+}
+
+/// Time window of `booking.search`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeFilter {
+    /// Booking date today or later.
+    Upcoming,
+    /// Booking date before today.
+    Past,
+    /// No time window (the default).
+    All,
+}
+
+/// `booking.search` request; every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchBookings {
+    /// Page number from 1 (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<i64>,
+    /// Page size (default 10, at most 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    /// Only bookings in this status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<BookingStatus>,
+    /// Only this game.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub game_id: Option<i32>,
+    /// Only this club.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub club_id: Option<i32>,
+    /// Only this user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i32>,
+    /// Booking date on or after (`YYYY-MM-DD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_date: Option<NaiveDate>,
+    /// Booking date on or before (`YYYY-MM-DD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<NaiveDate>,
+    /// Sort key (default `createdAt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort_by: Option<SortBy>,
+    /// Sort direction (default `desc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort_order: Option<SortOrder>,
+    /// Time window (default `all`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_filter: Option<TimeFilter>,
+}
+
+impl Validate for SearchBookings {
+    fn check(&self, c: &mut Checker) {
+        if let Some(page) = self.page {
+            c.range("page", page, 1, i64::from(i32::MAX));
+        }
+        if let Some(limit) = self.limit {
+            c.range("limit", limit, 1, limits::MAX_PAGE_SIZE);
+        }
+        for (field, id) in [("gameId", self.game_id), ("clubId", self.club_id), ("userId", self.user_id)] {
+            if let Some(id) = id {
+                c.id(field, id);
+            }
+        }
+        if let (Some(start), Some(end)) = (self.start_date, self.end_date) {
+            if start > end {
+                c.fail("startDate", "must not be after endDate");
+            }
+        }
+    }
+}
+
+/// The changes of `booking.update`; absent fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateBookingDto {
+    /// New number of players; capacity is re-checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub player_count: Option<i32>,
+    /// New free-text request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub special_requests: Option<String>,
+    /// New phone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_phone: Option<String>,
+}
+
+impl Validate for UpdateBookingDto {
+    fn check(&self, c: &mut Checker) {
+        if let Some(count) = self.player_count {
+            c.range("playerCount", count.into(), 1, limits::MAX_PLAYERS);
+        }
+        c.opt_text("specialRequests", self.special_requests.as_deref(), limits::FREE_TEXT);
+        c.opt_text("userPhone", self.user_phone.as_deref(), limits::PHONE);
+    }
+}
+
+/// `booking.update` request: `{id, dto}` as the reference's gateway sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UpdateBookingRequest {
+    /// The booking id.
+    pub id: i32,
+    /// The changes.
+    pub dto: UpdateBookingDto,
+}
+
+impl Validate for UpdateBookingRequest {
+    fn check(&self, c: &mut Checker) {
+        c.id("id", self.id);
+        c.nested("dto", &self.dto);
+    }
+}
+
+/// `booking.cancel` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelBookingRequest {
+    /// The booking id.
+    pub id: i32,
+    /// The user asking; must own the booking.
+    pub user_id: i32,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Validate for CancelBookingRequest {
+    fn check(&self, c: &mut Checker) {
+        c.id("id", self.id);
+        c.id("userId", self.user_id);
+        c.opt_text("reason", self.reason.as_deref(), limits::FREE_TEXT);
+    }
+}
+
+/// `booking.gameTimeSlots.availability` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AvailabilityRequest {
+    /// The game.
+    pub game_id: i32,
+    /// The day, `YYYY-MM-DD`.
+    pub date: NaiveDate,
+}
+
+impl Validate for AvailabilityRequest {
+    fn check(&self, c: &mut Checker) {
+        c.id("gameId", self.game_id);
+    }
+}
+
+/// A payment row of a booking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Payment {
+    /// Payment id.
+    pub id: i32,
+    /// The booking paid for.
+    pub booking_id: i32,
+    /// Amount in whole won.
+    pub amount: Won,
+    /// Payment method.
+    pub payment_method: String,
+    /// Status.
+    pub payment_status: PaymentStatus,
+    /// Payment gateway transaction id.
+    #[serde(default)]
+    pub transaction_id: Option<String>,
+    /// When it was paid.
+    #[serde(default, with = "iso_millis_opt")]
+    #[schemars(with = "Option<String>")]
+    pub paid_at: Option<DateTime<Utc>>,
+    /// Created.
+    #[serde(with = "iso_millis")]
+    #[schemars(with = "String")]
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    #[serde(with = "iso_millis")]
+    #[schemars(with = "String")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A history row of a booking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BookingHistoryEntry {
+    /// History id.
+    pub id: i32,
+    /// The booking.
+    pub booking_id: i32,
+    /// `CREATED`, `UPDATED`, `CANCELLED`, ...
+    pub action: String,
+    /// What changed.
+    #[serde(default)]
+    pub details: Option<serde_json::Value>,
+    /// Who did it.
+    pub user_id: i32,
+    /// When.
+    #[serde(with = "iso_millis")]
+    #[schemars(with = "String")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// A booking as every `booking.*` handler returns it (`BookingResponseDto`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BookingResponse {
+    /// Booking id.
+    pub id: i32,
+    /// `BK-XXXXXXXX-XXXX`.
+    pub booking_number: String,
+    /// Owner.
+    pub user_id: i32,
+    /// Game.
+    pub game_id: i32,
+    /// Time slot.
+    pub game_time_slot_id: i32,
+    /// Game name.
+    pub game_name: Option<String>,
+    /// Game code.
+    pub game_code: Option<String>,
+    /// Front nine course id.
+    pub front_nine_course_id: Option<i32>,
+    /// Front nine course name.
+    pub front_nine_course_name: Option<String>,
+    /// Back nine course id.
+    pub back_nine_course_id: Option<i32>,
+    /// Back nine course name.
+    pub back_nine_course_name: Option<String>,
+    /// Club id.
+    pub club_id: Option<i32>,
+    /// Club name.
+    pub club_name: Option<String>,
+    /// The day played, midnight UTC, ISO 8601.
+    #[serde(with = "iso_millis")]
+    #[schemars(with = "String")]
+    pub booking_date: DateTime<Utc>,
+    /// Tee time `HH:MM`.
+    pub start_time: String,
+    /// End time `HH:MM`.
+    pub end_time: String,
+    /// Players.
+    pub player_count: i32,
+    /// Price per player.
+    pub price_per_person: Won,
+    /// `floor(pricePerPerson * playerCount * 3%)`.
+    pub service_fee: Won,
+    /// `pricePerPerson * playerCount + serviceFee`.
+    pub total_price: Won,
+    /// Status.
+    pub status: BookingStatus,
+    /// Payment method.
+    pub payment_method: Option<String>,
+    /// Free-text request.
+    pub special_requests: Option<String>,
+    /// E-mail.
+    pub user_email: Option<String>,
+    /// Name.
+    pub user_name: Option<String>,
+    /// Phone.
+    pub user_phone: Option<String>,
+    /// Payments, newest last.
+    #[serde(default)]
+    pub payments: Vec<Payment>,
+    /// History, newest first.
+    #[serde(default)]
+    pub histories: Vec<BookingHistoryEntry>,
+    /// Created.
+    #[serde(with = "iso_millis")]
+    #[schemars(with = "String")]
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    #[serde(with = "iso_millis")]
+    #[schemars(with = "String")]
+    pub updated_at: DateTime<Utc>,
+    /// Whether the owner may still cancel it (status and cut-off); set by `booking.search` and
+    /// `booking.findByUserId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub can_cancel: Option<bool>,
+}
+
+impl Validate for BookingResponse {
+    fn check(&self, c: &mut Checker) {
+        c.id("id", self.id);
+        c.text("bookingNumber", &self.booking_number, true, limits::BOOKING_NUMBER);
+        c.range("playerCount", self.player_count.into(), 1, limits::MAX_PLAYERS);
+    }
+}
+
+/// One slot of `booking.gameTimeSlots.availability`, from the local cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SlotAvailability {
+    /// Cache row id.
+    pub id: i32,
+    /// Course-service slot id.
+    pub game_time_slot_id: i32,
+    /// Game.
+    pub game_id: i32,
+    /// Game name.
+    pub game_name: Option<String>,
+    /// Game code.
+    pub game_code: Option<String>,
+    /// Front nine course name.
+    pub front_nine_course_name: Option<String>,
+    /// Back nine course name.
+    pub back_nine_course_name: Option<String>,
+    /// Club id.
+    pub club_id: Option<i32>,
+    /// Club name.
+    pub club_name: Option<String>,
+    /// Day.
+    pub date: NaiveDate,
+    /// Tee time.
+    pub start_time: String,
+    /// End time.
+    pub end_time: String,
+    /// Capacity.
+    pub max_players: i32,
+    /// Seats held by PENDING and CONFIRMED bookings.
+    pub booked_players: i32,
+    /// `maxPlayers - bookedPlayers`.
+    pub available_players: i32,
+    /// Whether it can be booked now.
+    pub is_available: bool,
+    /// Price per player.
+    pub price: Won,
+    /// Premium slot.
+    pub is_premium: bool,
+    /// `AVAILABLE`, `FULLY_BOOKED` or `CLOSED`.
+    pub status: crate::course::SlotStatus,
+}
+
+impl Validate for SlotAvailability {
+    fn check(&self, c: &mut Checker) {
+        c.id("gameTimeSlotId", self.game_time_slot_id);
+    }
+}
