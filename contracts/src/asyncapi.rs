@@ -94,7 +94,14 @@ pub fn document() -> Value {
     );
 
     for spec in SUBJECTS.iter() {
-        add_subject(spec, &mut generator, &error_ref, &mut channels, &mut operations, &mut messages);
+        add_subject(
+            spec,
+            &mut generator,
+            &error_ref,
+            &mut channels,
+            &mut operations,
+            &mut messages,
+        );
     }
 
     let schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
@@ -133,7 +140,14 @@ fn add_subject(
         Style::RequestOrEvent => &["request", "event"],
     };
     for form in forms {
-        let message = format!("{name}{}", if *form == "request" { "Request" } else { "Event" });
+        let message = format!(
+            "{name}{}",
+            if *form == "request" {
+                "Request"
+            } else {
+                "Event"
+            }
+        );
         messages.insert(
             message.clone(),
             json!({
@@ -143,7 +157,10 @@ fn add_subject(
                 "payload": envelope(form, spec.subject, data_ref.clone())
             }),
         );
-        channel_messages.insert(message.clone(), json!({ "$ref": format!("#/components/messages/{message}") }));
+        channel_messages.insert(
+            message.clone(),
+            json!({ "$ref": format!("#/components/messages/{message}") }),
+        );
     }
     channels.insert(
         name.clone(),
@@ -154,7 +171,11 @@ fn add_subject(
         }),
     );
 
-    let action = if spec.to == Service::BookingService { "receive" } else { "send" };
+    let action = if spec.to == Service::BookingService {
+        "receive"
+    } else {
+        "send"
+    };
     let mut operation = json!({
         "action": action,
         "channel": { "$ref": format!("#/channels/{name}") },
@@ -196,7 +217,11 @@ fn add_subject(
             ]
         });
     }
-    let verb = if action == "receive" { "handle" } else { "send" };
+    let verb = if action == "receive" {
+        "handle"
+    } else {
+        "send"
+    };
     let mut op_name = String::from(verb);
     let mut chars = name.chars();
     if let Some(first) = chars.next() {
@@ -219,7 +244,10 @@ mod tests {
 
     #[test]
     fn keys_are_camel_case() {
-        assert_eq!(key("booking.gameTimeSlots.availability"), "bookingGameTimeSlotsAvailability");
+        assert_eq!(
+            key("booking.gameTimeSlots.availability"),
+            "bookingGameTimeSlotsAvailability"
+        );
     }
 
     #[test]

@@ -91,9 +91,22 @@ impl Validate for CreateBookingRequest {
     fn check(&self, c: &mut Checker) {
         c.id("userId", self.user_id);
         c.id("gameTimeSlotId", self.game_time_slot_id);
-        c.range("playerCount", self.player_count.into(), 1, limits::MAX_PLAYERS);
-        c.opt_text("paymentMethod", self.payment_method.as_deref(), limits::PAYMENT_METHOD);
-        c.opt_text("specialRequests", self.special_requests.as_deref(), limits::FREE_TEXT);
+        c.range(
+            "playerCount",
+            self.player_count.into(),
+            1,
+            limits::MAX_PLAYERS,
+        );
+        c.opt_text(
+            "paymentMethod",
+            self.payment_method.as_deref(),
+            limits::PAYMENT_METHOD,
+        );
+        c.opt_text(
+            "specialRequests",
+            self.special_requests.as_deref(),
+            limits::FREE_TEXT,
+        );
         c.email("userEmail", &self.user_email);
         c.text("userName", &self.user_name, true, limits::NAME);
         c.opt_text("userPhone", self.user_phone.as_deref(), limits::PHONE);
@@ -126,7 +139,12 @@ pub struct FindByNumber {
 
 impl Validate for FindByNumber {
     fn check(&self, c: &mut Checker) {
-        c.text("bookingNumber", &self.booking_number, true, limits::BOOKING_NUMBER);
+        c.text(
+            "bookingNumber",
+            &self.booking_number,
+            true,
+            limits::BOOKING_NUMBER,
+        );
     }
 }
 
@@ -225,7 +243,11 @@ impl Validate for SearchBookings {
         if let Some(limit) = self.limit {
             c.range("limit", limit, 1, limits::MAX_PAGE_SIZE);
         }
-        for (field, id) in [("gameId", self.game_id), ("clubId", self.club_id), ("userId", self.user_id)] {
+        for (field, id) in [
+            ("gameId", self.game_id),
+            ("clubId", self.club_id),
+            ("userId", self.user_id),
+        ] {
             if let Some(id) = id {
                 c.id(field, id);
             }
@@ -258,7 +280,11 @@ impl Validate for UpdateBookingDto {
         if let Some(count) = self.player_count {
             c.range("playerCount", count.into(), 1, limits::MAX_PLAYERS);
         }
-        c.opt_text("specialRequests", self.special_requests.as_deref(), limits::FREE_TEXT);
+        c.opt_text(
+            "specialRequests",
+            self.special_requests.as_deref(),
+            limits::FREE_TEXT,
+        );
         c.opt_text("userPhone", self.user_phone.as_deref(), limits::PHONE);
     }
 }
@@ -449,8 +475,18 @@ pub struct BookingResponse {
 impl Validate for BookingResponse {
     fn check(&self, c: &mut Checker) {
         c.id("id", self.id);
-        c.text("bookingNumber", &self.booking_number, true, limits::BOOKING_NUMBER);
-        c.range("playerCount", self.player_count.into(), 1, limits::MAX_PLAYERS);
+        c.text(
+            "bookingNumber",
+            &self.booking_number,
+            true,
+            limits::BOOKING_NUMBER,
+        );
+        c.range(
+            "playerCount",
+            self.player_count.into(),
+            1,
+            limits::MAX_PLAYERS,
+        );
     }
 }
 

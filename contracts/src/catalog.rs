@@ -51,7 +51,9 @@ fn root_schema<T: JsonSchema>() -> Schema {
     schemars::schema_for!(T)
 }
 
-fn roundtrip<T: Serialize + DeserializeOwned + Validate>(value: Value) -> Result<Value, CodecError> {
+fn roundtrip<T: Serialize + DeserializeOwned + Validate>(
+    value: Value,
+) -> Result<Value, CodecError> {
     let typed: T = Codec::decode_data(value)?;
     serde_json::to_value(&typed).map_err(|e| CodecError::Encode(e.to_string()))
 }
@@ -272,7 +274,12 @@ mod tests {
     #[test]
     fn events_have_no_reply_type_and_requests_do() {
         for spec in SUBJECTS {
-            assert_eq!(spec.style.replies(), spec.reply.is_some(), "{}", spec.subject);
+            assert_eq!(
+                spec.style.replies(),
+                spec.reply.is_some(),
+                "{}",
+                spec.subject
+            );
         }
     }
 }

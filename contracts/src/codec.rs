@@ -141,12 +141,13 @@ impl Codec {
             _ => return Err(CodecError::Envelope("`pattern` must be a string".into())),
         };
         let data = map.remove("data").unwrap_or(Value::Null);
-        let kind = match map.remove("id") {
-            None | Some(Value::Null) => InboundKind::Event,
-            Some(id) => InboundKind::Request(serde_json::from_value(id).map_err(|_| {
-                CodecError::Envelope("`id` must be a string or a number".into())
-            })?),
-        };
+        let kind =
+            match map.remove("id") {
+                None | Some(Value::Null) => InboundKind::Event,
+                Some(id) => InboundKind::Request(serde_json::from_value(id).map_err(|_| {
+                    CodecError::Envelope("`id` must be a string or a number".into())
+                })?),
+            };
         Ok(Inbound {
             kind,
             pattern: Some(pattern),
@@ -189,20 +190,22 @@ impl Codec {
                 outcome: ReplyOutcome::Response(value),
             });
         };
-        let is_envelope =
-            map.contains_key("response") || map.contains_key("err") || map.contains_key("isDisposed");
+        let is_envelope = map.contains_key("response")
+            || map.contains_key("err")
+            || map.contains_key("isDisposed");
         if !is_envelope {
             return Ok(Reply {
                 id: None,
                 outcome: ReplyOutcome::Response(Value::Object(map)),
             });
         }
-        let id = match map.remove("id") {
-            None | Some(Value::Null) => None,
-            Some(id) => Some(serde_json::from_value(id).map_err(|_| {
-                CodecError::Envelope("`id` must be a string or a number".into())
-            })?),
-        };
+        let id =
+            match map.remove("id") {
+                None | Some(Value::Null) => None,
+                Some(id) => Some(serde_json::from_value(id).map_err(|_| {
+                    CodecError::Envelope("`id` must be a string or a number".into())
+                })?),
+            };
         let outcome = match (map.remove("err"), map.remove("response")) {
             (Some(Value::String(message)), _)
                 if map.get("status").and_then(Value::as_str) == Some("error") =>
@@ -234,7 +237,11 @@ impl Codec {
     }
 
     /// Encodes an event `{pattern,data}`.
-    pub fn encode_event<T: Serialize>(&self, pattern: &str, data: &T) -> Result<Vec<u8>, CodecError> {
+    pub fn encode_event<T: Serialize>(
+        &self,
+        pattern: &str,
+        data: &T,
+    ) -> Result<Vec<u8>, CodecError> {
         self.encode(&EventEnvelope {
             pattern: pattern.to_owned(),
             data,
@@ -242,7 +249,11 @@ impl Codec {
     }
 
     /// Encodes a successful reply `{response,isDisposed,id}`.
-    pub fn encode_response<T: Serialize>(&self, id: &MessageId, value: &T) -> Result<Vec<u8>, CodecError> {
+    pub fn encode_response<T: Serialize>(
+        &self,
+        id: &MessageId,
+        value: &T,
+    ) -> Result<Vec<u8>, CodecError> {
         self.encode(&ResponseEnvelope {
             response: value,
             is_disposed: true,
@@ -251,7 +262,11 @@ impl Codec {
     }
 
     /// Encodes a failed reply `{err,isDisposed,id}`.
-    pub fn encode_error<E: Serialize>(&self, id: &MessageId, err: &E) -> Result<Vec<u8>, CodecError> {
+    pub fn encode_error<E: Serialize>(
+        &self,
+        id: &MessageId,
+        err: &E,
+    ) -> Result<Vec<u8>, CodecError> {
         self.encode(&ErrorEnvelope {
             err,
             is_disposed: true,
@@ -318,7 +333,10 @@ mod tests {
 
     #[test]
     fn an_empty_body_and_invalid_utf8_are_errors() {
-        assert!(matches!(codec().decode_inbound(b""), Err(CodecError::Json(_))));
+        assert!(matches!(
+            codec().decode_inbound(b""),
+            Err(CodecError::Json(_))
+        ));
         assert!(matches!(
             codec().decode_inbound(b"{\"a\":\"\xff\"}"),
             Err(CodecError::Json(_))
@@ -356,7 +374,9 @@ mod tests {
     #[test]
     fn a_wrong_type_names_the_field() {
         let err = codec()
-            .decode_message::<FindById>(br#"{"pattern":"booking.findById","data":{"id":"7"},"id":"a"}"#)
+            .decode_message::<FindById>(
+                br#"{"pattern":"booking.findById","data":{"id":"7"},"id":"a"}"#,
+            )
             .unwrap_err();
         match err {
             CodecError::Shape { path, .. } => assert_eq!(path, "id"),
@@ -378,10 +398,14 @@ mod tests {
     #[test]
     fn replies_are_told_apart() {
         let c = codec();
-        let ok = c.decode_reply(br#"{"response":{"success":true},"isDisposed":true,"id":"a"}"#).unwrap();
+        let ok = c
+            .decode_reply(br#"{"response":{"success":true},"isDisposed":true,"id":"a"}"#)
+            .unwrap();
         assert_eq!(ok.id, Some(MessageId::from("a")));
         assert!(matches!(ok.outcome, ReplyOutcome::Response(_)));
-        let err = c.decode_reply(br#"{"err":{"success":false},"isDisposed":true,"id":"a"}"#).unwrap();
+        let err = c
+            .decode_reply(br#"{"err":{"success":false},"isDisposed":true,"id":"a"}"#)
+            .unwrap();
         assert!(matches!(err.outcome, ReplyOutcome::Err(_)));
         let none = c
             .decode_reply(br#"{"id":"a","status":"error","err":"There is no matching message handler defined in the remote service."}"#)
@@ -396,13 +420,16 @@ mod tests {
     fn encoded_envelopes_have_the_nestjs_field_names() {
         let c = codec();
         let id = MessageId::from("abc");
-        let req: Value = serde_json::from_slice(&c.encode_request("p", &json!({"a":1}), &id).unwrap()).unwrap();
+        let req: Value =
+            serde_json::from_slice(&c.encode_request("p", &json!({"a":1}), &id).unwrap()).unwrap();
         assert_eq!(req, json!({"pattern":"p","data":{"a":1},"id":"abc"}));
         let ev: Value = serde_json::from_slice(&c.encode_event("p", &json!(1)).unwrap()).unwrap();
         assert_eq!(ev, json!({"pattern":"p","data":1}));
-        let ok: Value = serde_json::from_slice(&c.encode_response(&id, &json!(true)).unwrap()).unwrap();
+        let ok: Value =
+            serde_json::from_slice(&c.encode_response(&id, &json!(true)).unwrap()).unwrap();
         assert_eq!(ok, json!({"response":true,"isDisposed":true,"id":"abc"}));
-        let err: Value = serde_json::from_slice(&c.encode_error(&id, &json!("x")).unwrap()).unwrap();
+        let err: Value =
+            serde_json::from_slice(&c.encode_error(&id, &json!("x")).unwrap()).unwrap();
         assert_eq!(err, json!({"err":"x","isDisposed":true,"id":"abc"}));
         let none: Value = serde_json::from_slice(&c.encode_no_handler(&id).unwrap()).unwrap();
         assert_eq!(

@@ -125,8 +125,18 @@ impl Validate for TimeSlot {
         c.text("clubName", &self.club_name, false, limits::NAME);
         c.clock("startTime", &self.start_time);
         c.clock("endTime", &self.end_time);
-        c.range("maxPlayers", self.max_players.into(), 1, limits::MAX_PLAYERS);
-        c.range("bookedPlayers", self.booked_players.into(), 0, limits::MAX_PLAYERS);
+        c.range(
+            "maxPlayers",
+            self.max_players.into(),
+            1,
+            limits::MAX_PLAYERS,
+        );
+        c.range(
+            "bookedPlayers",
+            self.booked_players.into(),
+            0,
+            limits::MAX_PLAYERS,
+        );
     }
 }
 
@@ -180,9 +190,18 @@ impl Validate for Game {
         c.id("id", self.id);
         c.text("name", &self.name, true, limits::NAME);
         c.text("code", &self.code, true, limits::CODE);
-        c.opt_text("description", self.description.as_deref(), limits::FREE_TEXT);
+        c.opt_text(
+            "description",
+            self.description.as_deref(),
+            limits::FREE_TEXT,
+        );
         c.id("clubId", self.club_id);
-        c.range("maxPlayers", self.max_players.into(), 1, limits::MAX_PLAYERS);
+        c.range(
+            "maxPlayers",
+            self.max_players.into(),
+            1,
+            limits::MAX_PLAYERS,
+        );
     }
 }
 
@@ -199,13 +218,19 @@ pub struct SlotSeats {
 impl Validate for SlotSeats {
     fn check(&self, c: &mut Checker) {
         c.id("timeSlotId", self.time_slot_id);
-        c.range("playerCount", self.player_count.into(), 1, limits::MAX_PLAYERS);
+        c.range(
+            "playerCount",
+            self.player_count.into(),
+            1,
+            limits::MAX_PLAYERS,
+        );
     }
 }
 
 /// A course-service reply value: success with data, or `success:false` with an error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
+#[schemars(rename = "CourseReply_of_{T}")]
 pub enum CourseReply<T> {
     /// `{"success":true,"data":..}`.
     Found(Success<T>),

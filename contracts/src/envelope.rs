@@ -59,6 +59,7 @@ impl std::fmt::Display for MessageId {
 
 /// A request as NestJS's `ClientProxy.send` writes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "RequestEnvelope_of_{T}")]
 pub struct RequestEnvelope<T> {
     /// The pattern, equal to the NATS subject.
     pub pattern: String,
@@ -70,6 +71,7 @@ pub struct RequestEnvelope<T> {
 
 /// An event as NestJS's `ClientProxy.emit` writes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "EventEnvelope_of_{T}")]
 pub struct EventEnvelope<T> {
     /// The pattern, equal to the NATS subject.
     pub pattern: String,
@@ -80,6 +82,7 @@ pub struct EventEnvelope<T> {
 /// A successful reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "ResponseEnvelope_of_{T}")]
 pub struct ResponseEnvelope<T> {
     /// The handler's value.
     pub response: T,
@@ -92,6 +95,7 @@ pub struct ResponseEnvelope<T> {
 /// A failed reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "ErrorEnvelope_of_{E}")]
 pub struct ErrorEnvelope<E> {
     /// The error value.
     pub err: E,

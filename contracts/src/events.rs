@@ -43,9 +43,37 @@ pub struct BookingConfirmed {
 impl Validate for BookingConfirmed {
     fn check(&self, c: &mut Checker) {
         c.id("bookingId", self.booking_id);
-        c.text("bookingNumber", &self.booking_number, true, limits::BOOKING_NUMBER);
-        c.range("playerCount", self.player_count.into(), 1, limits::MAX_PLAYERS);
+        c.text(
+            "bookingNumber",
+            &self.booking_number,
+            true,
+            limits::BOOKING_NUMBER,
+        );
+        c.id("userId", self.user_id);
+        c.id("gameId", self.game_id);
+        c.text("gameName", &self.game_name, false, limits::NAME);
+        c.text(
+            "frontNineCourseName",
+            &self.front_nine_course_name,
+            false,
+            limits::NAME,
+        );
+        c.text(
+            "backNineCourseName",
+            &self.back_nine_course_name,
+            false,
+            limits::NAME,
+        );
+        c.instant("bookingDate", &self.booking_date);
         c.clock("timeSlot", &self.time_slot);
+        c.range(
+            "playerCount",
+            self.player_count.into(),
+            1,
+            limits::MAX_PLAYERS,
+        );
+        c.email("userEmail", &self.user_email);
+        c.text("userName", &self.user_name, true, limits::NAME);
     }
 }
 
@@ -80,8 +108,20 @@ pub struct BookingCancelled {
 impl Validate for BookingCancelled {
     fn check(&self, c: &mut Checker) {
         c.id("bookingId", self.booking_id);
-        c.text("bookingNumber", &self.booking_number, true, limits::BOOKING_NUMBER);
+        c.text(
+            "bookingNumber",
+            &self.booking_number,
+            true,
+            limits::BOOKING_NUMBER,
+        );
+        c.id("userId", self.user_id);
+        c.id("gameId", self.game_id);
+        c.text("gameName", &self.game_name, false, limits::NAME);
+        c.instant("bookingDate", &self.booking_date);
         c.clock("timeSlot", &self.time_slot);
         c.text("reason", &self.reason, false, limits::FREE_TEXT);
+        c.instant("cancelledAt", &self.cancelled_at);
+        c.email("userEmail", &self.user_email);
+        c.text("userName", &self.user_name, true, limits::NAME);
     }
 }

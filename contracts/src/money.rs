@@ -67,13 +67,21 @@ impl<'de> Deserialize<'de> for Won {
                 if v.fract() == 0.0 && v >= 0.0 && v <= MAX_WON as f64 {
                     self.visit_i64(v as i64)
                 } else {
-                    Err(E::custom(format!("amount {v} is not a whole number of won in range")))
+                    Err(E::custom(format!(
+                        "amount {v} is not a whole number of won in range"
+                    )))
                 }
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Won, E> {
-                let whole = v.strip_suffix(".00").or_else(|| v.strip_suffix(".0")).unwrap_or(v);
-                if whole.is_empty() || whole.len() > 8 || !whole.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(E::custom(format!("amount {v:?} is not a whole number of won")));
+                let whole = v
+                    .strip_suffix(".00")
+                    .or_else(|| v.strip_suffix(".0"))
+                    .unwrap_or(v);
+                if whole.is_empty() || whole.len() > 8 || !whole.bytes().all(|b| b.is_ascii_digit())
+                {
+                    return Err(E::custom(format!(
+                        "amount {v:?} is not a whole number of won"
+                    )));
                 }
                 whole
                     .parse::<i64>()

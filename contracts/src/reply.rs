@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// `{"success":true,"data":T}`, the value of every successful booking-service handler.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "Success_of_{T}")]
 pub struct Success<T> {
     /// Always `true`.
     pub success: bool,
@@ -25,6 +26,7 @@ impl<T> Success<T> {
 /// A page of results: `{"success":true,"data":[..],"total","page","limit","totalPages"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "Page_of_{T}")]
 pub struct Page<T> {
     /// Always `true`.
     pub success: bool,
@@ -43,7 +45,11 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// Builds a page and computes `totalPages` the way the reference does.
     pub fn new(data: Vec<T>, total: i64, page: i64, limit: i64) -> Self {
-        let total_pages = if limit > 0 { (total + limit - 1) / limit } else { 0 };
+        let total_pages = if limit > 0 {
+            (total + limit - 1) / limit
+        } else {
+            0
+        };
         Self {
             success: true,
             data,
@@ -62,7 +68,6 @@ pub struct SyncAck {
     pub synced: bool,
 }
 
-
 impl<T: crate::validate::Validate> crate::validate::Validate for Success<T> {
     fn check(&self, c: &mut crate::validate::Checker) {
         c.nested("data", &self.data);
@@ -73,7 +78,12 @@ impl<T: crate::validate::Validate> crate::validate::Validate for Page<T> {
     fn check(&self, c: &mut crate::validate::Checker) {
         c.nested("data", &self.data);
         c.range("page", self.page, 1, i64::from(i32::MAX));
-        c.range("limit", self.limit, 1, crate::validate::limits::MAX_PAGE_SIZE);
+        c.range(
+            "limit",
+            self.limit,
+            1,
+            crate::validate::limits::MAX_PAGE_SIZE,
+        );
     }
 }
 

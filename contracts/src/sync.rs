@@ -60,12 +60,31 @@ impl Validate for GameSync {
         c.id("gameId", self.game_id);
         c.text("name", &self.name, true, limits::NAME);
         c.text("code", &self.code, true, limits::CODE);
-        c.opt_text("description", self.description.as_deref(), limits::FREE_TEXT);
+        c.opt_text(
+            "description",
+            self.description.as_deref(),
+            limits::FREE_TEXT,
+        );
         c.id("frontNineCourseId", self.front_nine_course_id);
-        c.text("frontNineCourseName", &self.front_nine_course_name, true, limits::NAME);
+        c.text(
+            "frontNineCourseName",
+            &self.front_nine_course_name,
+            true,
+            limits::NAME,
+        );
         c.id("backNineCourseId", self.back_nine_course_id);
-        c.text("backNineCourseName", &self.back_nine_course_name, true, limits::NAME);
-        c.range("maxPlayers", self.max_players.into(), 1, limits::MAX_PLAYERS);
+        c.text(
+            "backNineCourseName",
+            &self.back_nine_course_name,
+            true,
+            limits::NAME,
+        );
+        c.range(
+            "maxPlayers",
+            self.max_players.into(),
+            1,
+            limits::MAX_PLAYERS,
+        );
         c.id("clubId", self.club_id);
         c.text("clubName", &self.club_name, true, limits::NAME);
     }
@@ -127,15 +146,33 @@ impl Validate for GameTimeSlotSync {
         c.id("gameId", self.game_id);
         c.opt_text("gameName", self.game_name.as_deref(), limits::NAME);
         c.opt_text("gameCode", self.game_code.as_deref(), limits::CODE);
-        c.opt_text("frontNineCourseName", self.front_nine_course_name.as_deref(), limits::NAME);
-        c.opt_text("backNineCourseName", self.back_nine_course_name.as_deref(), limits::NAME);
+        c.opt_text(
+            "frontNineCourseName",
+            self.front_nine_course_name.as_deref(),
+            limits::NAME,
+        );
+        c.opt_text(
+            "backNineCourseName",
+            self.back_nine_course_name.as_deref(),
+            limits::NAME,
+        );
         if let Some(club) = self.club_id {
             c.id("clubId", club);
         }
         c.opt_text("clubName", self.club_name.as_deref(), limits::NAME);
         c.clock("startTime", &self.start_time);
         c.clock("endTime", &self.end_time);
-        c.range("maxPlayers", self.max_players.into(), 1, limits::MAX_PLAYERS);
-        c.range("bookedPlayers", self.booked_players.into(), 0, limits::MAX_PLAYERS);
+        c.range(
+            "maxPlayers",
+            self.max_players.into(),
+            1,
+            limits::MAX_PLAYERS,
+        );
+        c.range(
+            "bookedPlayers",
+            self.booked_players.into(),
+            0,
+            limits::MAX_PLAYERS,
+        );
     }
 }

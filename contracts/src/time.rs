@@ -60,7 +60,8 @@ pub fn is_clock_time(text: &str) -> bool {
         return false;
     }
     let digits = |a: u8, b: u8| -> Option<u32> {
-        (a.is_ascii_digit() && b.is_ascii_digit()).then(|| u32::from(a - b'0') * 10 + u32::from(b - b'0'))
+        (a.is_ascii_digit() && b.is_ascii_digit())
+            .then(|| u32::from(a - b'0') * 10 + u32::from(b - b'0'))
     };
     matches!(
         (digits(bytes[0], bytes[1]), digits(bytes[3], bytes[4])),

@@ -60,7 +60,10 @@ impl Checker {
     /// An integer in `min..=max`.
     pub fn range(&mut self, field: &str, value: i64, min: i64, max: i64) {
         if value < min || value > max {
-            self.fail(field, format!("must be between {min} and {max}, got {value}"));
+            self.fail(
+                field,
+                format!("must be between {min} and {max}, got {value}"),
+            );
         }
     }
 
@@ -70,8 +73,14 @@ impl Checker {
         if required && value.trim().is_empty() {
             self.fail(field, "must not be empty");
         } else if chars > max {
-            self.fail(field, format!("must be at most {max} characters, got {chars}"));
-        } else if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            self.fail(
+                field,
+                format!("must be at most {max} characters, got {chars}"),
+            );
+        } else if value
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
             self.fail(field, "must not contain control characters");
         }
     }
@@ -104,6 +113,16 @@ impl Checker {
     pub fn date(&mut self, field: &str, value: &str) {
         if chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").is_err() || value.len() != 10 {
             self.fail(field, format!("must be a date YYYY-MM-DD, got {value:?}"));
+        }
+    }
+
+    /// An instant in RFC 3339 / ISO 8601 form.
+    pub fn instant(&mut self, field: &str, value: &str) {
+        if value.len() > 40 || chrono::DateTime::parse_from_rfc3339(value).is_err() {
+            self.fail(
+                field,
+                "must be an ISO 8601 instant like 2025-01-15T00:00:00.000Z",
+            );
         }
     }
 
