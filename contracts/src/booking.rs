@@ -33,6 +33,19 @@ impl BookingStatus {
         matches!(self, BookingStatus::Pending | BookingStatus::Confirmed)
     }
 
+    /// Parses a PostgreSQL enum label.
+    pub fn parse(label: &str) -> Option<BookingStatus> {
+        [
+            BookingStatus::Pending,
+            BookingStatus::Confirmed,
+            BookingStatus::Cancelled,
+            BookingStatus::Completed,
+            BookingStatus::NoShow,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == label)
+    }
+
     /// The PostgreSQL enum label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -57,6 +70,19 @@ pub enum PaymentStatus {
     Failed,
     /// Paid and refunded.
     Refunded,
+}
+
+impl PaymentStatus {
+    /// Parses a PostgreSQL enum label.
+    pub fn parse(label: &str) -> Option<PaymentStatus> {
+        match label {
+            "PENDING" => Some(PaymentStatus::Pending),
+            "PAID" => Some(PaymentStatus::Paid),
+            "FAILED" => Some(PaymentStatus::Failed),
+            "REFUNDED" => Some(PaymentStatus::Refunded),
+            _ => None,
+        }
+    }
 }
 
 /// `booking.create` request.

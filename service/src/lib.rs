@@ -1,5 +1,139 @@
-//! The booking-service: the NATS request/reply API on PostgreSQL that replaces the NestJS service.
+//! The park-golf booking-service: the NATS request/reply API of the NestJS booking-service,
+//! re-implemented on PostgreSQL with the reference's schema and wire format, and with its known
+//! defects fixed (row lock on the real column names, capacity re-checked under the lock, events
+//! through a transactional outbox, local counts never overwritten by sync).
 //!
-//! This crate is filled in by the booking-service issue; for now it only names the wire it speaks.
+//! [`start`] runs everything in-process and returns a [`Running`] handle (tests and the simulator
+//! use it); [`run`] does the same until a shutdown future resolves (the binary passes SIGTERM).
+//!
+//! # Layout
+//! - [`config`]: `Config` from the environment.
+//! - `server.rs`: NATS subscriptions, envelope handling, bounded concurrency.
+//! - `handlers.rs` + `handlers/`: one file per handler family.
+//! - `store.rs`: rows of the reference tables and their wire forms.
+//! - `cache.rs`: game and slot cache upserts.
+//! - `course.rs`: course-service calls with timeouts and single-flight.
+//! - `outbox.rs`: the outbox and its relay.
+//! - [`error`]: handler errors and their wire codes.
+//! - [`telemetry`]: logging and personal-data masks.
 
-pub use contracts::subjects::BOOKING_HANDLERS;
+mod app;
+mod cache;
+pub mod config;
+mod course;
+pub mod error;
+mod handlers;
+mod outbox;
+mod server;
+mod store;
+pub mod telemetry;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+pub use error::ServiceError;
+
+/// The migrations, applied at start-up.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Applies the migrations to the database at `url` (tests use this to prepare templates).
+pub async fn migrate(url: &str) -> anyhow::Result<()> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to {}", config::redact(url)))?;
+    MIGRATOR.run(&pool).await.context("applying migrations")?;
+    pool.close().await;
+    Ok(())
+}
+
+/// A running service.
+#[derive(Debug)]
+pub struct Running {
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<anyhow::Result<()>>,
+    relay: JoinHandle<()>,
+    nats: async_nats::Client,
+    pool: sqlx::PgPool,
+}
+
+impl Running {
+    /// Stops taking requests, finishes in-flight ones, stops the relay, drains NATS.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        let served = self.server.await.context("server task panicked")?;
+        let _ = self.relay.await;
+        let _ = self.nats.drain().await;
+        self.pool.close().await;
+        served
+    }
+
+    /// Whether the NATS server loop is still running.
+    pub fn is_serving(&self) -> bool {
+        !self.server.is_finished()
+    }
+}
+
+/// Connects, migrates, subscribes and starts the relay.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(config.db_pool_size)
+        .acquire_timeout(config.db_acquire_timeout)
+        .connect(&config.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to PostgreSQL at {}",
+                config::redact(&config.database_url)
+            )
+        })?;
+    MIGRATOR.run(&pool).await.context("applying migrations")?;
+    let nats = async_nats::ConnectOptions::new()
+        .name(config.service_name.clone())
+        .retry_on_initial_connect()
+        .connect(&config.nats_url)
+        .await
+        .with_context(|| format!("connecting to NATS at {}", config::redact(&config.nats_url)))?;
+    let app = Arc::new(app::App {
+        course: course::CourseClient::new(nats.clone(), config.course_timeout),
+        codec: contracts::Codec::default(),
+        config,
+        pool: pool.clone(),
+        nats: nats.clone(),
+    });
+    let (shutdown, signal) = watch::channel(false);
+    let relay = tokio::spawn(outbox::relay(app.clone(), signal.clone()));
+    let server_app = app.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(async move {
+        let result = server::serve(server_app, signal, ready_tx).await;
+        if let Err(e) = &result {
+            tracing::error!("booking-service server stopped: {e:#}");
+        }
+        result
+    });
+    // Subscriptions are live before start returns, so a request sent right after never misses.
+    let _ = ready_rx.await;
+    tracing::info!(service = %app.config.service_name, "started");
+    Ok(Running {
+        shutdown,
+        server,
+        relay,
+        nats,
+        pool,
+    })
+}
+
+/// Runs until `shutdown` resolves, then stops gracefully.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    shutdown.await;
+    tracing::info!("shutting down");
+    running.stop().await
+}

@@ -1,9 +1,40 @@
-//! `booking-service` binary: not yet functional (see the booking-service issue).
+//! `booking-service`: configured from the environment (see `Config`), stops gracefully on SIGTERM
+//! or Ctrl-C.
 
-fn main() {
-    eprintln!(
-        "booking-service is not built yet; it will serve {} subjects",
-        booking_service::BOOKING_HANDLERS.len()
-    );
-    std::process::exit(2);
+use booking_service::{telemetry, Config};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    telemetry::init();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("booking-service: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    tracing::info!(?config, "starting booking-service");
+    match booking_service::run(config, shutdown_signal()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("booking-service failed: {e:#}");
+            eprintln!("booking-service: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }

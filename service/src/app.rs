@@ -1,0 +1,22 @@
+//! The state every handler shares.
+
+use contracts::Codec;
+use sqlx::PgPool;
+
+use crate::config::Config;
+use crate::course::CourseClient;
+
+/// Shared by the NATS server, the handlers and the outbox relay.
+#[derive(Debug)]
+pub(crate) struct App {
+    /// The configuration.
+    pub(crate) config: Config,
+    /// PostgreSQL.
+    pub(crate) pool: PgPool,
+    /// NATS.
+    pub(crate) nats: async_nats::Client,
+    /// Course-service calls.
+    pub(crate) course: CourseClient,
+    /// Inbound message decoding.
+    pub(crate) codec: Codec,
+}

@@ -1,0 +1,266 @@
+//! The local copies of course-service's games and slots: upserts from sync messages and from
+//! cache-miss fetches, and the slot lookup of `booking.create`.
+//!
+//! Course-service owns capacity, price, times and status; booking-service owns the count of seats
+//! its bookings hold. Upserts therefore never write `booked_players` from course-service's view
+//! (the reference did, and a late or stale sync could lower the local count and oversell): a new
+//! row counts the local bookings, an existing row keeps its count.
+
+use chrono::NaiveDate;
+use contracts::course::{Game, SlotStatus, TimeSlot};
+use contracts::sync::{GameSync, GameTimeSlotSync};
+use sqlx::PgExecutor;
+
+use crate::error::Result;
+use crate::store::now;
+
+/// The fields of a slot that course-service owns.
+#[derive(Debug, Clone)]
+pub(crate) struct SlotFacts {
+    pub(crate) slot_id: i32,
+    pub(crate) game_id: i32,
+    pub(crate) game_name: Option<String>,
+    pub(crate) game_code: Option<String>,
+    pub(crate) front_nine_course_name: Option<String>,
+    pub(crate) back_nine_course_name: Option<String>,
+    pub(crate) club_id: Option<i32>,
+    pub(crate) club_name: Option<String>,
+    pub(crate) date: NaiveDate,
+    pub(crate) start_time: String,
+    pub(crate) end_time: String,
+    pub(crate) max_players: i32,
+    pub(crate) price: i64,
+    pub(crate) is_premium: bool,
+    /// Course-service's status; only CLOSED matters here, fullness is computed locally.
+    pub(crate) closed: bool,
+}
+
+impl From<&TimeSlot> for SlotFacts {
+    fn from(s: &TimeSlot) -> Self {
+        Self {
+            slot_id: s.id,
+            game_id: s.game_id,
+            game_name: Some(s.game_name.clone()),
+            game_code: Some(s.game_code.clone()),
+            front_nine_course_name: Some(s.front_nine_course_name.clone()),
+            back_nine_course_name: Some(s.back_nine_course_name.clone()),
+            club_id: s.club_id,
+            club_name: Some(s.club_name.clone()),
+            date: s.date,
+            start_time: s.start_time.clone(),
+            end_time: s.end_time.clone(),
+            max_players: s.max_players,
+            price: s.price.get(),
+            is_premium: s.is_premium,
+            closed: s.status == SlotStatus::Closed || !s.is_active,
+        }
+    }
+}
+
+impl From<&GameTimeSlotSync> for SlotFacts {
+    fn from(s: &GameTimeSlotSync) -> Self {
+        Self {
+            slot_id: s.game_time_slot_id,
+            game_id: s.game_id,
+            game_name: s.game_name.clone(),
+            game_code: s.game_code.clone(),
+            front_nine_course_name: s.front_nine_course_name.clone(),
+            back_nine_course_name: s.back_nine_course_name.clone(),
+            club_id: s.club_id,
+            club_name: s.club_name.clone(),
+            date: s.date,
+            start_time: s.start_time.clone(),
+            end_time: s.end_time.clone(),
+            max_players: s.max_players,
+            price: s.price.get(),
+            is_premium: s.is_premium,
+            closed: s.status == SlotStatus::Closed,
+        }
+    }
+}
+
+/// The status and availability columns computed from capacity, local count and closure, in SQL
+/// over the row being written (`m` = max players, `b` = booked players, `c` = closed).
+macro_rules! slot_state_sql {
+    ($m:expr, $b:expr, $c:expr) => {
+        concat!(
+            "available_players = GREATEST(",
+            $m,
+            " - ",
+            $b,
+            ", 0), ",
+            "is_available = (NOT ",
+            $c,
+            " AND ",
+            $m,
+            " - ",
+            $b,
+            " > 0), ",
+            "status = CASE WHEN ",
+            $c,
+            " THEN 'CLOSED' WHEN ",
+            $m,
+            " - ",
+            $b,
+            " > 0 THEN 'AVAILABLE' ELSE 'FULLY_BOOKED' END"
+        )
+    };
+}
+pub(crate) use slot_state_sql;
+
+/// Inserts or refreshes a slot's course-owned fields, keeping the local booked count.
+pub(crate) async fn upsert_slot(db: impl PgExecutor<'_>, f: &SlotFacts) -> Result<()> {
+    let sql = concat!(
+        "INSERT INTO game_time_slot_cache AS s (game_time_slot_id, game_id, game_name, game_code, ",
+        "front_nine_course_name, back_nine_course_name, club_id, club_name, date, start_time, end_time, ",
+        "max_players, booked_players, available_players, is_available, price, is_premium, status, ",
+        "last_sync_at, created_at, updated_at) ",
+        "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, n.booked, GREATEST($12 - n.booked, 0), ",
+        "(NOT $15 AND $12 - n.booked > 0), $13, $14, ",
+        "CASE WHEN $15 THEN 'CLOSED' WHEN $12 - n.booked > 0 THEN 'AVAILABLE' ELSE 'FULLY_BOOKED' END, ",
+        "$16, $16, $16 ",
+        "FROM (SELECT COALESCE(SUM(player_count), 0)::int AS booked FROM bookings ",
+        "      WHERE game_time_slot_id = $1 AND status IN ('PENDING', 'CONFIRMED')) n ",
+        "ON CONFLICT (game_time_slot_id) DO UPDATE SET game_id = EXCLUDED.game_id, ",
+        "game_name = COALESCE(EXCLUDED.game_name, s.game_name), game_code = COALESCE(EXCLUDED.game_code, s.game_code), ",
+        "front_nine_course_name = COALESCE(EXCLUDED.front_nine_course_name, s.front_nine_course_name), ",
+        "back_nine_course_name = COALESCE(EXCLUDED.back_nine_course_name, s.back_nine_course_name), ",
+        "club_id = COALESCE(EXCLUDED.club_id, s.club_id), club_name = COALESCE(EXCLUDED.club_name, s.club_name), ",
+        "date = EXCLUDED.date, start_time = EXCLUDED.start_time, end_time = EXCLUDED.end_time, ",
+        "max_players = EXCLUDED.max_players, price = EXCLUDED.price, is_premium = EXCLUDED.is_premium, ",
+        "last_sync_at = EXCLUDED.last_sync_at, updated_at = EXCLUDED.updated_at, ",
+        slot_state_sql!("EXCLUDED.max_players", "s.booked_players", "$15")
+    );
+    sqlx::query(sql)
+        .bind(f.slot_id)
+        .bind(f.game_id)
+        .bind(&f.game_name)
+        .bind(&f.game_code)
+        .bind(&f.front_nine_course_name)
+        .bind(&f.back_nine_course_name)
+        .bind(f.club_id)
+        .bind(&f.club_name)
+        .bind(f.date)
+        .bind(&f.start_time)
+        .bind(&f.end_time)
+        .bind(f.max_players)
+        .bind(f.price)
+        .bind(f.is_premium)
+        .bind(f.closed)
+        .bind(now())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// A game's fields as both sync messages and `games.get` replies carry them.
+pub(crate) struct GameFacts<'a> {
+    pub(crate) game_id: i32,
+    pub(crate) name: &'a str,
+    pub(crate) code: &'a str,
+    pub(crate) description: Option<&'a str>,
+    pub(crate) front_nine_course_id: i32,
+    pub(crate) front_nine_course_name: &'a str,
+    pub(crate) back_nine_course_id: i32,
+    pub(crate) back_nine_course_name: &'a str,
+    pub(crate) total_holes: i32,
+    pub(crate) estimated_duration: i32,
+    pub(crate) break_duration: i32,
+    pub(crate) max_players: i32,
+    pub(crate) base_price: i64,
+    pub(crate) weekend_price: Option<i64>,
+    pub(crate) holiday_price: Option<i64>,
+    pub(crate) club_id: i32,
+    pub(crate) club_name: &'a str,
+    pub(crate) is_active: bool,
+}
+
+impl<'a> From<&'a Game> for GameFacts<'a> {
+    fn from(g: &'a Game) -> Self {
+        Self {
+            game_id: g.id,
+            name: &g.name,
+            code: &g.code,
+            description: g.description.as_deref(),
+            front_nine_course_id: g.front_nine_course_id,
+            front_nine_course_name: &g.front_nine_course_name,
+            back_nine_course_id: g.back_nine_course_id,
+            back_nine_course_name: &g.back_nine_course_name,
+            total_holes: g.total_holes,
+            estimated_duration: g.estimated_duration,
+            break_duration: g.break_duration,
+            max_players: g.max_players,
+            base_price: g.base_price.get(),
+            weekend_price: g.weekend_price.map(|w| w.get()),
+            holiday_price: g.holiday_price.map(|w| w.get()),
+            club_id: g.club_id,
+            club_name: &g.club_name,
+            is_active: g.is_active,
+        }
+    }
+}
+
+impl<'a> From<&'a GameSync> for GameFacts<'a> {
+    fn from(g: &'a GameSync) -> Self {
+        Self {
+            game_id: g.game_id,
+            name: &g.name,
+            code: &g.code,
+            description: g.description.as_deref(),
+            front_nine_course_id: g.front_nine_course_id,
+            front_nine_course_name: &g.front_nine_course_name,
+            back_nine_course_id: g.back_nine_course_id,
+            back_nine_course_name: &g.back_nine_course_name,
+            total_holes: g.total_holes,
+            estimated_duration: g.estimated_duration,
+            break_duration: g.break_duration,
+            max_players: g.max_players,
+            base_price: g.base_price.get(),
+            weekend_price: g.weekend_price.map(|w| w.get()),
+            holiday_price: g.holiday_price.map(|w| w.get()),
+            club_id: g.club_id,
+            club_name: &g.club_name,
+            is_active: g.is_active,
+        }
+    }
+}
+
+/// Inserts or refreshes a game.
+pub(crate) async fn upsert_game(db: impl PgExecutor<'_>, g: &GameFacts<'_>) -> Result<()> {
+    sqlx::query(concat!(
+        "INSERT INTO game_cache (game_id, name, code, description, front_nine_course_id, front_nine_course_name, ",
+        "back_nine_course_id, back_nine_course_name, total_holes, estimated_duration, break_duration, max_players, ",
+        "base_price, weekend_price, holiday_price, club_id, club_name, is_active, last_sync_at, created_at, updated_at) ",
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19, $19) ",
+        "ON CONFLICT (game_id) DO UPDATE SET name = EXCLUDED.name, code = EXCLUDED.code, ",
+        "description = EXCLUDED.description, front_nine_course_id = EXCLUDED.front_nine_course_id, ",
+        "front_nine_course_name = EXCLUDED.front_nine_course_name, back_nine_course_id = EXCLUDED.back_nine_course_id, ",
+        "back_nine_course_name = EXCLUDED.back_nine_course_name, total_holes = EXCLUDED.total_holes, ",
+        "estimated_duration = EXCLUDED.estimated_duration, break_duration = EXCLUDED.break_duration, ",
+        "max_players = EXCLUDED.max_players, base_price = EXCLUDED.base_price, weekend_price = EXCLUDED.weekend_price, ",
+        "holiday_price = EXCLUDED.holiday_price, club_id = EXCLUDED.club_id, club_name = EXCLUDED.club_name, ",
+        "is_active = EXCLUDED.is_active, last_sync_at = EXCLUDED.last_sync_at, updated_at = EXCLUDED.updated_at"
+    ))
+    .bind(g.game_id)
+    .bind(g.name)
+    .bind(g.code)
+    .bind(g.description)
+    .bind(g.front_nine_course_id)
+    .bind(g.front_nine_course_name)
+    .bind(g.back_nine_course_id)
+    .bind(g.back_nine_course_name)
+    .bind(g.total_holes)
+    .bind(g.estimated_duration)
+    .bind(g.break_duration)
+    .bind(g.max_players)
+    .bind(g.base_price)
+    .bind(g.weekend_price)
+    .bind(g.holiday_price)
+    .bind(g.club_id)
+    .bind(g.club_name)
+    .bind(g.is_active)
+    .bind(now())
+    .execute(db)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! Service configuration, read once from the environment; invalid values stop the start with a
+//! message naming the variable.
+
+use std::time::Duration;
+
+/// Everything the service can be told. Defaults are in each field's doc.
+#[derive(Clone)]
+pub struct Config {
+    /// `DATABASE_URL` (required): the PostgreSQL database.
+    pub database_url: String,
+    /// `NATS_URL` (default `nats://127.0.0.1:4222`).
+    pub nats_url: String,
+    /// `SERVICE_NAME` (default `booking-service`): NATS client name and log field.
+    pub service_name: String,
+    /// `QUEUE_GROUP` (default `booking-service`): replicas in one group share requests.
+    pub queue_group: String,
+    /// `DB_POOL_SIZE` (default 16): PostgreSQL connections.
+    pub db_pool_size: u32,
+    /// `DB_ACQUIRE_TIMEOUT_MS` (default 5000): longest wait for a pooled connection.
+    pub db_acquire_timeout: Duration,
+    /// `COURSE_TIMEOUT_MS` (default 5000): per-call timeout to course-service.
+    pub course_timeout: Duration,
+    /// `CACHE_TTL_SECS` (default 300): a cached slot older than this is refreshed on booking.
+    pub cache_ttl: Duration,
+    /// `CANCEL_CUTOFF_DAYS` (default 3): cancelling is refused closer than this to the booking date.
+    pub cancel_cutoff_days: i64,
+    /// `MAX_IN_FLIGHT` (default 512): requests handled at once; more wait in NATS.
+    pub max_in_flight: usize,
+    /// `IDEMPOTENCY_TTL_SECS` (default 86400): how long an idempotency key is remembered.
+    pub idempotency_ttl: Duration,
+    /// `OUTBOX_POLL_MS` (default 1000): relay poll interval, a back-up to LISTEN/NOTIFY.
+    pub outbox_poll: Duration,
+    /// `OUTBOX_BATCH` (default 64): rows a relay claims at once.
+    pub outbox_batch: i64,
+    /// `OUTBOX_MAX_ATTEMPTS` (default 50): attempts before a row is marked FAILED.
+    pub outbox_max_attempts: i32,
+    /// `EVENTS_STREAM` (default `BOOKING_EVENTS`): JetStream stream for booking events.
+    pub events_stream: String,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // URLs may carry passwords: print only their host part.
+        f.debug_struct("Config")
+            .field("database_url", &redact(&self.database_url))
+            .field("nats_url", &redact(&self.nats_url))
+            .field("service_name", &self.service_name)
+            .field("queue_group", &self.queue_group)
+            .field("db_pool_size", &self.db_pool_size)
+            .field("course_timeout", &self.course_timeout)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("cancel_cutoff_days", &self.cancel_cutoff_days)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `scheme://user:secret@host/db` → `scheme://***@host/db`.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A configuration value that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// A configuration for `database_url` and `nats_url` with every other value at its default.
+    pub fn new(database_url: &str, nats_url: &str) -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| match name {
+            "DATABASE_URL" => Some(database_url.to_owned()),
+            "NATS_URL" => Some(nats_url.to_owned()),
+            _ => None,
+        })
+    }
+
+    /// Reads through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let database_url = get("DATABASE_URL").ok_or_else(|| {
+            ConfigError("DATABASE_URL is required (postgres://user@host:port/db)".into())
+        })?;
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(ConfigError(format!(
+                "DATABASE_URL must start with postgres:// (got {})",
+                redact(&database_url)
+            )));
+        }
+        let nats_url = get("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+        let number = |name: &str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(text) => match text.trim().parse::<u64>() {
+                    Ok(v) if (min..=max).contains(&v) => Ok(v),
+                    _ => Err(ConfigError(format!(
+                        "{name}={text:?} must be a whole number between {min} and {max}"
+                    ))),
+                },
+            }
+        };
+        let millis = |name: &str, default: u64| {
+            number(name, default, 1, 3_600_000).map(Duration::from_millis)
+        };
+        Ok(Self {
+            database_url,
+            nats_url,
+            service_name: get("SERVICE_NAME").unwrap_or_else(|| "booking-service".into()),
+            queue_group: get("QUEUE_GROUP")
+                .unwrap_or_else(|| contracts::subjects::BOOKING_QUEUE_GROUP.into()),
+            db_pool_size: number("DB_POOL_SIZE", 16, 1, 1000)? as u32,
+            db_acquire_timeout: millis("DB_ACQUIRE_TIMEOUT_MS", 5000)?,
+            course_timeout: millis("COURSE_TIMEOUT_MS", 5000)?,
+            cache_ttl: Duration::from_secs(number("CACHE_TTL_SECS", 300, 0, 86_400 * 30)?),
+            cancel_cutoff_days: number("CANCEL_CUTOFF_DAYS", 3, 0, 365)? as i64,
+            max_in_flight: number("MAX_IN_FLIGHT", 512, 1, 100_000)? as usize,
+            idempotency_ttl: Duration::from_secs(number(
+                "IDEMPOTENCY_TTL_SECS",
+                86_400,
+                1,
+                86_400 * 365,
+            )?),
+            outbox_poll: millis("OUTBOX_POLL_MS", 1000)?,
+            outbox_batch: number("OUTBOX_BATCH", 64, 1, 10_000)? as i64,
+            outbox_max_attempts: number("OUTBOX_MAX_ATTEMPTS", 50, 1, 1_000_000)? as i32,
+            events_stream: get("EVENTS_STREAM").unwrap_or_else(|| "BOOKING_EVENTS".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn a_missing_database_url_is_named() {
+        let err = with(&[]).unwrap_err().to_string();
+        assert!(err.contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_number_names_the_variable_and_the_range() {
+        let err = with(&[
+            ("DATABASE_URL", "postgres://h/db"),
+            ("COURSE_TIMEOUT_MS", "soon"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("COURSE_TIMEOUT_MS") && err.contains("between"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let c = with(&[("DATABASE_URL", "postgres://h/db")]).unwrap();
+        assert_eq!(c.queue_group, "booking-service");
+        assert_eq!(c.course_timeout, Duration::from_secs(5));
+        assert_eq!(c.cache_ttl, Duration::from_secs(300));
+        assert_eq!(c.cancel_cutoff_days, 3);
+    }
+
+    #[test]
+    fn passwords_never_reach_debug_output() {
+        let c = with(&[("DATABASE_URL", "postgres://u:hunter2@h/db")]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,172 @@
+//! Calls to course-service: `gameTimeSlots.get` and `games.get` over the NestJS envelope, with a
+//! timeout on every call, "no responders" told apart from a timeout, and concurrent misses for one
+//! slot sharing a single call.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use contracts::course::{CourseReply, Game, GameQuery, TimeSlot, TimeSlotQuery};
+use contracts::{subjects, Codec, ErrorCode, MessageId, ReplyOutcome};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Why a course-service call gave no usable answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CourseError {
+    /// Course-service answered that the thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// Nobody listens on the subject (NATS "no responders").
+    #[error("course-service is not running (no responders on {0})")]
+    NoResponders(&'static str),
+    /// No answer within the timeout.
+    #[error("course-service did not answer {0} within {1:?}")]
+    Timeout(&'static str, Duration),
+    /// An answer that is an error or cannot be decoded, or a transport failure.
+    #[error("course-service call {0} failed: {1}")]
+    Failed(&'static str, String),
+}
+
+/// The course-service client.
+#[derive(Debug)]
+pub struct CourseClient {
+    /// The NATS connection.
+    nats: async_nats::Client,
+    /// Reply decoding (replies may be large: allow NATS's own limit).
+    codec: Codec,
+    /// Per-call timeout.
+    timeout: Duration,
+    /// One lock per slot being fetched, so concurrent misses make one call.
+    in_flight: std::sync::Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl CourseClient {
+    /// A client on `nats` with a per-call `timeout`.
+    pub fn new(nats: async_nats::Client, timeout: Duration) -> Self {
+        Self {
+            nats,
+            codec: Codec::with_max_len(1024 * 1024),
+            timeout,
+            in_flight: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes the fetch lock of `slot_id`; the guard releases it and forgets idle locks.
+    pub async fn lock_slot(&self, slot_id: i32) -> SlotFetchGuard<'_> {
+        let lock = {
+            let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(slot_id).or_default().clone()
+        };
+        let guard = lock.clone().lock_owned().await;
+        SlotFetchGuard {
+            client: self,
+            slot_id,
+            _guard: guard,
+            lock,
+        }
+    }
+
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        subject: &'static str,
+        data: &Req,
+    ) -> Result<Resp, CourseError> {
+        let id = MessageId::fresh();
+        let body = self
+            .codec
+            .encode_request(subject, data, &id)
+            .map_err(|e| CourseError::Failed(subject, e.to_string()))?;
+        let request = async_nats::Request::new()
+            .payload(body.into())
+            .timeout(Some(self.timeout));
+        let message = self
+            .nats
+            .send_request(subject, request)
+            .await
+            .map_err(|e| match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => CourseError::NoResponders(subject),
+                async_nats::RequestErrorKind::TimedOut => {
+                    CourseError::Timeout(subject, self.timeout)
+                }
+                _ => CourseError::Failed(subject, e.to_string()),
+            })?;
+        let reply = self
+            .codec
+            .decode_reply(&message.payload)
+            .map_err(|e| CourseError::Failed(subject, e.to_string()))?;
+        if reply.id.as_ref().is_some_and(|got| got != &id) {
+            return Err(CourseError::Failed(
+                subject,
+                "reply carries another request's id".into(),
+            ));
+        }
+        let value = match reply.outcome {
+            ReplyOutcome::Response(value) => value,
+            ReplyOutcome::Err(err) => return Err(CourseError::Failed(subject, err.to_string())),
+            ReplyOutcome::NoHandler(text) => return Err(CourseError::Failed(subject, text)),
+        };
+        serde_json::from_value(value)
+            .map_err(|e| CourseError::Failed(subject, format!("unexpected reply: {e}")))
+    }
+
+    async fn found<T: DeserializeOwned + contracts::Validate>(
+        &self,
+        subject: &'static str,
+        data: &impl Serialize,
+    ) -> Result<T, CourseError> {
+        match self.call::<_, CourseReply<T>>(subject, data).await? {
+            CourseReply::Found(found) => {
+                found
+                    .data
+                    .validate()
+                    .map_err(|v| CourseError::Failed(subject, format!("invalid reply: {v:?}")))?;
+                Ok(found.data)
+            }
+            CourseReply::Failed(err) if err.code() == ErrorCode::NotFound => {
+                Err(CourseError::NotFound(err.error.message))
+            }
+            CourseReply::Failed(err) => Err(CourseError::Failed(subject, err.to_string())),
+        }
+    }
+
+    /// `gameTimeSlots.get`.
+    pub async fn time_slot(&self, slot_id: i32) -> Result<TimeSlot, CourseError> {
+        self.found(
+            subjects::SLOTS_GET,
+            &TimeSlotQuery {
+                time_slot_id: slot_id,
+            },
+        )
+        .await
+    }
+
+    /// `games.get`.
+    pub async fn game(&self, game_id: i32) -> Result<Game, CourseError> {
+        self.found(subjects::GAMES_GET, &GameQuery { game_id })
+            .await
+    }
+}
+
+/// Holds a slot's fetch lock.
+pub struct SlotFetchGuard<'a> {
+    client: &'a CourseClient,
+    slot_id: i32,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for SlotFetchGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .client
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Two references: the map's and ours (the guard holds the third while alive, but it is
+        // dropped after this body runs, so count it too). Nobody else waits: forget the lock.
+        if Arc::strong_count(&self.lock) <= 3 {
+            map.remove(&self.slot_id);
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The NATS handlers, one file per family:
+//! - `handlers/create.rs`: `booking.create`;
+//! - `handlers/change.rs`: `booking.cancel`, `booking.update`;
+//! - `handlers/query.rs`: `booking.findById`, `findByNumber`, `findByUserId`, `search`,
+//!   `gameTimeSlots.availability`;
+//! - `handlers/sync.rs`: `booking.game.sync`, `booking.gameTimeSlot.sync`.
+//!
+//! [`dispatch`] decodes a message's data into the subject's payload type, runs the handler and
+//! returns the reply value as JSON.
+
+mod change;
+mod create;
+mod query;
+mod sync;
+
+use contracts::{subjects as s, Codec};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::app::App;
+use crate::error::{Result, ServiceError};
+
+fn to_value(reply: impl Serialize) -> Result<Value> {
+    serde_json::to_value(reply).map_err(|e| ServiceError::Internal(e.into()))
+}
+
+/// Runs the handler of `subject` on `data`; `None` when no handler matches.
+pub(crate) async fn dispatch(app: &App, subject: &str, data: Value) -> Option<Result<Value>> {
+    let result = match subject {
+        s::BOOKING_CREATE => run(data, |req| create::create(app, req)).await,
+        s::BOOKING_FIND_BY_ID => run(data, |req| query::find_by_id(app, req)).await,
+        s::BOOKING_FIND_BY_NUMBER => run(data, |req| query::find_by_number(app, req)).await,
+        s::BOOKING_FIND_BY_USER_ID => run(data, |req| query::find_by_user_id(app, req)).await,
+        s::BOOKING_SEARCH => run(data, |req| query::search(app, req)).await,
+        s::BOOKING_AVAILABILITY => run(data, |req| query::availability(app, req)).await,
+        s::BOOKING_UPDATE => run(data, |req| change::update(app, req)).await,
+        s::BOOKING_CANCEL => run(data, |req| change::cancel(app, req)).await,
+        s::BOOKING_GAME_SYNC => run(data, |req| sync::game(app, req)).await,
+        s::BOOKING_SLOT_SYNC => run(data, |req| sync::slot(app, req)).await,
+        _ => return None,
+    };
+    Some(result)
+}
+
+async fn run<Req, Resp, F, Fut>(data: Value, handler: F) -> Result<Value>
+where
+    Req: serde::de::DeserializeOwned + contracts::Validate,
+    Resp: Serialize,
+    F: FnOnce(Req) -> Fut,
+    Fut: std::future::Future<Output = Result<Resp>>,
+{
+    let request: Req = Codec::decode_data(data)?;
+    to_value(handler(request).await?)
+}

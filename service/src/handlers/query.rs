@@ -1,0 +1,145 @@
+//! The read handlers: one booking by id or number, a user's bookings, search, and a game's slots
+//! on a day.
+
+use chrono::NaiveTime;
+use contracts::booking::{
+    AvailabilityRequest, BookingResponse, FindById, FindByNumber, FindByUserId, SearchBookings,
+    SlotAvailability, SortBy, SortOrder, TimeFilter,
+};
+use contracts::{Page, Success};
+use sqlx::{Postgres, QueryBuilder};
+
+use crate::app::App;
+use crate::error::{Result, ServiceError};
+use crate::store::{self, now, BookingRow, Key, SlotRow, BOOKING_COLUMNS, SLOT_COLUMNS};
+
+/// Default page size of `booking.search`.
+const DEFAULT_LIMIT: i64 = 10;
+
+/// `booking.findById`.
+pub(crate) async fn find_by_id(app: &App, req: FindById) -> Result<Success<BookingResponse>> {
+    Ok(Success::new(store::booking_by_id(&app.pool, req.id).await?))
+}
+
+/// `booking.findByNumber`.
+pub(crate) async fn find_by_number(
+    app: &App,
+    req: FindByNumber,
+) -> Result<Success<BookingResponse>> {
+    let rows = store::bookings_where(
+        &app.pool,
+        "b.booking_number = $1",
+        Key::Text(req.booking_number),
+    )
+    .await?;
+    store::with_details(&app.pool, rows, true, None)
+        .await?
+        .pop()
+        .map(Success::new)
+        .ok_or_else(|| ServiceError::NotFound("Booking not found".into()))
+}
+
+/// `booking.findByUserId`: newest first, with payments and `canCancel`.
+pub(crate) async fn find_by_user_id(
+    app: &App,
+    req: FindByUserId,
+) -> Result<Success<Vec<BookingResponse>>> {
+    let rows = store::bookings_where(
+        &app.pool,
+        "b.user_id = $1 ORDER BY b.created_at DESC, b.id DESC",
+        Key::Int(req.user_id),
+    )
+    .await?;
+    let cutoff = Some(app.config.cancel_cutoff_days);
+    Ok(Success::new(
+        store::with_details(&app.pool, rows, false, cutoff).await?,
+    ))
+}
+
+fn filters(q: &mut QueryBuilder<'_, Postgres>, req: &SearchBookings) {
+    q.push(" WHERE TRUE");
+    if let Some(status) = req.status {
+        q.push(" AND b.status = ")
+            .push_bind(status.as_str())
+            .push("::\"BookingStatus\"");
+    }
+    if let Some(game) = req.game_id {
+        q.push(" AND b.game_id = ").push_bind(game);
+    }
+    if let Some(club) = req.club_id {
+        q.push(" AND b.club_id = ").push_bind(club);
+    }
+    if let Some(user) = req.user_id {
+        q.push(" AND b.user_id = ").push_bind(user);
+    }
+    if let Some(start) = req.start_date {
+        q.push(" AND b.booking_date >= ")
+            .push_bind(start.and_time(NaiveTime::MIN));
+    }
+    if let Some(end) = req.end_date {
+        q.push(" AND b.booking_date <= ")
+            .push_bind(end.and_time(NaiveTime::MIN));
+    }
+    let today = now().date().and_time(NaiveTime::MIN);
+    match req.time_filter {
+        Some(TimeFilter::Upcoming) => {
+            q.push(" AND b.booking_date >= ").push_bind(today);
+        }
+        Some(TimeFilter::Past) => {
+            q.push(" AND b.booking_date < ").push_bind(today);
+        }
+        Some(TimeFilter::All) | None => {}
+    }
+}
+
+/// `booking.search`.
+pub(crate) async fn search(app: &App, req: SearchBookings) -> Result<Page<BookingResponse>> {
+    let page = req.page.unwrap_or(1);
+    let limit = req.limit.unwrap_or(DEFAULT_LIMIT);
+    let column = match req.sort_by.unwrap_or(SortBy::CreatedAt) {
+        SortBy::BookingDate => "b.booking_date",
+        SortBy::CreatedAt => "b.created_at",
+        SortBy::TotalPrice => "b.total_price",
+    };
+    let direction = match req.sort_order.unwrap_or(SortOrder::Desc) {
+        SortOrder::Asc => "ASC",
+        SortOrder::Desc => "DESC",
+    };
+
+    let mut count = QueryBuilder::<Postgres>::new("SELECT count(*) FROM bookings b");
+    filters(&mut count, &req);
+    let total: i64 = count.build_query_scalar().fetch_one(&app.pool).await?;
+
+    let mut select =
+        QueryBuilder::<Postgres>::new(format!("SELECT {BOOKING_COLUMNS} FROM bookings b"));
+    filters(&mut select, &req);
+    select
+        .push(format!(
+            " ORDER BY {column} {direction}, b.id {direction} LIMIT "
+        ))
+        .push_bind(limit)
+        .push(" OFFSET ")
+        .push_bind((page - 1).saturating_mul(limit));
+    let rows: Vec<BookingRow> = select.build_query_as().fetch_all(&app.pool).await?;
+    let cutoff = Some(app.config.cancel_cutoff_days);
+    let bookings = store::with_details(&app.pool, rows, false, cutoff).await?;
+    Ok(Page::new(bookings, total, page, limit))
+}
+
+/// `booking.gameTimeSlots.availability`: the cached slots of a game on a day, by start time.
+pub(crate) async fn availability(
+    app: &App,
+    req: AvailabilityRequest,
+) -> Result<Success<Vec<SlotAvailability>>> {
+    let sql = format!(
+        "SELECT {SLOT_COLUMNS} FROM game_time_slot_cache WHERE game_id = $1 AND date = $2 ORDER BY start_time, id"
+    );
+    let rows: Vec<SlotRow> = sqlx::query_as(&sql)
+        .bind(req.game_id)
+        .bind(req.date)
+        .fetch_all(&app.pool)
+        .await?;
+    Ok(Success::new(
+        rows.into_iter().map(SlotRow::into_availability).collect(),
+    ))
+}

@@ -1,0 +1,127 @@
+//! The NATS side: subscribe every handler subject in the queue group, decode the NestJS envelope,
+//! run handlers concurrently (bounded), and answer exactly as the NestJS server would.
+//!
+//! Unlike NestJS, a malformed body never takes the process down: it is logged, counted and, when
+//! the sender waits for a reply, answered with `BUS_001`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use contracts::subjects::BOOKING_HANDLERS;
+use contracts::InboundKind;
+use futures::StreamExt as _;
+use tokio::sync::{watch, Semaphore};
+
+use crate::app::App;
+use crate::error::ServiceError;
+use crate::handlers;
+
+/// Messages that could not be decoded, since start.
+pub(crate) static MALFORMED: AtomicU64 = AtomicU64::new(0);
+
+/// Serves until `shutdown` turns true, then stops taking messages and waits for in-flight ones.
+pub(crate) async fn serve(
+    app: Arc<App>,
+    mut shutdown: watch::Receiver<bool>,
+    ready: tokio::sync::oneshot::Sender<()>,
+) -> anyhow::Result<()> {
+    let mut subscriptions = Vec::new();
+    for subject in BOOKING_HANDLERS {
+        subscriptions.push(
+            app.nats
+                .queue_subscribe(subject, app.config.queue_group.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("subscribing {subject}: {e}"))?,
+        );
+    }
+    app.nats
+        .flush()
+        .await
+        .map_err(|e| anyhow::anyhow!("flushing subscriptions: {e}"))?;
+    let _ = ready.send(());
+    tracing::info!(
+        queue_group = %app.config.queue_group,
+        subjects = BOOKING_HANDLERS.len(),
+        "booking-service is listening"
+    );
+    let mut messages = futures::stream::select_all(subscriptions);
+    let limit = app.config.max_in_flight;
+    let permits = Arc::new(Semaphore::new(limit));
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit?,
+            _ = shutdown.changed() => break,
+        };
+        let message = tokio::select! {
+            message = messages.next() => message,
+            _ = shutdown.changed() => break,
+        };
+        let Some(message) = message else { break };
+        let app = app.clone();
+        tokio::spawn(async move {
+            handle(&app, message).await;
+            drop(permit);
+        });
+    }
+    // Unsubscribe (remaining messages go to other replicas), then let in-flight requests finish.
+    for mut sub in messages.into_iter() {
+        let _ = sub.unsubscribe().await;
+    }
+    let _ = permits
+        .acquire_many(u32::try_from(limit).unwrap_or(u32::MAX))
+        .await;
+    tracing::info!("booking-service stopped taking requests");
+    Ok(())
+}
+
+async fn handle(app: &App, message: async_nats::Message) {
+    let subject = message.subject.as_str();
+    let inbound = match app.codec.decode_inbound(&message.payload) {
+        Ok(inbound) => inbound,
+        Err(e) => {
+            MALFORMED.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(subject, error = %e, "malformed message");
+            if let Some(reply) = message.reply {
+                // Without a readable id the NestJS client cannot match any reply; a bare error
+                // still tells a plain NATS requester what went wrong.
+                let value = ServiceError::from(e).to_error_value();
+                if let Ok(body) = app.codec.encode_bare(&value) {
+                    let _ = app.nats.publish(reply, body.into()).await;
+                }
+            }
+            return;
+        }
+    };
+    let Some(result) = handlers::dispatch(app, subject, inbound.data).await else {
+        if let (InboundKind::Request(id), Some(reply)) = (&inbound.kind, message.reply) {
+            if let Ok(body) = app.codec.encode_no_handler(id) {
+                let _ = app.nats.publish(reply, body.into()).await;
+            }
+        }
+        return;
+    };
+    if let Err(e) = &result {
+        match e {
+            ServiceError::Database(_) | ServiceError::Internal(_) => {
+                tracing::error!(subject, error = %e, "request failed")
+            }
+            _ => tracing::info!(subject, code = %e.code(), error = %e, "request refused"),
+        }
+    }
+    let Some(reply) = message.reply else { return };
+    let body = match (&inbound.kind, &result) {
+        (InboundKind::Event, _) => return,
+        (InboundKind::Request(id), Ok(value)) => app.codec.encode_response(id, value),
+        (InboundKind::Request(id), Err(e)) => app.codec.encode_error(id, &e.to_error_value()),
+        (InboundKind::External, Ok(value)) => app.codec.encode_bare(value),
+        (InboundKind::External, Err(e)) => app.codec.encode_bare(&e.to_error_value()),
+    };
+    match body {
+        Ok(body) => {
+            if let Err(e) = app.nats.publish(reply, body.into()).await {
+                tracing::warn!(subject, error = %e, "could not send the reply");
+            }
+        }
+        Err(e) => tracing::error!(subject, error = %e, "could not encode the reply"),
+    }
+}

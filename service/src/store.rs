@@ -1,0 +1,342 @@
+//! Rows of the reference tables and their conversion to wire types; the shared reads.
+//!
+//! Money columns are `DECIMAL(10,2)` holding whole won: they are read as `::int8` and written from
+//! `i64`. Timestamps are `timestamp(3)` holding UTC, read and written as `NaiveDateTime`.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use contracts::booking::{
+    BookingHistoryEntry, BookingResponse, BookingStatus, Payment, PaymentStatus, SlotAvailability,
+};
+use contracts::course::SlotStatus;
+use contracts::Won;
+use sqlx::{FromRow, PgExecutor};
+
+use crate::error::{Result, ServiceError};
+
+/// The columns of a booking, money as integers and status as text.
+pub(crate) const BOOKING_COLUMNS: &str = "b.id, b.booking_number, b.user_id, b.game_id, b.game_time_slot_id, \
+    b.game_name, b.game_code, b.front_nine_course_id, b.front_nine_course_name, b.back_nine_course_id, \
+    b.back_nine_course_name, b.club_id, b.club_name, b.booking_date, b.start_time, b.end_time, b.player_count, \
+    b.price_per_person::int8 AS price_per_person, b.service_fee::int8 AS service_fee, \
+    b.total_price::int8 AS total_price, b.status::text AS status, b.payment_method, b.special_requests, \
+    b.user_email, b.user_name, b.user_phone, b.created_at, b.updated_at";
+
+/// Now, in the precision and zone the reference stores (milliseconds, UTC, no zone).
+pub(crate) fn now() -> NaiveDateTime {
+    let now = Utc::now().naive_utc();
+    now.with_nanosecond_millis()
+}
+
+trait Millis {
+    fn with_nanosecond_millis(self) -> Self;
+}
+
+impl Millis for NaiveDateTime {
+    fn with_nanosecond_millis(self) -> Self {
+        use chrono::Timelike as _;
+        self.with_nanosecond(self.nanosecond() / 1_000_000 * 1_000_000)
+            .unwrap_or(self)
+    }
+}
+
+/// A `bookings` row.
+#[derive(Debug, Clone, FromRow)]
+pub(crate) struct BookingRow {
+    pub(crate) id: i32,
+    pub(crate) booking_number: String,
+    pub(crate) user_id: i32,
+    pub(crate) game_id: i32,
+    pub(crate) game_time_slot_id: i32,
+    pub(crate) game_name: Option<String>,
+    pub(crate) game_code: Option<String>,
+    pub(crate) front_nine_course_id: Option<i32>,
+    pub(crate) front_nine_course_name: Option<String>,
+    pub(crate) back_nine_course_id: Option<i32>,
+    pub(crate) back_nine_course_name: Option<String>,
+    pub(crate) club_id: Option<i32>,
+    pub(crate) club_name: Option<String>,
+    pub(crate) booking_date: NaiveDateTime,
+    pub(crate) start_time: String,
+    pub(crate) end_time: String,
+    pub(crate) player_count: i32,
+    pub(crate) price_per_person: i64,
+    pub(crate) service_fee: i64,
+    pub(crate) total_price: i64,
+    pub(crate) status: String,
+    pub(crate) payment_method: Option<String>,
+    pub(crate) special_requests: Option<String>,
+    pub(crate) user_email: Option<String>,
+    pub(crate) user_name: Option<String>,
+    pub(crate) user_phone: Option<String>,
+    pub(crate) created_at: NaiveDateTime,
+    pub(crate) updated_at: NaiveDateTime,
+}
+
+impl BookingRow {
+    /// The status, or an error for a label this service does not know.
+    pub(crate) fn status(&self) -> Result<BookingStatus> {
+        BookingStatus::parse(&self.status).ok_or_else(|| {
+            anyhow::anyhow!("booking {} has unknown status {}", self.id, self.status).into()
+        })
+    }
+
+    /// Whether the owner may still cancel: it holds seats and the date is beyond the cut-off.
+    pub(crate) fn can_cancel(&self, cutoff_days: i64) -> bool {
+        let holds = self
+            .status()
+            .map(BookingStatus::holds_seats)
+            .unwrap_or(false);
+        holds && self.booking_date >= now() + chrono::Duration::days(cutoff_days)
+    }
+
+    /// The wire form, with payments and history attached.
+    pub(crate) fn into_response(
+        self,
+        payments: Vec<Payment>,
+        histories: Vec<BookingHistoryEntry>,
+    ) -> Result<BookingResponse> {
+        let status = self.status()?;
+        Ok(BookingResponse {
+            id: self.id,
+            booking_number: self.booking_number,
+            user_id: self.user_id,
+            game_id: self.game_id,
+            game_time_slot_id: self.game_time_slot_id,
+            game_name: self.game_name,
+            game_code: self.game_code,
+            front_nine_course_id: self.front_nine_course_id,
+            front_nine_course_name: self.front_nine_course_name,
+            back_nine_course_id: self.back_nine_course_id,
+            back_nine_course_name: self.back_nine_course_name,
+            club_id: self.club_id,
+            club_name: self.club_name,
+            booking_date: utc(self.booking_date),
+            start_time: self.start_time,
+            end_time: self.end_time,
+            player_count: self.player_count,
+            price_per_person: Won(self.price_per_person),
+            service_fee: Won(self.service_fee),
+            total_price: Won(self.total_price),
+            status,
+            payment_method: self.payment_method,
+            special_requests: self.special_requests,
+            user_email: self.user_email,
+            user_name: self.user_name,
+            user_phone: self.user_phone,
+            payments,
+            histories,
+            created_at: utc(self.created_at),
+            updated_at: utc(self.updated_at),
+            can_cancel: None,
+        })
+    }
+}
+
+/// A stored UTC timestamp as an instant.
+pub(crate) fn utc(at: NaiveDateTime) -> DateTime<Utc> {
+    at.and_utc()
+}
+
+/// A `payments` row.
+#[derive(Debug, Clone, FromRow)]
+pub(crate) struct PaymentRow {
+    id: i32,
+    booking_id: i32,
+    amount: i64,
+    payment_method: String,
+    payment_status: String,
+    transaction_id: Option<String>,
+    paid_at: Option<NaiveDateTime>,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+impl PaymentRow {
+    fn into_wire(self) -> Result<Payment> {
+        Ok(Payment {
+            id: self.id,
+            booking_id: self.booking_id,
+            amount: Won(self.amount),
+            payment_method: self.payment_method,
+            payment_status: PaymentStatus::parse(&self.payment_status)
+                .ok_or_else(|| anyhow::anyhow!("payment {} has unknown status", self.id))?,
+            transaction_id: self.transaction_id,
+            paid_at: self.paid_at.map(utc),
+            created_at: utc(self.created_at),
+            updated_at: utc(self.updated_at),
+        })
+    }
+}
+
+/// A `booking_history` row.
+#[derive(Debug, Clone, FromRow)]
+pub(crate) struct HistoryRow {
+    id: i32,
+    booking_id: i32,
+    action: String,
+    details: Option<serde_json::Value>,
+    user_id: i32,
+    created_at: NaiveDateTime,
+}
+
+impl HistoryRow {
+    fn into_wire(self) -> BookingHistoryEntry {
+        BookingHistoryEntry {
+            id: self.id,
+            booking_id: self.booking_id,
+            action: self.action,
+            details: self.details,
+            user_id: self.user_id,
+            created_at: utc(self.created_at),
+        }
+    }
+}
+
+/// A `game_time_slot_cache` row.
+#[derive(Debug, Clone, FromRow)]
+pub(crate) struct SlotRow {
+    pub(crate) id: i32,
+    pub(crate) game_time_slot_id: i32,
+    pub(crate) game_id: i32,
+    pub(crate) game_name: Option<String>,
+    pub(crate) game_code: Option<String>,
+    pub(crate) front_nine_course_name: Option<String>,
+    pub(crate) back_nine_course_name: Option<String>,
+    pub(crate) club_id: Option<i32>,
+    pub(crate) club_name: Option<String>,
+    pub(crate) date: NaiveDate,
+    pub(crate) start_time: String,
+    pub(crate) end_time: String,
+    pub(crate) max_players: i32,
+    pub(crate) booked_players: i32,
+    pub(crate) available_players: i32,
+    pub(crate) is_available: bool,
+    pub(crate) price: i64,
+    pub(crate) is_premium: bool,
+    pub(crate) status: String,
+    pub(crate) last_sync_at: NaiveDateTime,
+}
+
+/// The columns of a slot cache row.
+pub(crate) const SLOT_COLUMNS: &str = "id, game_time_slot_id, game_id, game_name, game_code, \
+    front_nine_course_name, back_nine_course_name, club_id, club_name, date, start_time, end_time, \
+    max_players, booked_players, available_players, is_available, price::int8 AS price, is_premium, status, \
+    last_sync_at";
+
+impl SlotRow {
+    /// The wire form of `booking.gameTimeSlots.availability`.
+    pub(crate) fn into_availability(self) -> SlotAvailability {
+        SlotAvailability {
+            id: self.id,
+            game_time_slot_id: self.game_time_slot_id,
+            game_id: self.game_id,
+            game_name: self.game_name,
+            game_code: self.game_code,
+            front_nine_course_name: self.front_nine_course_name,
+            back_nine_course_name: self.back_nine_course_name,
+            club_id: self.club_id,
+            club_name: self.club_name,
+            date: self.date,
+            start_time: self.start_time,
+            end_time: self.end_time,
+            max_players: self.max_players,
+            booked_players: self.booked_players,
+            available_players: self.available_players,
+            is_available: self.is_available,
+            price: Won(self.price),
+            is_premium: self.is_premium,
+            status: SlotStatus::parse(&self.status).unwrap_or(SlotStatus::Closed),
+        }
+    }
+}
+
+/// Reads a slot cache row.
+pub(crate) async fn slot(db: impl PgExecutor<'_>, slot_id: i32) -> Result<Option<SlotRow>> {
+    let sql =
+        format!("SELECT {SLOT_COLUMNS} FROM game_time_slot_cache WHERE game_time_slot_id = $1");
+    Ok(sqlx::query_as::<_, SlotRow>(&sql)
+        .bind(slot_id)
+        .fetch_optional(db)
+        .await?)
+}
+
+/// The one argument of a [`bookings_where`] clause.
+pub(crate) enum Key {
+    /// An integer (`id`, `user_id`).
+    Int(i32),
+    /// A text (`booking_number`).
+    Text(String),
+}
+
+/// Loads bookings by a `WHERE` clause on `b` with one bound argument `$1`.
+pub(crate) async fn bookings_where(
+    db: impl PgExecutor<'_>,
+    clause: &str,
+    key: Key,
+) -> Result<Vec<BookingRow>> {
+    let sql = format!("SELECT {BOOKING_COLUMNS} FROM bookings b WHERE {clause}");
+    let query = sqlx::query_as::<_, BookingRow>(&sql);
+    let query = match key {
+        Key::Int(v) => query.bind(v),
+        Key::Text(v) => query.bind(v),
+    };
+    Ok(query.fetch_all(db).await?)
+}
+
+/// Attaches payments (oldest first) and, when asked, histories (newest first) to bookings.
+pub(crate) async fn with_details(
+    pool: &sqlx::PgPool,
+    rows: Vec<BookingRow>,
+    histories: bool,
+    cutoff_days: Option<i64>,
+) -> Result<Vec<BookingResponse>> {
+    let ids: Vec<i32> = rows.iter().map(|r| r.id).collect();
+    let payments: Vec<PaymentRow> = sqlx::query_as(
+        "SELECT id, booking_id, amount::int8 AS amount, payment_method, payment_status::text AS payment_status, \
+         transaction_id, paid_at, created_at, updated_at FROM payments WHERE booking_id = ANY($1) ORDER BY id",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    let history: Vec<HistoryRow> = if histories {
+        sqlx::query_as(
+            "SELECT id, booking_id, action, details, user_id, created_at FROM booking_history \
+             WHERE booking_id = ANY($1) ORDER BY created_at DESC, id DESC",
+        )
+        .bind(&ids)
+        .fetch_all(pool)
+        .await?
+    } else {
+        Vec::new()
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let can_cancel = cutoff_days.map(|days| row.can_cancel(days));
+        let id = row.id;
+        let pays = payments
+            .iter()
+            .filter(|p| p.booking_id == id)
+            .cloned()
+            .map(PaymentRow::into_wire)
+            .collect::<Result<Vec<_>>>()?;
+        let hist = history
+            .iter()
+            .filter(|h| h.booking_id == id)
+            .cloned()
+            .map(HistoryRow::into_wire)
+            .collect();
+        let mut response = row.into_response(pays, hist)?;
+        response.can_cancel = can_cancel;
+        out.push(response);
+    }
+    Ok(out)
+}
+
+/// One booking with payments and history, or `BUS_002`.
+pub(crate) async fn booking_by_id(pool: &sqlx::PgPool, id: i32) -> Result<BookingResponse> {
+    let rows = bookings_where(pool, "b.id = $1", Key::Int(id)).await?;
+    with_details(pool, rows, true, None)
+        .await?
+        .pop()
+        .ok_or_else(|| ServiceError::NotFound("Booking not found".into()))
+}
