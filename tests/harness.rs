@@ -1,12 +1,26 @@
 //! Shared helpers of the integration suites.
 //!
-//! Every suite runs against real servers from [`simulator::World`]: one shared world per test
-//! binary (fsync off), and a fresh database per test, so tests are isolated and run in parallel.
-//! Suites that kill servers build worlds of their own.
+//! Every suite runs against real servers from [`simulator::World`]: one shared PostgreSQL per test
+//! binary (fsync off) with a fresh database per test cloned from a migrated template, and a NATS
+//! server per test, because the service's subjects are fixed by the wire and two tests' services
+//! on one NATS would answer each other's requests. Suites that kill servers build worlds of their
+//! own.
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use booking_service::{Config, Running};
+use contracts::course::{
+    CourseReply, Game, GameQuery, SlotSeats, SlotStatus, TimeSlot, TimeSlotQuery,
+};
+use contracts::sync::{GameSync, GameTimeSlotSync};
+use contracts::{subjects, Codec, ErrorCode, ErrorValue, MessageId, ReplyOutcome, Success, Won};
+use futures::StreamExt as _;
+use serde_json::Value;
 
 pub use simulator::{TestDatabase, World};
 
@@ -31,5 +45,415 @@ where
             "timed out after {timeout:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A template name that changes whenever the migrations do.
+fn template_name() -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for m in booking_service::MIGRATOR.iter() {
+        for b in m.checksum.iter() {
+            hash = (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("booking_tpl_{hash:016x}")
+}
+
+/// A migrated database of this test's own.
+pub async fn migrated_database() -> TestDatabase {
+    shared_world()
+        .await
+        .database_from(&template_name(), |url| async move {
+            booking_service::migrate(&url).await
+        })
+        .await
+        .unwrap()
+}
+
+/// One test's service: its database, its NATS, the service, and a client.
+pub struct TestApp {
+    /// The database.
+    pub db: TestDatabase,
+    /// A pool on it, for assertions.
+    pub pool: sqlx::PgPool,
+    /// The NATS world of this test.
+    pub nats_world: World,
+    /// The running service replicas.
+    pub replicas: Vec<Running>,
+    /// A NATS client for requests.
+    pub client: async_nats::Client,
+}
+
+/// Options of [`spawn_app_with`].
+pub struct AppOptions {
+    /// Service replicas in the queue group.
+    pub replicas: usize,
+    /// Changes to the default configuration.
+    pub configure: fn(&mut Config),
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            configure: |_| {},
+        }
+    }
+}
+
+/// A service with default options.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+/// A service on a fresh database and a NATS server of its own.
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    let db = migrated_database().await;
+    let nats_world = World::builder()
+        .without_postgres()
+        .local_only()
+        .start()
+        .await
+        .unwrap();
+    let mut config = Config::new(db.url(), nats_world.nats_url()).unwrap();
+    config.course_timeout = Duration::from_millis(500);
+    config.outbox_poll = Duration::from_millis(100);
+    config.db_pool_size = 8;
+    (options.configure)(&mut config);
+    let mut replicas = Vec::new();
+    for _ in 0..options.replicas {
+        replicas.push(booking_service::start(config.clone()).await.unwrap());
+    }
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(db.url())
+        .await
+        .unwrap();
+    let client = async_nats::connect(nats_world.nats_url()).await.unwrap();
+    TestApp {
+        db,
+        pool,
+        nats_world,
+        replicas,
+        client,
+    }
+}
+
+/// A decoded reply.
+#[derive(Debug)]
+pub enum Answer {
+    /// `response`.
+    Ok(Value),
+    /// `err`.
+    Err(ErrorValue),
+}
+
+impl Answer {
+    /// The success value, or a panic naming the error.
+    pub fn ok(self) -> Value {
+        match self {
+            Answer::Ok(v) => v,
+            Answer::Err(e) => panic!("expected success, got {e}"),
+        }
+    }
+
+    /// The error code, or a panic.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Answer::Ok(v) => panic!("expected an error, got {v}"),
+            Answer::Err(e) => e.code(),
+        }
+    }
+}
+
+impl TestApp {
+    /// Sends raw bytes as a request and returns the raw reply.
+    pub async fn raw(&self, subject: &str, body: Vec<u8>) -> async_nats::Message {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            self.client.request(subject.to_owned(), body.into()),
+        )
+        .await
+        .expect("request timed out")
+        .expect("request failed")
+    }
+
+    /// Sends a NestJS request and decodes the reply envelope (checking the echoed id).
+    pub async fn call(&self, subject: &str, data: Value) -> Answer {
+        let codec = Codec::default();
+        let id = MessageId::fresh();
+        let reply = self
+            .raw(subject, codec.encode_request(subject, &data, &id).unwrap())
+            .await;
+        let reply = Codec::with_max_len(4 << 20)
+            .decode_reply(&reply.payload)
+            .unwrap();
+        assert_eq!(
+            reply.id.as_ref(),
+            Some(&id),
+            "the reply must echo the request id"
+        );
+        match reply.outcome {
+            ReplyOutcome::Response(v) => Answer::Ok(v),
+            ReplyOutcome::Err(e) => Answer::Err(serde_json::from_value(e).unwrap()),
+            ReplyOutcome::NoHandler(t) => panic!("no handler: {t}"),
+        }
+    }
+
+    /// Pushes a game and a slot into the service's caches through the sync handlers.
+    pub async fn seed_slot(&self, slot: &TimeSlot, game: &Game) {
+        let game_sync = GameSync {
+            game_id: game.id,
+            name: game.name.clone(),
+            code: game.code.clone(),
+            description: game.description.clone(),
+            front_nine_course_id: game.front_nine_course_id,
+            front_nine_course_name: game.front_nine_course_name.clone(),
+            back_nine_course_id: game.back_nine_course_id,
+            back_nine_course_name: game.back_nine_course_name.clone(),
+            total_holes: game.total_holes,
+            estimated_duration: game.estimated_duration,
+            break_duration: game.break_duration,
+            max_players: game.max_players,
+            base_price: game.base_price,
+            weekend_price: game.weekend_price,
+            holiday_price: game.holiday_price,
+            club_id: game.club_id,
+            club_name: game.club_name.clone(),
+            is_active: game.is_active,
+        };
+        self.call(
+            subjects::BOOKING_GAME_SYNC,
+            serde_json::to_value(game_sync).unwrap(),
+        )
+        .await
+        .ok();
+        self.call(
+            subjects::BOOKING_SLOT_SYNC,
+            serde_json::to_value(slot_sync(slot)).unwrap(),
+        )
+        .await
+        .ok();
+    }
+
+    /// Rows in a table, for "nothing was written" checks.
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// The cached booked count of a slot.
+    pub async fn cached_booked(&self, slot_id: i32) -> i32 {
+        sqlx::query_scalar(
+            "SELECT booked_players FROM game_time_slot_cache WHERE game_time_slot_id = $1",
+        )
+        .bind(slot_id)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Seats held by PENDING and CONFIRMED bookings of a slot.
+    pub async fn booked_sum(&self, slot_id: i32) -> i64 {
+        sqlx::query_scalar(
+            "SELECT COALESCE(SUM(player_count), 0)::int8 FROM bookings \
+             WHERE game_time_slot_id = $1 AND status IN ('PENDING', 'CONFIRMED')",
+        )
+        .bind(slot_id)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+}
+
+/// The sync message for a slot.
+pub fn slot_sync(slot: &TimeSlot) -> GameTimeSlotSync {
+    GameTimeSlotSync {
+        game_time_slot_id: slot.id,
+        game_id: slot.game_id,
+        game_name: Some(slot.game_name.clone()),
+        game_code: Some(slot.game_code.clone()),
+        front_nine_course_name: Some(slot.front_nine_course_name.clone()),
+        back_nine_course_name: Some(slot.back_nine_course_name.clone()),
+        club_id: slot.club_id,
+        club_name: Some(slot.club_name.clone()),
+        date: slot.date,
+        start_time: slot.start_time.clone(),
+        end_time: slot.end_time.clone(),
+        max_players: slot.max_players,
+        booked_players: slot.booked_players,
+        available_players: Some(slot.max_players - slot.booked_players),
+        is_available: Some(true),
+        price: slot.price,
+        is_premium: slot.is_premium,
+        status: slot.status,
+    }
+}
+
+/// A game for tests.
+pub fn game(id: i32) -> Game {
+    Game {
+        id,
+        name: format!("게임 {id}"),
+        code: format!("G{id}"),
+        description: None,
+        front_nine_course_id: 10 * id + 1,
+        front_nine_course_name: "A코스".into(),
+        back_nine_course_id: 10 * id + 2,
+        back_nine_course_name: "B코스".into(),
+        total_holes: 18,
+        estimated_duration: 180,
+        break_duration: 10,
+        max_players: 4,
+        base_price: Won(15_000),
+        weekend_price: None,
+        holiday_price: None,
+        club_id: 1,
+        club_name: "한강 파크골프장".into(),
+        is_active: true,
+    }
+}
+
+/// A slot of `game_id`, `days` from today, with `max_players` seats.
+pub fn slot(id: i32, game_id: i32, days: i64, max_players: i32) -> TimeSlot {
+    TimeSlot {
+        id,
+        game_id,
+        game_name: format!("게임 {game_id}"),
+        game_code: format!("G{game_id}"),
+        front_nine_course_name: "A코스".into(),
+        back_nine_course_name: "B코스".into(),
+        club_id: Some(1),
+        club_name: "한강 파크골프장".into(),
+        date: chrono::Utc::now().date_naive() + chrono::Duration::days(days),
+        start_time: "09:00".into(),
+        end_time: "12:00".into(),
+        max_players,
+        booked_players: 0,
+        price: Won(15_000),
+        is_premium: false,
+        status: SlotStatus::Available,
+        is_active: true,
+    }
+}
+
+/// A valid `booking.create` payload.
+pub fn create_request(user_id: i32, slot_id: i32, players: i32) -> Value {
+    serde_json::json!({
+        "userId": user_id,
+        "gameTimeSlotId": slot_id,
+        "playerCount": players,
+        "paymentMethod": "card",
+        "userEmail": format!("user{user_id}@example.com"),
+        "userName": "홍길동",
+        "userPhone": "010-1234-5678"
+    })
+}
+
+/// A minimal course-service for tests: answers `gameTimeSlots.get`/`games.get` from maps and
+/// records `gameTimeSlots.book`/`release` with their `Nats-Msg-Id`.
+pub struct FakeCourse {
+    /// Calls of `gameTimeSlots.get`.
+    pub slot_calls: Arc<AtomicUsize>,
+    /// `(subject, Nats-Msg-Id, payload)` of every book/release received.
+    pub seats: Arc<Mutex<Vec<(String, String, SlotSeats)>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for FakeCourse {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl FakeCourse {
+    /// Starts answering on `client`, each answer after `delay`.
+    pub async fn start(
+        client: async_nats::Client,
+        slots: Vec<TimeSlot>,
+        games: Vec<Game>,
+        delay: Duration,
+    ) -> Self {
+        let slots: Arc<HashMap<i32, TimeSlot>> =
+            Arc::new(slots.into_iter().map(|s| (s.id, s)).collect());
+        let games: Arc<HashMap<i32, Game>> =
+            Arc::new(games.into_iter().map(|g| (g.id, g)).collect());
+        let slot_calls = Arc::new(AtomicUsize::new(0));
+        let seats = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for subject in [
+            subjects::SLOTS_GET,
+            subjects::GAMES_GET,
+            subjects::SLOTS_BOOK,
+            subjects::SLOTS_RELEASE,
+        ] {
+            let mut sub = client.subscribe(subject).await.unwrap();
+            let (client, slots, games, slot_calls, seats) = (
+                client.clone(),
+                slots.clone(),
+                games.clone(),
+                slot_calls.clone(),
+                seats.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                while let Some(msg) = sub.next().await {
+                    tokio::time::sleep(delay).await;
+                    let codec = Codec::default();
+                    let inbound = codec.decode_inbound(&msg.payload).unwrap();
+                    let answer = match subject {
+                        subjects::SLOTS_GET => {
+                            slot_calls.fetch_add(1, Ordering::SeqCst);
+                            let q: TimeSlotQuery = serde_json::from_value(inbound.data).unwrap();
+                            found(slots.get(&q.time_slot_id).cloned())
+                        }
+                        subjects::GAMES_GET => {
+                            let q: GameQuery = serde_json::from_value(inbound.data).unwrap();
+                            found(games.get(&q.game_id).cloned())
+                        }
+                        _ => {
+                            let s: SlotSeats = serde_json::from_value(inbound.data).unwrap();
+                            let id = msg
+                                .headers
+                                .as_ref()
+                                .and_then(|h| h.get(contracts::MSG_ID_HEADER))
+                                .map(|v| v.to_string())
+                                .unwrap_or_default();
+                            seats
+                                .lock()
+                                .unwrap()
+                                .push((subject.to_owned(), id, s.clone()));
+                            found(slots.get(&s.time_slot_id).cloned())
+                        }
+                    };
+                    if let (Some(reply), contracts::InboundKind::Request(id)) =
+                        (msg.reply, inbound.kind)
+                    {
+                        let body = codec.encode_response(&id, &answer).unwrap();
+                        client.publish(reply, body.into()).await.unwrap();
+                    }
+                }
+            }));
+        }
+        client.flush().await.unwrap();
+        Self {
+            slot_calls,
+            seats,
+            tasks,
+        }
+    }
+}
+
+fn found<T: serde::Serialize>(item: Option<T>) -> Value {
+    match item {
+        Some(item) => serde_json::to_value(CourseReply::Found(Success::new(item))).unwrap(),
+        None => serde_json::to_value(CourseReply::<T>::Failed(ErrorValue::new(
+            ErrorCode::NotFound,
+            "not found",
+        )))
+        .unwrap(),
     }
 }
