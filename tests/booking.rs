@@ -349,7 +349,7 @@ async fn an_unknown_slot_is_bus_002_and_an_absent_course_service_is_sys_004_with
     // A course-service that hangs: the configured timeout (500 ms here) bounds the wait.
     let mut hang = app.client.subscribe(s::SLOTS_GET).await.unwrap();
     let swallow = tokio::spawn(async move { while hang.next().await.is_some() {} });
-    app.client.flush().await.unwrap();
+    barrier(&app.client).await;
     let started = Instant::now();
     assert_eq!(
         app.call(s::BOOKING_CREATE, create_request(1, 998, 1))
@@ -365,7 +365,6 @@ async fn an_unknown_slot_is_bus_002_and_an_absent_course_service_is_sys_004_with
     swallow.abort();
     // A course-service that does not know the slot.
     let _course = FakeCourse::start(app.client.clone(), vec![], vec![], Duration::ZERO).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         app.call(s::BOOKING_CREATE, create_request(1, 997, 1))
             .await
@@ -695,7 +694,7 @@ async fn events_leave_through_the_outbox_with_a_message_id() {
     )
     .await;
     let mut confirmed = app.client.subscribe(s::BOOKING_CONFIRMED).await.unwrap();
-    app.client.flush().await.unwrap();
+    barrier(&app.client).await;
     let booking = app
         .call(s::BOOKING_CREATE, create_request(1, 120, 2))
         .await

@@ -48,6 +48,17 @@ where
     }
 }
 
+/// Returns once the NATS server has processed every subscription `client` sent so far (a flush
+/// only empties the client's buffer): a message to our own inbox comes back after them.
+pub async fn barrier(client: &async_nats::Client) {
+    let inbox = client.new_inbox();
+    let mut echo = client.subscribe(inbox.clone()).await.unwrap();
+    client.publish(inbox, bytes::Bytes::new()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), echo.next())
+        .await
+        .expect("NATS did not echo within 10 s");
+}
+
 /// A template name that changes whenever the migrations do.
 fn template_name() -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -202,29 +213,9 @@ impl TestApp {
 
     /// Pushes a game and a slot into the service's caches through the sync handlers.
     pub async fn seed_slot(&self, slot: &TimeSlot, game: &Game) {
-        let game_sync = GameSync {
-            game_id: game.id,
-            name: game.name.clone(),
-            code: game.code.clone(),
-            description: game.description.clone(),
-            front_nine_course_id: game.front_nine_course_id,
-            front_nine_course_name: game.front_nine_course_name.clone(),
-            back_nine_course_id: game.back_nine_course_id,
-            back_nine_course_name: game.back_nine_course_name.clone(),
-            total_holes: game.total_holes,
-            estimated_duration: game.estimated_duration,
-            break_duration: game.break_duration,
-            max_players: game.max_players,
-            base_price: game.base_price,
-            weekend_price: game.weekend_price,
-            holiday_price: game.holiday_price,
-            club_id: game.club_id,
-            club_name: game.club_name.clone(),
-            is_active: game.is_active,
-        };
         self.call(
             subjects::BOOKING_GAME_SYNC,
-            serde_json::to_value(game_sync).unwrap(),
+            serde_json::to_value(game_sync(game)).unwrap(),
         )
         .await
         .ok();
@@ -265,6 +256,30 @@ impl TestApp {
         .fetch_one(&self.pool)
         .await
         .unwrap()
+    }
+}
+
+/// The sync message for a game.
+pub fn game_sync(game: &Game) -> GameSync {
+    GameSync {
+        game_id: game.id,
+        name: game.name.clone(),
+        code: game.code.clone(),
+        description: game.description.clone(),
+        front_nine_course_id: game.front_nine_course_id,
+        front_nine_course_name: game.front_nine_course_name.clone(),
+        back_nine_course_id: game.back_nine_course_id,
+        back_nine_course_name: game.back_nine_course_name.clone(),
+        total_holes: game.total_holes,
+        estimated_duration: game.estimated_duration,
+        break_duration: game.break_duration,
+        max_players: game.max_players,
+        base_price: game.base_price,
+        weekend_price: game.weekend_price,
+        holiday_price: game.holiday_price,
+        club_id: game.club_id,
+        club_name: game.club_name.clone(),
+        is_active: game.is_active,
     }
 }
 
@@ -438,7 +453,7 @@ impl FakeCourse {
                 }
             }));
         }
-        client.flush().await.unwrap();
+        barrier(&client).await;
         Self {
             slot_calls,
             seats,

@@ -38,6 +38,9 @@ use tokio::task::JoinHandle;
 pub use config::Config;
 pub use error::ServiceError;
 
+/// How long start-up waits for NATS.
+const NATS_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The migrations, applied at start-up.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -100,6 +103,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .connect(&config.nats_url)
         .await
         .with_context(|| format!("connecting to NATS at {}", config::redact(&config.nats_url)))?;
+    // With retry-on-connect the client returns before it is connected; subscribing then would
+    // leave a window in which requests find no responders.
+    let deadline = std::time::Instant::now() + NATS_CONNECT_TIMEOUT;
+    while nats.connection_state() != async_nats::connection::State::Connected {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "NATS at {} not reachable within {NATS_CONNECT_TIMEOUT:?}",
+                config::redact(&config.nats_url)
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let app = Arc::new(app::App {
         course: course::CourseClient::new(nats.clone(), config.course_timeout),
         codec: contracts::Codec::default(),

@@ -34,10 +34,7 @@ pub(crate) async fn serve(
                 .map_err(|e| anyhow::anyhow!("subscribing {subject}: {e}"))?,
         );
     }
-    app.nats
-        .flush()
-        .await
-        .map_err(|e| anyhow::anyhow!("flushing subscriptions: {e}"))?;
+    barrier(&app.nats).await?;
     let _ = ready.send(());
     tracing::info!(
         queue_group = %app.config.queue_group,
@@ -71,6 +68,18 @@ pub(crate) async fn serve(
         .acquire_many(u32::try_from(limit).unwrap_or(u32::MAX))
         .await;
     tracing::info!("booking-service stopped taking requests");
+    Ok(())
+}
+
+/// Returns once the server has processed everything this connection sent so far (a flush only
+/// empties our socket buffer): a message to our own inbox comes back after our subscriptions.
+async fn barrier(nats: &async_nats::Client) -> anyhow::Result<()> {
+    let inbox = nats.new_inbox();
+    let mut echo = nats.subscribe(inbox.clone()).await?;
+    nats.publish(inbox, bytes::Bytes::new()).await?;
+    tokio::time::timeout(std::time::Duration::from_secs(10), echo.next())
+        .await
+        .map_err(|_| anyhow::anyhow!("NATS did not confirm the subscriptions within 10 s"))?;
     Ok(())
 }
 

@@ -107,3 +107,28 @@ pub(crate) fn ensure() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Installs the NestJS peers of the wire-compatibility tests (`tests/nestjs`, from its lockfile)
+/// when they are missing.
+pub(crate) fn nestjs(root: &Path) -> anyhow::Result<()> {
+    let dir = root.join("tests/nestjs");
+    if dir.join("node_modules/@nestjs/microservices").exists() {
+        return Ok(());
+    }
+    if !on_path("npm") || !on_path("node") {
+        bail!(
+            "node and npm are needed for the NestJS compatibility tests: install them \
+             (Debian: apt-get install nodejs npm)"
+        );
+    }
+    eprintln!("installing the NestJS test peers in {}", dir.display());
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(&dir)
+        .status()
+        .context("running npm ci")?;
+    if !status.success() {
+        bail!("npm ci in {} failed", dir.display());
+    }
+    Ok(())
+}

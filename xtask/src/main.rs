@@ -90,6 +90,7 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
 
 fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     deps::ensure()?;
+    deps::nestjs(root)?;
     cargo(root, &["fmt", "--all", "--", "--check"])?;
     cargo(
         root,
