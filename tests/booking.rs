@@ -753,3 +753,61 @@ async fn invalid_configuration_fails_at_start_with_a_clear_message() {
     .unwrap_err();
     assert!(err.to_string().contains("DATABASE_URL"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_handler_answers_bad_input_with_bus_001_and_keeps_serving() {
+    let app = app_with_slot(130).await;
+    let before = (
+        app.count("bookings").await,
+        app.count("game_cache").await,
+        app.count("game_time_slot_cache").await,
+    );
+    let huge = "x".repeat(300_000);
+    for subject in contracts::subjects::BOOKING_HANDLERS {
+        let bad: Vec<(&str, Value)> = vec![
+            (
+                "wrong types",
+                json!({"id": "one", "userId": [1], "gameId": {}, "bookingNumber": 5, "gameTimeSlotId": "x", "date": 3}),
+            ),
+            (
+                "negative ids",
+                json!({"id": -1, "userId": -1, "gameId": -1, "gameTimeSlotId": -1, "bookingNumber": "", "date": "2025-01-01", "dto": {}}),
+            ),
+            ("an array", json!([])),
+            ("a huge string", json!({"id": huge.clone()})),
+        ];
+        for (what, data) in bad {
+            let body = Codec::with_max_len(1 << 20)
+                .encode_request(subject, &data, &contracts::MessageId::fresh())
+                .unwrap();
+            let reply = app.raw(subject, body).await;
+            let value: Value = serde_json::from_slice(&reply.payload).unwrap();
+            // An error envelope, or (for a body too large to read its id) a bare error value.
+            let code = if value.get("err").is_some() {
+                value["err"]["error"]["code"].clone()
+            } else {
+                assert_eq!(value["success"], false, "{subject} with {what}: {value}");
+                value["error"]["code"].clone()
+            };
+            assert_eq!(code, "BUS_001", "{subject} with {what}");
+        }
+        for body in [b"{\"pattern\":".to_vec(), b"\xff\xfe".to_vec()] {
+            let reply = app.raw(subject, body).await;
+            let value: Value = serde_json::from_slice(&reply.payload).unwrap();
+            assert_eq!(
+                value["error"]["code"], "BUS_001",
+                "{subject} with broken JSON"
+            );
+        }
+    }
+    let after = (
+        app.count("bookings").await,
+        app.count("game_cache").await,
+        app.count("game_time_slot_cache").await,
+    );
+    assert_eq!(before, after, "bad input wrote nothing");
+    assert_eq!(app.count("outbox_events").await, 0);
+    app.call(s::BOOKING_CREATE, create_request(1, 130, 1))
+        .await
+        .ok();
+}

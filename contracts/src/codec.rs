@@ -49,6 +49,17 @@ pub enum CodecError {
     Encode(String),
 }
 
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 fn list(violations: &[Violation]) -> String {
     violations
         .iter()
@@ -155,8 +166,15 @@ impl Codec {
         })
     }
 
-    /// Decodes a data value into a payload type and validates it.
+    /// Decodes a data value into a payload type and validates it. Every payload is a JSON object:
+    /// serde would otherwise accept a struct written as an array of its field values.
     pub fn decode_data<T: DeserializeOwned + Validate>(data: Value) -> Result<T, CodecError> {
+        if !data.is_object() {
+            return Err(CodecError::Shape {
+                path: ".".into(),
+                message: format!("expected a JSON object, got {}", kind_of(&data)),
+            });
+        }
         let typed: T = serde_path_to_error::deserialize(data).map_err(|e| {
             let path = e.path().to_string();
             CodecError::Shape {
@@ -382,6 +400,18 @@ mod tests {
             CodecError::Shape { path, .. } => assert_eq!(path, "id"),
             other => panic!("expected a shape error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_payload_written_as_an_array_is_refused() {
+        let err = codec()
+            .decode_message::<crate::booking::SearchBookings>(
+                br#"{"pattern":"booking.search","data":[],"id":"a"}"#,
+            )
+            .unwrap_err();
+        assert!(matches!(err, CodecError::Shape { .. }), "{err:?}");
+        let err = codec().decode_message::<FindById>(b"[7]").unwrap_err();
+        assert!(matches!(err, CodecError::Shape { .. }), "{err:?}");
     }
 
     #[test]
