@@ -1,6 +1,22 @@
-//! A stand-in course-service for tests and the simulator.
+//! A stand-in course-service for tests, `cargo xtask e2e` and the simulator.
 //!
-//! Filled in by the course-stub issue: a seeded catalog, `gameTimeSlots.get`/`games.get`, book and
-//! release applied once per `Nats-Msg-Id`, proactive sync and fault knobs.
+//! It speaks the NestJS NATS envelope like the real course-service: `gameTimeSlots.get` and
+//! `games.get` from a seeded (or loaded) catalogue, `gameTimeSlots.book`/`release` as events or
+//! requests (answered with the updated slot), applied at most once per `Nats-Msg-Id`; proactive
+//! `booking.game.sync`/`booking.gameTimeSlot.sync`; and fault knobs (outage, latency, dropped and
+//! duplicated book/release, stale sync) changed at run time over `courseStub.*` control subjects.
+//! `courseStub.state` returns its `bookedPlayers` per slot and its message counters, which the
+//! simulator compares with booking-service's sums.
+//!
+//! # Layout
+//! - [`catalog`]: seeded catalogue generation and loading.
+//! - [`control`]: control subjects and their payloads (faults, state, sync).
+//! - [`stub`]: the handlers, fault decisions (one seeded RNG) and dedup.
 
-pub use contracts::subjects::{GAMES_GET, SLOTS_BOOK, SLOTS_GET, SLOTS_RELEASE};
+pub mod catalog;
+pub mod control;
+pub mod stub;
+
+pub use catalog::{Catalog, CatalogSpec};
+pub use control::{Counts, Faults, StubState};
+pub use stub::{start, RunningStub, StubConfig};
