@@ -7,10 +7,14 @@
 //!
 //! # Layout
 //! - [`world`]: the [`World`] and its builder, per-test databases, chaos verbs.
+//! - [`stack`]: the whole stack as processes (world + booking-service + course-stub).
+//! - [`e2e`]: the default end-to-end scenario behind `cargo xtask e2e`, its checks and summary.
 //!   - `world/binaries.rs`: finding `initdb`, `postgres` and `nats-server`.
 //!   - `world/process.rs`: spawning servers that die with us, killing process groups.
 //!   - `world/postgres.rs`, `world/nats.rs`: one server each.
 
+pub mod e2e;
+pub mod stack;
 pub mod world;
 
 pub use world::{TestDatabase, World, WorldBuilder, WorldError};

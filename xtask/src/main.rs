@@ -5,7 +5,8 @@
 //! | `cargo xtask test` | installs missing system packages, then fmt check, clippy `-D warnings`, every test |
 //! | `cargo xtask contract` | the contract suite only (fixtures, schemas, AsyncAPI, codec) |
 //! | `cargo xtask asyncapi` | regenerates `contracts/asyncapi.json` |
-//! | `cargo xtask e2e` | the whole stack from one command (lands with the course-stub issue) |
+//! | `cargo xtask e2e` | builds in release mode, runs the whole stack with the default scenario, checks the invariants |
+//! | `cargo xtask up` | the same stack in the foreground, for manual use |
 //! | `cargo xtask deps` | installs (Debian, root) or names the system packages the worlds need |
 
 mod deps;
@@ -38,8 +39,18 @@ enum Cmd {
     Contract,
     /// Regenerate contracts/asyncapi.json.
     Asyncapi,
-    /// Run the whole stack end to end (not yet available).
-    E2e,
+    /// Build in release mode and run the whole stack end to end with the default scenario.
+    E2e {
+        /// Arguments for `sim e2e` (--seed, --clients, --operations, --replicas, --out).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Start the same stack in the foreground and print how to reach it.
+    Up {
+        /// Arguments for `sim up` (--replicas, --seed).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Install (or print how to install) PostgreSQL and nats-server.
     Deps,
 }
@@ -54,15 +65,36 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Asyncapi => asyncapi(&root),
-        Cmd::E2e => {
-            deps::ensure()?;
-            bail!(
-                "not yet: `cargo xtask e2e` runs the whole stack once booking-service and course-stub \
-                 exist (issues 3 and 4); `cargo xtask test` runs everything built so far"
-            )
-        }
+        Cmd::E2e { args } => sim(&root, "e2e", &args),
+        Cmd::Up { args } => sim(&root, "up", &args),
         Cmd::Deps => deps::ensure(),
     }
+}
+
+/// Builds the stack's binaries in release mode and runs `sim <command>`.
+fn sim(root: &Path, command: &str, args: &[String]) -> anyhow::Result<()> {
+    deps::ensure()?;
+    cargo(
+        root,
+        &[
+            "build",
+            "--release",
+            "-p",
+            "booking-service",
+            "-p",
+            "course-stub",
+            "-p",
+            "simulator",
+            "--bins",
+        ],
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    run(Command::new(target.join("release/sim"))
+        .arg(command)
+        .args(args)
+        .current_dir(root))
 }
 
 fn workspace_root() -> anyhow::Result<PathBuf> {

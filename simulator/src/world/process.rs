@@ -58,7 +58,7 @@ fn spawn_here(command: &mut Command) -> io::Result<Child> {
 }
 
 /// Spawns `command` in its own process group, to be killed when this process exits.
-pub(crate) fn spawn(command: Command) -> io::Result<Child> {
+pub fn spawn(command: Command) -> io::Result<Child> {
     let (tx, rx) = mpsc::channel();
     spawner()
         .lock()
@@ -70,7 +70,7 @@ pub(crate) fn spawn(command: Command) -> io::Result<Child> {
 }
 
 /// Sends `signal` to the process group led by `child`.
-pub(crate) fn signal_group(child: &Child, signal: Signal) -> io::Result<()> {
+pub fn signal_group(child: &Child, signal: Signal) -> io::Result<()> {
     let pid = i32::try_from(child.id()).map_err(|_| io::Error::other("pid out of range"))?;
     match killpg(Pid::from_raw(pid), signal) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
@@ -79,7 +79,7 @@ pub(crate) fn signal_group(child: &Child, signal: Signal) -> io::Result<()> {
 }
 
 /// Kills the whole group with SIGKILL and reaps the leader.
-pub(crate) fn kill_group(child: &mut Child) -> io::Result<()> {
+pub fn kill_group(child: &mut Child) -> io::Result<()> {
     signal_group(child, Signal::SIGKILL)?;
     child.wait().map(|_| ())
 }

@@ -1,0 +1,212 @@
+//! The whole stack as real processes: a [`World`], booking-service replicas and the course-stub,
+//! each started from the binaries built beside the running one, and all stopped on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use contracts::{subjects, Codec, MessageId, ReplyOutcome};
+
+use crate::world::{process, TestDatabase, World};
+
+/// How to build a stack.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// booking-service replicas.
+    pub replicas: usize,
+    /// Seed of the stub's catalogue and faults.
+    pub seed: u64,
+    /// Arguments for the stub (catalogue shape, faults).
+    pub stub_args: Vec<String>,
+    /// Keep fsync on (production-like).
+    pub fsync: bool,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            seed: 1,
+            stub_args: Vec::new(),
+            fsync: true,
+        }
+    }
+}
+
+/// A running stack.
+pub struct Stack {
+    /// Servers.
+    pub world: World,
+    /// The service's database.
+    pub db: TestDatabase,
+    /// booking-service processes.
+    services: Vec<Child>,
+    /// The course-stub process.
+    stub: Option<Child>,
+    /// Where logs go.
+    pub log_dir: PathBuf,
+}
+
+/// Where the project's binaries are: beside the running executable.
+fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the running executable")?;
+    let dir = exe.parent().context("executable without a directory")?;
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release -p booking-service -p course-stub), \
+             or run through `cargo xtask e2e`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
+    std::fs::File::create(dir.join(name)).with_context(|| format!("creating {name}"))
+}
+
+impl Stack {
+    /// Starts servers, the service replicas and the stub (which syncs its catalogue on start), and
+    /// waits until the service answers.
+    pub async fn start(options: &StackOptions, log_dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(log_dir)
+            .with_context(|| format!("creating {}", log_dir.display()))?;
+        let world = World::builder().fsync(options.fsync).start().await?;
+        let db = world.database().await?;
+        let mut stack = Self {
+            world,
+            db,
+            services: Vec::new(),
+            stub: None,
+            log_dir: log_dir.to_path_buf(),
+        };
+        for i in 0..options.replicas {
+            stack.start_service(i)?;
+        }
+        stack.wait_for_service().await?;
+        let mut stub = Command::new(binary("course-stub")?);
+        stub.arg("--nats-url")
+            .arg(stack.world.nats_url())
+            .arg("--seed")
+            .arg(options.seed.to_string())
+            .arg("--sync-on-start")
+            .args(&options.stub_args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file(log_dir, "course-stub.log")?);
+        stack.stub = Some(process::spawn(stub).context("starting course-stub")?);
+        stack.wait_for_stub().await?;
+        Ok(stack)
+    }
+
+    fn start_service(&mut self, index: usize) -> anyhow::Result<()> {
+        let mut cmd = Command::new(binary("booking-service")?);
+        cmd.env("DATABASE_URL", self.db.url())
+            .env("NATS_URL", self.world.nats_url())
+            .env("SERVICE_NAME", format!("booking-service-{index}"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file(
+                &self.log_dir,
+                &format!("booking-service-{index}.log"),
+            )?);
+        self.services
+            .push(process::spawn(cmd).context("starting booking-service")?);
+        Ok(())
+    }
+
+    async fn ask(
+        &self,
+        client: &async_nats::Client,
+        subject: &str,
+        data: serde_json::Value,
+    ) -> Option<serde_json::Value> {
+        let codec = Codec::default();
+        let body = codec
+            .encode_request(subject, &data, &MessageId::fresh())
+            .ok()?;
+        let reply = tokio::time::timeout(
+            Duration::from_secs(2),
+            client.request(subject.to_owned(), body.into()),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        match Codec::with_max_len(16 << 20)
+            .decode_reply(&reply.payload)
+            .ok()?
+            .outcome
+        {
+            ReplyOutcome::Response(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    async fn wait_until(&self, what: &str, subject: &str) -> anyhow::Result<()> {
+        let client = self.client().await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self
+            .ask(&client, subject, serde_json::json!({}))
+            .await
+            .is_none()
+        {
+            if Instant::now() > deadline {
+                bail!(
+                    "{what} did not answer within 60 s; see the logs in {}",
+                    self.log_dir.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    async fn wait_for_service(&self) -> anyhow::Result<()> {
+        self.wait_until("booking-service", subjects::BOOKING_SEARCH)
+            .await
+    }
+
+    async fn wait_for_stub(&self) -> anyhow::Result<()> {
+        self.wait_until("course-stub", course_stub::control::STATE)
+            .await
+    }
+
+    /// A NATS client on the stack's server.
+    pub async fn client(&self) -> anyhow::Result<async_nats::Client> {
+        async_nats::connect(self.world.nats_url())
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))
+    }
+
+    /// A pool on the service's database.
+    pub async fn pool(&self) -> anyhow::Result<sqlx::PgPool> {
+        Ok(sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect(self.db.url())
+            .await?)
+    }
+
+    /// The stub's counts and counters.
+    pub async fn stub_state(
+        &self,
+        client: &async_nats::Client,
+    ) -> anyhow::Result<course_stub::StubState> {
+        let v = self
+            .ask(client, course_stub::control::STATE, serde_json::json!({}))
+            .await
+            .context("course-stub did not report its state")?;
+        Ok(serde_json::from_value(v["data"].clone())?)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for child in self.services.iter_mut().chain(self.stub.iter_mut()) {
+            let _ = process::kill_group(child);
+        }
+    }
+}
