@@ -48,19 +48,23 @@ pub struct Stack {
     pub log_dir: PathBuf,
 }
 
-/// Where the project's binaries are: beside the running executable.
+/// Where the project's binaries are: beside the running executable, or one level up when the
+/// running executable is a test (`target/<profile>/deps/`).
 fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the running executable")?;
     let dir = exe.parent().context("executable without a directory")?;
-    let path = dir.join(name);
-    if !path.exists() {
-        bail!(
-            "{} not found: build it first (cargo build --release -p booking-service -p course-stub), \
-             or run through `cargo xtask e2e`",
-            path.display()
-        );
-    }
-    Ok(path)
+    let candidates = [Some(dir.join(name)), dir.parent().map(|up| up.join(name))];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.exists())
+        .with_context(|| {
+            format!(
+            "{name} not found beside {}: build it first (cargo build --release -p booking-service \
+             -p course-stub), or run through `cargo xtask e2e`",
+            dir.display()
+        )
+        })
 }
 
 fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
@@ -99,6 +103,14 @@ impl Stack {
             .stderr(log_file(log_dir, "course-stub.log")?);
         stack.stub = Some(process::spawn(stub).context("starting course-stub")?);
         stack.wait_for_stub().await?;
+        let mut pids: Vec<String> = stack
+            .services
+            .iter()
+            .chain(stack.stub.iter())
+            .map(|c| c.id().to_string())
+            .collect();
+        pids.extend(stack.world.pids().await.iter().map(u32::to_string));
+        std::fs::write(log_dir.join("pids"), pids.join(" ")).context("writing the pid list")?;
         Ok(stack)
     }
 
