@@ -261,50 +261,12 @@ impl TestApp {
 
 /// The sync message for a game.
 pub fn game_sync(game: &Game) -> GameSync {
-    GameSync {
-        game_id: game.id,
-        name: game.name.clone(),
-        code: game.code.clone(),
-        description: game.description.clone(),
-        front_nine_course_id: game.front_nine_course_id,
-        front_nine_course_name: game.front_nine_course_name.clone(),
-        back_nine_course_id: game.back_nine_course_id,
-        back_nine_course_name: game.back_nine_course_name.clone(),
-        total_holes: game.total_holes,
-        estimated_duration: game.estimated_duration,
-        break_duration: game.break_duration,
-        max_players: game.max_players,
-        base_price: game.base_price,
-        weekend_price: game.weekend_price,
-        holiday_price: game.holiday_price,
-        club_id: game.club_id,
-        club_name: game.club_name.clone(),
-        is_active: game.is_active,
-    }
+    GameSync::from(game)
 }
 
 /// The sync message for a slot.
 pub fn slot_sync(slot: &TimeSlot) -> GameTimeSlotSync {
-    GameTimeSlotSync {
-        game_time_slot_id: slot.id,
-        game_id: slot.game_id,
-        game_name: Some(slot.game_name.clone()),
-        game_code: Some(slot.game_code.clone()),
-        front_nine_course_name: Some(slot.front_nine_course_name.clone()),
-        back_nine_course_name: Some(slot.back_nine_course_name.clone()),
-        club_id: slot.club_id,
-        club_name: Some(slot.club_name.clone()),
-        date: slot.date,
-        start_time: slot.start_time.clone(),
-        end_time: slot.end_time.clone(),
-        max_players: slot.max_players,
-        booked_players: slot.booked_players,
-        available_players: Some(slot.max_players - slot.booked_players),
-        is_available: Some(true),
-        price: slot.price,
-        is_premium: slot.is_premium,
-        status: slot.status,
-    }
+    GameTimeSlotSync::from(slot)
 }
 
 /// A game for tests.

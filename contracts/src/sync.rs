@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::course::SlotStatus;
+use crate::course::{Game, SlotStatus, TimeSlot};
 use crate::money::Won;
 use crate::validate::{limits, Checker, Validate};
 
@@ -174,5 +174,64 @@ impl Validate for GameTimeSlotSync {
             0,
             limits::MAX_PLAYERS,
         );
+    }
+}
+
+impl From<&Game> for GameSync {
+    /// The sync message course-service sends for a game.
+    fn from(game: &Game) -> Self {
+        Self {
+            game_id: game.id,
+            name: game.name.clone(),
+            code: game.code.clone(),
+            description: game.description.clone(),
+            front_nine_course_id: game.front_nine_course_id,
+            front_nine_course_name: game.front_nine_course_name.clone(),
+            back_nine_course_id: game.back_nine_course_id,
+            back_nine_course_name: game.back_nine_course_name.clone(),
+            total_holes: game.total_holes,
+            estimated_duration: game.estimated_duration,
+            break_duration: game.break_duration,
+            max_players: game.max_players,
+            base_price: game.base_price,
+            weekend_price: game.weekend_price,
+            holiday_price: game.holiday_price,
+            club_id: game.club_id,
+            club_name: game.club_name.clone(),
+            is_active: game.is_active,
+        }
+    }
+}
+
+impl From<&TimeSlot> for GameTimeSlotSync {
+    /// The sync message course-service sends for a slot; an inactive slot is sent as CLOSED.
+    fn from(slot: &TimeSlot) -> Self {
+        let status = if slot.is_active {
+            slot.status
+        } else {
+            SlotStatus::Closed
+        };
+        Self {
+            game_time_slot_id: slot.id,
+            game_id: slot.game_id,
+            game_name: Some(slot.game_name.clone()),
+            game_code: Some(slot.game_code.clone()),
+            front_nine_course_name: Some(slot.front_nine_course_name.clone()),
+            back_nine_course_name: Some(slot.back_nine_course_name.clone()),
+            club_id: slot.club_id,
+            club_name: Some(slot.club_name.clone()),
+            date: slot.date,
+            start_time: slot.start_time.clone(),
+            end_time: slot.end_time.clone(),
+            max_players: slot.max_players,
+            booked_players: slot.booked_players,
+            available_players: Some((slot.max_players - slot.booked_players).max(0)),
+            is_available: Some(
+                status == SlotStatus::Available && slot.booked_players < slot.max_players,
+            ),
+            price: slot.price,
+            is_premium: slot.is_premium,
+            status,
+        }
     }
 }

@@ -91,7 +91,8 @@ async fn resolve_slot(app: &App, slot_id: i32) -> Result<SlotRow> {
         Ok((slot, game)) => {
             let mut tx = app.pool.begin().await?;
             if let Some(game) = &game {
-                cache::upsert_game(&mut *tx, &game.into()).await?;
+                let sync = contracts::sync::GameSync::from(game);
+                cache::upsert_game(&mut *tx, &(&sync).into()).await?;
             }
             cache::upsert_slot(&mut *tx, &SlotFacts::from(&slot)).await?;
             tx.commit().await?;
