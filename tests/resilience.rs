@@ -1,0 +1,180 @@
+//! Delivery under faults, against the real course-stub: nothing is lost while course-service is
+//! down, dropped and duplicated book/release still converge, and two relays never send one event
+//! twice.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use contracts::{subjects as s, Codec, MessageId, ReplyOutcome};
+use course_stub::control::{self, StubState};
+use course_stub::{Catalog, CatalogSpec, Faults, RunningStub, StubConfig};
+use integration_tests::*;
+use serde_json::{json, Value};
+
+async fn start_stub(app: &TestApp, faults: Faults) -> (RunningStub, Catalog) {
+    let start = chrono::Utc::now().date_naive() + chrono::Duration::days(10);
+    let catalog = Catalog::generate(11, &CatalogSpec::small(start));
+    let stub = course_stub::start(StubConfig {
+        nats_url: app.nats_world.nats_url().to_owned(),
+        seed: 11,
+        catalog: catalog.clone(),
+        faults,
+        sync_on_start: true,
+    })
+    .await
+    .unwrap();
+    let slots = catalog.slots.len() as i64;
+    eventually(
+        "the catalogue to reach the cache",
+        Duration::from_secs(10),
+        || async { (app.count("game_time_slot_cache").await == slots).then_some(()) },
+    )
+    .await;
+    (stub, catalog)
+}
+
+async fn control(app: &TestApp, subject: &str, data: Value) -> Value {
+    let body = Codec::default()
+        .encode_request(subject, &data, &MessageId::fresh())
+        .unwrap();
+    let reply = app.raw(subject, body).await;
+    match Codec::with_max_len(1 << 20)
+        .decode_reply(&reply.payload)
+        .unwrap()
+        .outcome
+    {
+        ReplyOutcome::Response(v) => v["data"].clone(),
+        other => panic!("control {subject}: {other:?}"),
+    }
+}
+
+async fn stub_state(app: &TestApp) -> StubState {
+    serde_json::from_value(control(app, control::STATE, json!({})).await).unwrap()
+}
+
+async fn pending(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE status <> 'SENT'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+/// Waits for the outbox to drain and for course-stub's counts to equal the booking sums.
+async fn converge(app: &TestApp, catalog: &Catalog) -> StubState {
+    eventually(
+        "the outbox to drain and course-stub to converge",
+        Duration::from_secs(90),
+        || async {
+            if pending(app).await != 0 {
+                return None;
+            }
+            let state = stub_state(app).await;
+            for slot in &catalog.slots {
+                let theirs = state
+                    .slots
+                    .iter()
+                    .find(|s| s.id == slot.id)
+                    .unwrap()
+                    .booked_players;
+                if i64::from(theirs) != app.booked_sum(slot.id).await {
+                    return None;
+                }
+            }
+            Some(state)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bookings_succeed_during_a_course_service_outage_and_every_event_arrives_after_it() {
+    let app = spawn_app().await;
+    let (_stub, catalog) = start_stub(
+        &app,
+        Faults {
+            outage: true,
+            ..Faults::default()
+        },
+    )
+    .await;
+    for i in 0..100 {
+        let slot = &catalog.slots[i % catalog.slots.len()];
+        app.call(s::BOOKING_CREATE, create_request(i as i32 + 1, slot.id, 1))
+            .await
+            .ok();
+    }
+    // The book events cannot be delivered: the backlog holds them.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(pending(&app).await >= 100, "book events wait in the outbox");
+    let attempts: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(retry_count), 0)::int8 FROM outbox_events")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(attempts >= 1, "the relay kept trying");
+    assert_eq!(stub_state(&app).await.counts.applied, 0);
+
+    control(&app, control::FAULTS, json!({"outage": false})).await;
+    let state = converge(&app, &catalog).await;
+    assert_eq!(state.counts.applied, 100);
+    assert_eq!(pending(&app).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropped_and_duplicated_book_and_release_still_converge() {
+    let app = spawn_app().await;
+    let faults = Faults {
+        drop_fraction: 0.3,
+        duplicate_fraction: 0.2,
+        ..Faults::default()
+    };
+    let (_stub, catalog) = start_stub(&app, faults).await;
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let slot = &catalog.slots[i % 20];
+        let reply = app
+            .call(s::BOOKING_CREATE, create_request(i as i32 + 1, slot.id, 1))
+            .await
+            .ok();
+        ids.push((reply["data"]["id"].clone(), i as i32 + 1));
+    }
+    for (id, user) in ids.iter().step_by(3) {
+        app.call(s::BOOKING_CANCEL, json!({"id": id, "userId": user}))
+            .await
+            .ok();
+    }
+    let state = converge(&app, &catalog).await;
+    assert!(state.counts.dropped > 0, "{:?}", state.counts);
+    assert!(state.counts.duplicated > 0, "{:?}", state.counts);
+    assert_eq!(
+        state.counts.deduplicated, state.counts.duplicated,
+        "every duplicate was caught by its id"
+    );
+    assert_eq!(
+        state.counts.applied,
+        60 + 20,
+        "each book and release applied exactly once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_relaying_at_once_never_send_one_event_twice() {
+    let app = spawn_app_with(AppOptions {
+        replicas: 2,
+        ..AppOptions::default()
+    })
+    .await;
+    let (_stub, catalog) = start_stub(&app, Faults::default()).await;
+    let calls = (0..80).map(|i| {
+        let slot = catalog.slots[i % catalog.slots.len()].id;
+        app.call(s::BOOKING_CREATE, create_request(i as i32 + 1, slot, 1))
+    });
+    for answer in futures::future::join_all(calls).await {
+        answer.ok();
+    }
+    let state = converge(&app, &catalog).await;
+    assert_eq!(state.counts.received, 80, "one message per event");
+    assert_eq!(state.counts.deduplicated, 0);
+    assert_eq!(state.counts.applied, 80);
+}
