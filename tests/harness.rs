@@ -130,6 +130,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     config.course_timeout = Duration::from_millis(500);
     config.outbox_poll = Duration::from_millis(100);
     config.db_pool_size = 8;
+    config.http_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     (options.configure)(&mut config);
     let mut replicas = Vec::new();
     for _ in 0..options.replicas {

@@ -3,8 +3,11 @@
 use contracts::Codec;
 use sqlx::PgPool;
 
+use std::sync::Arc;
+
 use crate::config::Config;
 use crate::course::CourseClient;
+use crate::metrics::Metrics;
 
 /// Shared by the NATS server, the handlers and the outbox relay.
 #[derive(Debug)]
@@ -19,4 +22,6 @@ pub(crate) struct App {
     pub(crate) course: CourseClient,
     /// Inbound message decoding.
     pub(crate) codec: Codec,
+    /// Counters, gauges and histograms.
+    pub(crate) metrics: Arc<Metrics>,
 }

@@ -36,6 +36,8 @@ pub struct Config {
     pub outbox_max_attempts: i32,
     /// `EVENTS_STREAM` (default `BOOKING_EVENTS`): JetStream stream for booking events.
     pub events_stream: String,
+    /// `HTTP_ADDR` (default `0.0.0.0:8080`): `/metrics`, `/healthz`, `/readyz`; port 0 picks one.
+    pub http_addr: std::net::SocketAddr,
 }
 
 impl std::fmt::Debug for Config {
@@ -133,6 +135,14 @@ impl Config {
             outbox_batch: number("OUTBOX_BATCH", 64, 1, 10_000)? as i64,
             outbox_max_attempts: number("OUTBOX_MAX_ATTEMPTS", 50, 1, 1_000_000)? as i32,
             events_stream: get("EVENTS_STREAM").unwrap_or_else(|| "BOOKING_EVENTS".into()),
+            http_addr: match get("HTTP_ADDR") {
+                None => std::net::SocketAddr::from(([0, 0, 0, 0], 8080)),
+                Some(text) => text.trim().parse().map_err(|_| {
+                    ConfigError(format!(
+                        "HTTP_ADDR={text:?} must be host:port, e.g. 0.0.0.0:8080"
+                    ))
+                })?,
+            },
         })
     }
 }

@@ -11,6 +11,8 @@ use contracts::{subjects, Codec, ErrorCode, MessageId, ReplyOutcome};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::metrics::Metrics;
+
 /// Why a course-service call gave no usable answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CourseError {
@@ -39,12 +41,15 @@ pub struct CourseClient {
     timeout: Duration,
     /// One lock per slot being fetched, so concurrent misses make one call.
     in_flight: std::sync::Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>,
+    /// Latency and failure counts.
+    metrics: Arc<Metrics>,
 }
 
 impl CourseClient {
     /// A client on `nats` with a per-call `timeout`.
-    pub fn new(nats: async_nats::Client, timeout: Duration) -> Self {
+    pub(crate) fn new(nats: async_nats::Client, timeout: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
+            metrics,
             nats,
             codec: Codec::with_max_len(1024 * 1024),
             timeout,
@@ -68,6 +73,27 @@ impl CourseClient {
     }
 
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        subject: &'static str,
+        data: &Req,
+    ) -> Result<Resp, CourseError> {
+        let started = std::time::Instant::now();
+        let result = self.call_once(subject, data).await;
+        self.metrics
+            .course_latency
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            self.metrics.course_failure(match e {
+                CourseError::NotFound(_) => "not_found",
+                CourseError::NoResponders(_) => "no_responders",
+                CourseError::Timeout(..) => "timeout",
+                CourseError::Failed(..) => "error",
+            });
+        }
+        result
+    }
+
+    async fn call_once<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         subject: &'static str,
         data: &Req,

@@ -14,6 +14,7 @@
 //! - `cache.rs`: game and slot cache upserts.
 //! - `course.rs`: course-service calls with timeouts and single-flight.
 //! - `outbox.rs`: the outbox and its relay.
+//! - `metrics.rs`: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.
 //! - [`error`]: handler errors and their wire codes.
 //! - [`telemetry`]: logging and personal-data masks.
 
@@ -23,6 +24,7 @@ pub mod config;
 mod course;
 pub mod error;
 mod handlers;
+mod metrics;
 mod outbox;
 mod server;
 mod store;
@@ -64,6 +66,8 @@ pub struct Running {
     relay: JoinHandle<()>,
     nats: async_nats::Client,
     pool: sqlx::PgPool,
+    http: JoinHandle<()>,
+    http_addr: std::net::SocketAddr,
 }
 
 impl Running {
@@ -72,9 +76,15 @@ impl Running {
         let _ = self.shutdown.send(true);
         let served = self.server.await.context("server task panicked")?;
         let _ = self.relay.await;
+        let _ = self.http.await;
         let _ = self.nats.drain().await;
         self.pool.close().await;
         served
+    }
+
+    /// The bound address of `/metrics`, `/healthz` and `/readyz`.
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        self.http_addr
     }
 
     /// Whether the NATS server loop is still running.
@@ -115,14 +125,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    let metrics = Arc::new(metrics::Metrics::default());
     let app = Arc::new(app::App {
-        course: course::CourseClient::new(nats.clone(), config.course_timeout),
+        course: course::CourseClient::new(nats.clone(), config.course_timeout, metrics.clone()),
+        metrics,
         codec: contracts::Codec::default(),
         config,
         pool: pool.clone(),
         nats: nats.clone(),
     });
     let (shutdown, signal) = watch::channel(false);
+    let (http_addr, http) =
+        metrics::serve(app.clone(), app.config.http_addr, signal.clone()).await?;
     let relay = tokio::spawn(outbox::relay(app.clone(), signal.clone()));
     let server_app = app.clone();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -142,6 +156,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         relay,
         nats,
         pool,
+        http,
+        http_addr,
     })
 }
 

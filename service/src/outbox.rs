@@ -191,6 +191,7 @@ async fn settle(app: &App, js: &async_nats::jetstream::Context, row: Claimed) {
             .await
         }
         Err(error) => {
+            app.metrics.nats_publish_failures.inc();
             let attempts = row.retry_count + 1;
             let backoff = backoff(attempts);
             tracing::warn!(event = %row.event_type, attempts, error = %error, "event delivery failed; will retry");

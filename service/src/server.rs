@@ -4,7 +4,6 @@
 //! Unlike NestJS, a malformed body never takes the process down: it is logged, counted and, when
 //! the sender waits for a reply, answered with `BUS_001`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use contracts::subjects::BOOKING_HANDLERS;
@@ -15,9 +14,6 @@ use tokio::sync::{watch, Semaphore};
 use crate::app::App;
 use crate::error::ServiceError;
 use crate::handlers;
-
-/// Messages that could not be decoded, since start.
-pub(crate) static MALFORMED: AtomicU64 = AtomicU64::new(0);
 
 /// Serves until `shutdown` turns true, then stops taking messages and waits for in-flight ones.
 pub(crate) async fn serve(
@@ -88,7 +84,7 @@ async fn handle(app: &App, message: async_nats::Message) {
     let inbound = match app.codec.decode_inbound(&message.payload) {
         Ok(inbound) => inbound,
         Err(e) => {
-            MALFORMED.fetch_add(1, Ordering::Relaxed);
+            app.metrics.malformed_messages.inc();
             tracing::warn!(subject, error = %e, "malformed message");
             if let Some(reply) = message.reply {
                 // Without a readable id the NestJS client cannot match any reply; a bare error

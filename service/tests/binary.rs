@@ -45,6 +45,7 @@ async fn sigterm_stops_a_serving_binary_cleanly() {
         .env("DATABASE_URL", db.url())
         .env("NATS_URL", world.nats_url())
         .env("RUST_LOG", "warn")
+        .env("HTTP_ADDR", "127.0.0.1:0")
         .stdout(Stdio::null())
         .spawn()
         .unwrap();

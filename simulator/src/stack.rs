@@ -119,6 +119,7 @@ impl Stack {
         cmd.env("DATABASE_URL", self.db.url())
             .env("NATS_URL", self.world.nats_url())
             .env("SERVICE_NAME", format!("booking-service-{index}"))
+            .env("HTTP_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -125,6 +125,7 @@ pub(crate) async fn cancel(
     )
     .await?;
     tx.commit().await?;
+    app.metrics.booking_cancelled.inc();
     tracing::info!("Booking {} cancelled.", booking.booking_number);
     Ok(Success::new(
         store::booking_by_id(&app.pool, booking.id).await?,

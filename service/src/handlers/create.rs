@@ -73,8 +73,10 @@ async fn resolve_slot(app: &App, slot_id: i32) -> Result<SlotRow> {
     let fresh = |row: &SlotRow| now() - row.last_sync_at <= ttl;
     let cached = store::slot(&app.pool, slot_id).await?;
     if let Some(row) = cached.as_ref().filter(|r| fresh(r)) {
+        app.metrics.cache_hits.inc();
         return Ok(row.clone());
     }
+    app.metrics.cache_misses.inc();
     tracing::info!("Slot cache miss for gameTimeSlotId: {slot_id}");
     // One fetch per slot at a time: later callers wait, then find the row fresh.
     let _guard = app.course.lock_slot(slot_id).await;
@@ -108,6 +110,7 @@ async fn resolve_slot(app: &App, slot_id: i32) -> Result<SlotRow> {
             // A stale row is better than no booking while course-service is away.
             Some(stale) => {
                 tracing::warn!(slot_id, error = %e, "course-service unavailable; using the stale cache row");
+                app.metrics.stale_fallbacks.inc();
                 Ok(stale)
             }
             None => Err(ServiceError::Unavailable(e.to_string())),
@@ -155,6 +158,7 @@ pub(crate) async fn create(
             Err(e)
         }
         Ok(booking) => {
+            app.metrics.booking_created.inc();
             tracing::info!(
                 user = %telemetry::mask_email(&req.user_email),
                 "Booking {} created successfully.",

@@ -1,0 +1,244 @@
+//! The service's metrics (seed §8.1) in Prometheus text format, and the `/metrics`, `/healthz`
+//! and `/readyz` endpoints.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+use crate::app::App;
+
+/// The kinds of course-service failure.
+const FAILURE_KINDS: [&str; 4] = ["timeout", "no_responders", "not_found", "error"];
+
+/// A failure kind label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Kind {
+    /// One of [`FAILURE_KINDS`].
+    pub(crate) kind: String,
+}
+
+/// Every metric the service exports.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    /// Bookings created.
+    pub(crate) booking_created: Counter,
+    /// Bookings cancelled.
+    pub(crate) booking_cancelled: Counter,
+    /// Slot lookups answered from a fresh cache row.
+    pub(crate) cache_hits: Counter,
+    /// Slot lookups that had to ask course-service.
+    pub(crate) cache_misses: Counter,
+    /// Bookings made on a stale cache row because course-service could not answer.
+    pub(crate) stale_fallbacks: Counter,
+    /// Course-service call latency, seconds.
+    pub(crate) course_latency: Histogram,
+    /// Course-service call failures by kind.
+    pub(crate) course_failures: Family<Kind, Counter>,
+    /// Events that could not be published (each failed outbox attempt).
+    pub(crate) nats_publish_failures: Counter,
+    /// Inbound messages that could not be decoded.
+    pub(crate) malformed_messages: Counter,
+    /// Outbox rows not yet sent.
+    pub(crate) outbox_backlog: Gauge,
+    /// Age of the oldest unsent outbox row, seconds.
+    pub(crate) outbox_oldest_pending_seconds: Gauge,
+    /// Outbox rows given up on (FAILED).
+    pub(crate) outbox_failed: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let m = Self {
+            booking_created: Counter::default(),
+            booking_cancelled: Counter::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            stale_fallbacks: Counter::default(),
+            course_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            course_failures: Family::default(),
+            nats_publish_failures: Counter::default(),
+            malformed_messages: Counter::default(),
+            outbox_backlog: Gauge::default(),
+            outbox_oldest_pending_seconds: Gauge::default(),
+            outbox_failed: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "booking_created",
+            "Bookings created",
+            m.booking_created.clone(),
+        );
+        registry.register(
+            "booking_cancelled",
+            "Bookings cancelled",
+            m.booking_cancelled.clone(),
+        );
+        registry.register(
+            "cache_hits",
+            "Slot lookups served by a fresh cache row",
+            m.cache_hits.clone(),
+        );
+        registry.register(
+            "cache_misses",
+            "Slot lookups that asked course-service",
+            m.cache_misses.clone(),
+        );
+        registry.register(
+            "stale_fallbacks",
+            "Bookings made on a stale cache row while course-service could not answer",
+            m.stale_fallbacks.clone(),
+        );
+        registry.register(
+            "course_service_latency_seconds",
+            "Latency of course-service calls",
+            m.course_latency.clone(),
+        );
+        registry.register(
+            "course_service_failures",
+            "Course-service call failures by kind",
+            m.course_failures.clone(),
+        );
+        registry.register(
+            "nats_publish_failures",
+            "Failed attempts to deliver an outbox event",
+            m.nats_publish_failures.clone(),
+        );
+        registry.register(
+            "malformed_messages",
+            "Inbound messages that could not be decoded",
+            m.malformed_messages.clone(),
+        );
+        registry.register(
+            "outbox_backlog",
+            "Outbox rows not yet sent",
+            m.outbox_backlog.clone(),
+        );
+        registry.register(
+            "outbox_oldest_pending_seconds",
+            "Age of the oldest unsent outbox row",
+            m.outbox_oldest_pending_seconds.clone(),
+        );
+        registry.register(
+            "outbox_failed",
+            "Outbox rows given up on",
+            m.outbox_failed.clone(),
+        );
+        // Every kind exists from the start, at zero, so rates and alerts work before a failure.
+        for kind in FAILURE_KINDS {
+            m.course_failures
+                .get_or_create(&Kind {
+                    kind: kind.to_owned(),
+                })
+                .inc_by(0);
+        }
+        Self { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The registry in Prometheus text format.
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Counts a course-service failure.
+    pub(crate) fn course_failure(&self, kind: &str) {
+        self.course_failures
+            .get_or_create(&Kind {
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// Refreshes the outbox gauges from the database.
+pub(crate) async fn refresh_outbox(app: &App) {
+    let row: Result<(i64, i64, i64), _> = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'PENDING'), \
+         COALESCE(EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE status = 'PENDING')), 0)::int8, \
+         count(*) FILTER (WHERE status = 'FAILED') FROM outbox_events WHERE status <> 'SENT'",
+    )
+    .fetch_one(&app.pool)
+    .await;
+    if let Ok((backlog, oldest, failed)) = row {
+        app.metrics.outbox_backlog.set(backlog);
+        app.metrics.outbox_oldest_pending_seconds.set(oldest);
+        app.metrics.outbox_failed.set(failed);
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> String {
+    refresh_outbox(&app).await;
+    app.metrics.render()
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, String) {
+    let db = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&app.pool)
+        .await;
+    let expected = crate::MIGRATOR.iter().count() as i64;
+    let nats = app.nats.connection_state() == async_nats::connection::State::Connected;
+    match (db, nats) {
+        (Ok(applied), true) if applied >= expected => (StatusCode::OK, "ready".into()),
+        (Ok(applied), true) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("migrations: {applied} of {expected} applied"),
+        ),
+        (Err(e), _) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")),
+        (_, false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "nats: not connected".into(),
+        ),
+    }
+}
+
+/// Binds `addr` and serves the endpoints until `shutdown` turns true; returns the bound address.
+pub(crate) async fn serve(
+    app: Arc<App>,
+    addr: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding HTTP_ADDR {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    let router = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(app);
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.changed().await;
+        };
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!("metrics endpoint failed: {e}");
+        }
+    });
+    tracing::info!(%bound, "metrics and health on HTTP");
+    Ok((bound, task))
+}
