@@ -336,7 +336,12 @@ async fn a_cache_miss_fetches_the_slot_once_for_concurrent_callers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_slot_is_bus_002_and_an_absent_course_service_is_sys_004_within_the_timeout() {
-    let app = spawn_app().await;
+    // The breaker would open after these failures; this test is about single calls.
+    let app = spawn_app_with(AppOptions {
+        configure: |c| c.breaker_threshold = 1000,
+        ..AppOptions::default()
+    })
+    .await;
     // No course-service at all: NATS answers "no responders" at once.
     let started = Instant::now();
     assert_eq!(

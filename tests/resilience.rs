@@ -178,3 +178,72 @@ async fn two_replicas_relaying_at_once_never_send_one_event_twice() {
     assert_eq!(state.counts.deduplicated, 0);
     assert_eq!(state.counts.applied, 80);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_breaker_fails_fast_while_course_service_is_down_and_closes_after_a_good_probe() {
+    let app = spawn_app_with(AppOptions {
+        configure: |c| {
+            c.breaker_threshold = 3;
+            c.breaker_open = Duration::from_millis(500);
+            c.course_retries = 0;
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    let metric = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().parse().ok()))
+            .unwrap_or(0.0)
+    };
+    let metrics = || async {
+        reqwest::get(format!("http://{}/metrics", app.replicas[0].http_addr()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    // Three misses with nobody listening open the breaker; the next ones are not even tried.
+    for i in 0..6 {
+        let code = app
+            .call(s::BOOKING_CREATE, create_request(1, 800 + i, 1))
+            .await
+            .code();
+        assert_eq!(code, contracts::ErrorCode::ServiceUnavailable);
+    }
+    let text = metrics().await;
+    assert_eq!(
+        metric(
+            &text,
+            "course_service_failures_total{kind=\"no_responders\"}"
+        ),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "course_service_failures_total{kind=\"circuit_open\"}"
+        ),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(metric(&text, "course_service_breaker_state"), 1.0);
+
+    // Course-service comes back; after the open period one probe goes through and closes it.
+    let _course = FakeCourse::start(
+        app.client.clone(),
+        vec![slot(810, 8, 10, 4)],
+        vec![game(8)],
+        Duration::ZERO,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    app.call(s::BOOKING_CREATE, create_request(1, 810, 1))
+        .await
+        .ok();
+    assert_eq!(
+        metric(&metrics().await, "course_service_breaker_state"),
+        0.0
+    );
+}

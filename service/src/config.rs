@@ -20,6 +20,12 @@ pub struct Config {
     pub db_acquire_timeout: Duration,
     /// `COURSE_TIMEOUT_MS` (default 5000): per-call timeout to course-service.
     pub course_timeout: Duration,
+    /// `COURSE_RETRIES` (default 2): extra attempts after a failed course-service call.
+    pub course_retries: u32,
+    /// `BREAKER_THRESHOLD` (default 5): consecutive failed attempts that open the breaker.
+    pub breaker_threshold: u32,
+    /// `BREAKER_OPEN_MS` (default 10000): how long an open breaker fails fast before a probe.
+    pub breaker_open: Duration,
     /// `CACHE_TTL_SECS` (default 300): a cached slot older than this is refreshed on booking.
     pub cache_ttl: Duration,
     /// `CANCEL_CUTOFF_DAYS` (default 3): cancelling is refused closer than this to the booking date.
@@ -122,6 +128,9 @@ impl Config {
             db_pool_size: number("DB_POOL_SIZE", 16, 1, 1000)? as u32,
             db_acquire_timeout: millis("DB_ACQUIRE_TIMEOUT_MS", 5000)?,
             course_timeout: millis("COURSE_TIMEOUT_MS", 5000)?,
+            course_retries: number("COURSE_RETRIES", 2, 0, 10)? as u32,
+            breaker_threshold: number("BREAKER_THRESHOLD", 5, 1, 10_000)? as u32,
+            breaker_open: millis("BREAKER_OPEN_MS", 10_000)?,
             cache_ttl: Duration::from_secs(number("CACHE_TTL_SECS", 300, 0, 86_400 * 30)?),
             cancel_cutoff_days: number("CANCEL_CUTOFF_DAYS", 3, 0, 365)? as i64,
             max_in_flight: number("MAX_IN_FLIGHT", 512, 1, 100_000)? as usize,

@@ -4,13 +4,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use contracts::course::{CourseReply, Game, GameQuery, TimeSlot, TimeSlotQuery};
 use contracts::{subjects, Codec, ErrorCode, MessageId, ReplyOutcome};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::breaker::Breaker;
+use crate::config::Config;
 use crate::metrics::Metrics;
 
 /// Why a course-service call gave no usable answer.
@@ -28,6 +30,27 @@ pub enum CourseError {
     /// An answer that is an error or cannot be decoded, or a transport failure.
     #[error("course-service call {0} failed: {1}")]
     Failed(&'static str, String),
+    /// The breaker is open: recent calls failed, so this one was not made.
+    #[error("course-service is failing; calls are paused (circuit open)")]
+    CircuitOpen,
+}
+
+impl CourseError {
+    /// The metrics label of the failure.
+    fn kind(&self) -> &'static str {
+        match self {
+            CourseError::NotFound(_) => "not_found",
+            CourseError::NoResponders(_) => "no_responders",
+            CourseError::Timeout(..) => "timeout",
+            CourseError::Failed(..) => "error",
+            CourseError::CircuitOpen => "circuit_open",
+        }
+    }
+
+    /// Whether the answer says course-service is unhealthy (a "not found" is a healthy answer).
+    fn is_outage(&self) -> bool {
+        !matches!(self, CourseError::NotFound(_))
+    }
 }
 
 /// The course-service client.
@@ -43,13 +66,20 @@ pub struct CourseClient {
     in_flight: std::sync::Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>,
     /// Latency and failure counts.
     metrics: Arc<Metrics>,
+    /// Extra attempts after a failure.
+    retries: u32,
+    /// Fails fast while course-service is down.
+    breaker: Breaker,
 }
 
 impl CourseClient {
     /// A client on `nats` with a per-call `timeout`.
-    pub(crate) fn new(nats: async_nats::Client, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(nats: async_nats::Client, config: &Config, metrics: Arc<Metrics>) -> Self {
+        let timeout = config.course_timeout;
         Self {
             metrics,
+            retries: config.course_retries,
+            breaker: Breaker::new(config.breaker_threshold, config.breaker_open),
             nats,
             codec: Codec::with_max_len(1024 * 1024),
             timeout,
@@ -77,20 +107,36 @@ impl CourseClient {
         subject: &'static str,
         data: &Req,
     ) -> Result<Resp, CourseError> {
-        let started = std::time::Instant::now();
-        let result = self.call_once(subject, data).await;
-        self.metrics
-            .course_latency
-            .observe(started.elapsed().as_secs_f64());
-        if let Err(e) = &result {
-            self.metrics.course_failure(match e {
-                CourseError::NotFound(_) => "not_found",
-                CourseError::NoResponders(_) => "no_responders",
-                CourseError::Timeout(..) => "timeout",
-                CourseError::Failed(..) => "error",
-            });
+        let mut attempt = 0;
+        loop {
+            if !self.breaker.allow(Instant::now()) {
+                self.metrics.course_failure(CourseError::CircuitOpen.kind());
+                return Err(CourseError::CircuitOpen);
+            }
+            let started = Instant::now();
+            let result = self.call_once(subject, data).await;
+            self.metrics
+                .course_latency
+                .observe(started.elapsed().as_secs_f64());
+            let outage = result.as_ref().err().is_some_and(CourseError::is_outage);
+            let position = self.breaker.record(!outage, Instant::now());
+            self.metrics.breaker_state.set(position.code());
+            match result {
+                Err(e) if outage && attempt < self.retries => {
+                    self.metrics.course_failure(e.kind());
+                    attempt += 1;
+                    // Full jitter over an exponential ceiling: 50 ms, 100 ms, 200 ms, ...
+                    let ceiling = 50u64 << attempt.min(10);
+                    let pause = rand::Rng::random_range(&mut rand::rng(), ceiling / 2..=ceiling);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                Err(e) => {
+                    self.metrics.course_failure(e.kind());
+                    return Err(e);
+                }
+                Ok(value) => return Ok(value),
+            }
         }
-        result
     }
 
     async fn call_once<Req: Serialize, Resp: DeserializeOwned>(

@@ -12,13 +12,15 @@
 //! - `handlers.rs` + `handlers/`: one file per handler family.
 //! - `store.rs`: rows of the reference tables and their wire forms.
 //! - `cache.rs`: game and slot cache upserts.
-//! - `course.rs`: course-service calls with timeouts and single-flight.
+//! - `course.rs`: course-service calls with timeouts, retries and single-flight.
+//! - `breaker.rs`: the circuit breaker in front of course-service.
 //! - `outbox.rs`: the outbox and its relay.
 //! - `metrics.rs`: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.
 //! - [`error`]: handler errors and their wire codes.
 //! - [`telemetry`]: logging and personal-data masks.
 
 mod app;
+mod breaker;
 mod cache;
 pub mod config;
 mod course;
@@ -127,7 +129,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let metrics = Arc::new(metrics::Metrics::default());
     let app = Arc::new(app::App {
-        course: course::CourseClient::new(nats.clone(), config.course_timeout, metrics.clone()),
+        course: course::CourseClient::new(nats.clone(), &config, metrics.clone()),
         metrics,
         codec: contracts::Codec::default(),
         config,

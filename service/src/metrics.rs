@@ -19,7 +19,13 @@ use tokio::sync::watch;
 use crate::app::App;
 
 /// The kinds of course-service failure.
-const FAILURE_KINDS: [&str; 4] = ["timeout", "no_responders", "not_found", "error"];
+const FAILURE_KINDS: [&str; 5] = [
+    "timeout",
+    "no_responders",
+    "not_found",
+    "error",
+    "circuit_open",
+];
 
 /// A failure kind label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,6 +62,8 @@ pub(crate) struct Metrics {
     pub(crate) outbox_oldest_pending_seconds: Gauge,
     /// Outbox rows given up on (FAILED).
     pub(crate) outbox_failed: Gauge,
+    /// The course-service breaker: 0 closed, 1 open, 2 half-open.
+    pub(crate) breaker_state: Gauge,
 }
 
 impl Default for Metrics {
@@ -74,6 +82,7 @@ impl Default for Metrics {
             outbox_backlog: Gauge::default(),
             outbox_oldest_pending_seconds: Gauge::default(),
             outbox_failed: Gauge::default(),
+            breaker_state: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -135,6 +144,11 @@ impl Default for Metrics {
             "outbox_failed",
             "Outbox rows given up on",
             m.outbox_failed.clone(),
+        );
+        registry.register(
+            "course_service_breaker_state",
+            "Course-service circuit breaker: 0 closed, 1 open, 2 half-open",
+            m.breaker_state.clone(),
         );
         // Every kind exists from the start, at zero, so rates and alerts work before a failure.
         for kind in FAILURE_KINDS {
