@@ -42,6 +42,10 @@ pub struct Config {
     pub outbox_max_attempts: i32,
     /// `EVENTS_STREAM` (default `BOOKING_EVENTS`): JetStream stream for booking events.
     pub events_stream: String,
+    /// `FAULT_POINT` (default none): for chaos runs only, abort the process at this point:
+    /// `after-commit` (a booking is committed, its reply not yet sent) or `before-mark-sent` (an
+    /// event is delivered, its outbox row not yet marked).
+    pub fault_point: Option<FaultPoint>,
     /// `HTTP_ADDR` (default `0.0.0.0:8080`): `/metrics`, `/healthz`, `/readyz`; port 0 picks one.
     pub http_addr: std::net::SocketAddr,
 }
@@ -69,6 +73,25 @@ pub fn redact(url: &str) -> String {
             format!("{}://***{}", &url[..scheme], &url[at..])
         }
         _ => url.to_owned(),
+    }
+}
+
+/// Where a chaos run may crash the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultPoint {
+    /// Right after a booking transaction commits, before the reply.
+    AfterCommit,
+    /// Right after an event is delivered, before its outbox row is marked sent.
+    BeforeMarkSent,
+}
+
+impl FaultPoint {
+    /// Aborts the process (like `kill -9`: no destructors, no flush) when `configured` is `self`.
+    pub fn crash_here(self, configured: Option<FaultPoint>) {
+        if configured == Some(self) {
+            tracing::error!(point = ?self, "FAULT_POINT reached: aborting the process");
+            std::process::abort();
+        }
     }
 }
 
@@ -144,6 +167,16 @@ impl Config {
             outbox_batch: number("OUTBOX_BATCH", 64, 1, 10_000)? as i64,
             outbox_max_attempts: number("OUTBOX_MAX_ATTEMPTS", 50, 1, 1_000_000)? as i32,
             events_stream: get("EVENTS_STREAM").unwrap_or_else(|| "BOOKING_EVENTS".into()),
+            fault_point: match get("FAULT_POINT").as_deref() {
+                None => None,
+                Some("after-commit") => Some(FaultPoint::AfterCommit),
+                Some("before-mark-sent") => Some(FaultPoint::BeforeMarkSent),
+                Some(other) => {
+                    return Err(ConfigError(format!(
+                        "FAULT_POINT={other:?} must be after-commit or before-mark-sent"
+                    )))
+                }
+            },
             http_addr: match get("HTTP_ADDR") {
                 None => std::net::SocketAddr::from(([0, 0, 0, 0], 8080)),
                 Some(text) => text.trim().parse().map_err(|_| {

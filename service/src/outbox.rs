@@ -183,6 +183,7 @@ async fn settle(app: &App, js: &async_nats::jetstream::Context, row: Claimed) {
     let outcome = deliver(app, js, &row).await;
     let result = match &outcome {
         Ok(()) => {
+            crate::config::FaultPoint::BeforeMarkSent.crash_here(app.config.fault_point);
             sqlx::query(
                 "UPDATE outbox_events SET status = 'SENT', processed_at = now(), last_error = NULL WHERE id = $1",
             )
