@@ -816,3 +816,27 @@ async fn every_handler_answers_bad_input_with_bus_001_and_keeps_serving() {
         .await
         .ok();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idempotency_key_expires_after_its_time() {
+    let app = spawn_app_with(AppOptions {
+        configure: |c| c.idempotency_ttl = Duration::from_secs(1),
+        ..AppOptions::default()
+    })
+    .await;
+    app.seed_slot(&slot(140, 1, 10, 4), &game(1)).await;
+    let mut req = create_request(5, 140, 1);
+    req["idempotencyKey"] = Value::from("short-lived");
+    let first = app.call(s::BOOKING_CREATE, req.clone()).await.ok();
+    assert_eq!(
+        app.call(s::BOOKING_CREATE, req.clone()).await.ok()["data"]["id"],
+        first["data"]["id"]
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = app.call(s::BOOKING_CREATE, req).await.ok();
+    assert_ne!(
+        later["data"]["id"], first["data"]["id"],
+        "an expired key books anew"
+    );
+    assert_eq!(app.cached_booked(140).await, 2);
+}

@@ -49,6 +49,19 @@ impl ServiceError {
         }
     }
 
+    /// Whether the whole handler may safely run again: the database rolled the transaction back
+    /// (serialization failure, deadlock) or never started it (no pooled connection in time). A
+    /// connection lost mid-commit is not retried: the commit may have happened.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ServiceError::Database(sqlx::Error::PoolTimedOut) => true,
+            ServiceError::Database(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("40001") | Some("40P01"))
+            }
+            _ => false,
+        }
+    }
+
     /// The wire error value. Internal details (SQL text, stack) stay in the logs.
     pub fn to_error_value(&self) -> ErrorValue {
         match self {
@@ -64,3 +77,26 @@ impl ServiceError {
 
 /// Handler results.
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_timeout_is_retried_but_a_lost_connection_is_not() {
+        assert!(ServiceError::Database(sqlx::Error::PoolTimedOut).is_retryable());
+        let lost = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(
+            !ServiceError::Database(lost).is_retryable(),
+            "the commit may have happened"
+        );
+        assert!(!ServiceError::Rule("full".into()).is_retryable());
+    }
+
+    #[test]
+    fn internal_details_stay_out_of_the_wire_error() {
+        let value = ServiceError::Database(sqlx::Error::PoolTimedOut).to_error_value();
+        assert_eq!(value.code(), ErrorCode::Database);
+        assert!(!value.error.message.contains("pool"));
+    }
+}

@@ -42,13 +42,26 @@ pub(crate) async fn dispatch(app: &App, subject: &str, data: Value) -> Option<Re
     Some(result)
 }
 
-async fn run<Req, Resp, F, Fut>(data: Value, handler: F) -> Result<Value>
+/// Attempts of a handler whose transaction hit a transient database error.
+const DB_ATTEMPTS: u32 = 3;
+
+async fn run<Req, Resp, F, Fut>(data: Value, mut handler: F) -> Result<Value>
 where
-    Req: serde::de::DeserializeOwned + contracts::Validate,
+    Req: serde::de::DeserializeOwned + contracts::Validate + Clone,
     Resp: Serialize,
-    F: FnOnce(Req) -> Fut,
+    F: FnMut(Req) -> Fut,
     Fut: std::future::Future<Output = Result<Resp>>,
 {
     let request: Req = Codec::decode_data(data)?;
-    to_value(handler(request).await?)
+    let mut attempt = 1;
+    loop {
+        match handler(request.clone()).await {
+            Err(e) if attempt < DB_ATTEMPTS && e.is_retryable() => {
+                tracing::warn!(attempt, error = %e, "transient database error; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
+                attempt += 1;
+            }
+            result => return to_value(result?),
+        }
+    }
 }

@@ -152,7 +152,7 @@ async fn ensure_stream(app: &App, js: &async_nats::jetstream::Context) -> bool {
             subjects::BOOKING_CONFIRMED.into(),
             subjects::BOOKING_CANCELLED.into(),
         ],
-        duplicate_window: Duration::from_secs(3600),
+        duplicate_window: duplicate_window(app.config.outbox_max_attempts),
         ..Default::default()
     };
     match js.get_or_create_stream(config).await {
@@ -213,6 +213,14 @@ async fn settle(app: &App, js: &async_nats::jetstream::Context, row: Claimed) {
     if let Err(e) = result {
         tracing::warn!(error = %e, id = row.id, "could not record an outbox delivery; the lease will expire and it is retried");
     }
+}
+
+/// JetStream's dedup window must outlast every retry of one event: at most `attempts` waits of
+/// [`MAX_BACKOFF`] plus the lease, with an hour as the floor.
+fn duplicate_window(attempts: i32) -> Duration {
+    let horizon = MAX_BACKOFF.saturating_mul(u32::try_from(attempts.max(1)).unwrap_or(u32::MAX))
+        + Duration::from_secs(60);
+    horizon.max(Duration::from_secs(3600))
 }
 
 /// Capped exponential backoff with full jitter: 100 ms · 2^attempts, at most [`MAX_BACKOFF`].
@@ -292,6 +300,12 @@ async fn deliver(app: &App, js: &async_nats::jetstream::Context, row: &Claimed) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dedup_window_outlasts_every_retry() {
+        assert_eq!(duplicate_window(5), Duration::from_secs(3600));
+        assert!(duplicate_window(100) > MAX_BACKOFF * 100);
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
