@@ -41,57 +41,19 @@ async fn sigterm_stops_a_serving_binary_cleanly() {
         .await
         .unwrap();
     let db = world.database().await.unwrap();
-    let mut child = Command::new(BIN)
-        .env("DATABASE_URL", db.url())
-        .env("NATS_URL", world.nats_url())
-        .env("RUST_LOG", "warn")
-        .env("HTTP_ADDR", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_service(&world, db.url(), &[]);
     let client = async_nats::connect(world.nats_url()).await.unwrap();
-    let codec = Codec::default();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let body = codec
-            .encode_request(
-                subjects::BOOKING_SEARCH,
-                &serde_json::json!({}),
-                &MessageId::fresh(),
-            )
-            .unwrap();
-        let reply = tokio::time::timeout(
-            Duration::from_secs(2),
-            client.request(subjects::BOOKING_SEARCH, body.into()),
-        )
-        .await;
-        if let Ok(Ok(reply)) = reply {
-            let reply = codec.decode_reply(&reply.payload).unwrap();
-            assert!(matches!(
-                reply.outcome,
-                contracts::ReplyOutcome::Response(_)
-            ));
-            break;
-        }
-        assert!(Instant::now() < deadline, "the binary never answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let page = until("the binary to answer", || {
+        ask(&client, subjects::BOOKING_SEARCH, serde_json::json!({}))
+    })
+    .await;
+    assert_eq!(page["success"], true);
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the binary did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = wait_exit(&mut child);
     assert!(exit.success(), "{exit}");
 }
 
