@@ -6,7 +6,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use contracts::{subjects, Codec, MessageId};
+use contracts::subjects;
+use simulator::stack::ask;
 
 const BIN: &str = env!("CARGO_BIN_EXE_booking-service");
 
@@ -34,12 +35,7 @@ fn a_malformed_knob_stops_the_binary_with_a_clear_message() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_a_serving_binary_cleanly() {
-    let world = simulator::World::builder()
-        .fsync(false)
-        .local_only()
-        .start()
-        .await
-        .unwrap();
+    let world = local_world().await;
     let db = world.database().await.unwrap();
     let mut child = spawn_service(&world, db.url(), &[]);
     let client = async_nats::connect(world.nats_url()).await.unwrap();
@@ -57,6 +53,16 @@ async fn sigterm_stops_a_serving_binary_cleanly() {
     assert!(exit.success(), "{exit}");
 }
 
+/// Servers of this test's own (the crash tests kill processes, never shared ones).
+async fn local_world() -> simulator::World {
+    simulator::World::builder()
+        .fsync(false)
+        .local_only()
+        .start()
+        .await
+        .unwrap()
+}
+
 /// Starts the binary on `world` with extra environment.
 fn spawn_service(world: &simulator::World, db: &str, env: &[(&str, &str)]) -> std::process::Child {
     let mut cmd = Command::new(BIN);
@@ -72,32 +78,6 @@ fn spawn_service(world: &simulator::World, db: &str, env: &[(&str, &str)]) -> st
         cmd.env(k, v);
     }
     cmd.spawn().unwrap()
-}
-
-async fn ask(
-    client: &async_nats::Client,
-    subject: &str,
-    data: serde_json::Value,
-) -> Option<serde_json::Value> {
-    let codec = Codec::default();
-    let body = codec
-        .encode_request(subject, &data, &MessageId::fresh())
-        .unwrap();
-    let reply = tokio::time::timeout(
-        Duration::from_secs(3),
-        client.request(subject.to_owned(), body.into()),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    match Codec::with_max_len(1 << 20)
-        .decode_reply(&reply.payload)
-        .unwrap()
-        .outcome
-    {
-        contracts::ReplyOutcome::Response(v) => Some(v),
-        _ => None,
-    }
 }
 
 async fn until<T, F: std::future::Future<Output = Option<T>>>(
@@ -128,12 +108,7 @@ fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
 /// Crashes the binary at `point`, restarts it without the fault, and checks that the booking is
 /// durable and its book event reached course-stub exactly once.
 async fn crash_and_recover(point: &str, expect_reply: bool) {
-    let world = simulator::World::builder()
-        .fsync(false)
-        .local_only()
-        .start()
-        .await
-        .unwrap();
+    let world = local_world().await;
     let db = world.database().await.unwrap();
     let start = chrono::Utc::now().date_naive() + chrono::Duration::days(10);
     let catalog = course_stub::Catalog::generate(2, &course_stub::CatalogSpec::small(start));

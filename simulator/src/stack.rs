@@ -48,6 +48,34 @@ pub struct Stack {
     pub log_dir: PathBuf,
 }
 
+/// Sends a NestJS request and returns its `response` value; `None` on no reply within 2 s, an
+/// `err` reply, or a reply that cannot be decoded.
+pub async fn ask(
+    client: &async_nats::Client,
+    subject: &str,
+    data: serde_json::Value,
+) -> Option<serde_json::Value> {
+    let codec = Codec::default();
+    let body = codec
+        .encode_request(subject, &data, &MessageId::fresh())
+        .ok()?;
+    let reply = tokio::time::timeout(
+        Duration::from_secs(2),
+        client.request(subject.to_owned(), body.into()),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    match Codec::with_max_len(16 << 20)
+        .decode_reply(&reply.payload)
+        .ok()?
+        .outcome
+    {
+        ReplyOutcome::Response(v) => Some(v),
+        _ => None,
+    }
+}
+
 /// Where the project's binaries are: beside the running executable, or one level up when the
 /// running executable is a test (`target/<profile>/deps/`).
 fn binary(name: &str) -> anyhow::Result<PathBuf> {
@@ -132,41 +160,10 @@ impl Stack {
         Ok(())
     }
 
-    async fn ask(
-        &self,
-        client: &async_nats::Client,
-        subject: &str,
-        data: serde_json::Value,
-    ) -> Option<serde_json::Value> {
-        let codec = Codec::default();
-        let body = codec
-            .encode_request(subject, &data, &MessageId::fresh())
-            .ok()?;
-        let reply = tokio::time::timeout(
-            Duration::from_secs(2),
-            client.request(subject.to_owned(), body.into()),
-        )
-        .await
-        .ok()?
-        .ok()?;
-        match Codec::with_max_len(16 << 20)
-            .decode_reply(&reply.payload)
-            .ok()?
-            .outcome
-        {
-            ReplyOutcome::Response(v) => Some(v),
-            _ => None,
-        }
-    }
-
     async fn wait_until(&self, what: &str, subject: &str) -> anyhow::Result<()> {
         let client = self.client().await?;
         let deadline = Instant::now() + Duration::from_secs(60);
-        while self
-            .ask(&client, subject, serde_json::json!({}))
-            .await
-            .is_none()
-        {
+        while ask(&client, subject, serde_json::json!({})).await.is_none() {
             if Instant::now() > deadline {
                 bail!(
                     "{what} did not answer within 60 s; see the logs in {}",
@@ -208,8 +205,7 @@ impl Stack {
         &self,
         client: &async_nats::Client,
     ) -> anyhow::Result<course_stub::StubState> {
-        let v = self
-            .ask(client, course_stub::control::STATE, serde_json::json!({}))
+        let v = ask(client, course_stub::control::STATE, serde_json::json!({}))
             .await
             .context("course-stub did not report its state")?;
         Ok(serde_json::from_value(v["data"].clone())?)
