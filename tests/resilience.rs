@@ -247,3 +247,62 @@ async fn the_breaker_fails_fast_while_course_service_is_down_and_closes_after_a_
         0.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_never_overtakes_the_book_of_its_booking() {
+    let app = spawn_app().await;
+    let (_stub, catalog) = start_stub(
+        &app,
+        Faults {
+            outage: true,
+            ..Faults::default()
+        },
+    )
+    .await;
+    // A bystander sees every book/release the relay puts on the wire, in the order it sent them.
+    let mut wire = app.client.subscribe("gameTimeSlots.*").await.unwrap();
+    app.client.flush().await.unwrap();
+    let slot = catalog.slots[0].id;
+    let booking = app
+        .call(s::BOOKING_CREATE, create_request(5, slot, 2))
+        .await
+        .ok();
+    app.call(
+        s::BOOKING_CANCEL,
+        json!({"id": booking["data"]["id"], "userId": 5}),
+    )
+    .await
+    .ok();
+
+    // While course-service is silent the book is retried and the release is never even tried.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let tries: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT event_type, retry_count FROM outbox_events \
+         WHERE event_type LIKE 'gameTimeSlots.%' ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(tries.len(), 2, "{tries:?}");
+    assert!(tries[0].0 == s::SLOTS_BOOK && tries[0].1 >= 1, "{tries:?}");
+    assert_eq!((tries[1].0.as_str(), tries[1].1), (s::SLOTS_RELEASE, 0));
+
+    control(&app, control::FAULTS, json!({"outage": false})).await;
+    let state = converge(&app, &catalog).await;
+    assert_eq!(state.counts.applied, 2);
+    let mut order = Vec::new();
+    while let Ok(Some(message)) = tokio::time::timeout(
+        Duration::from_millis(200),
+        futures::StreamExt::next(&mut wire),
+    )
+    .await
+    {
+        order.push(message.subject.to_string());
+    }
+    let last_book = order.iter().rposition(|subject| subject == s::SLOTS_BOOK);
+    let first_release = order.iter().position(|subject| subject == s::SLOTS_RELEASE);
+    assert!(
+        matches!((last_book, first_release), (Some(b), Some(r)) if b < r),
+        "every book attempt precedes the release: {order:?}"
+    );
+}

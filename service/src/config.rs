@@ -38,6 +38,9 @@ pub struct Config {
     pub outbox_poll: Duration,
     /// `OUTBOX_BATCH` (default 64): rows a relay claims at once.
     pub outbox_batch: i64,
+    /// `OUTBOX_LEASE_MS` (default 30000): how long a claimed row is reserved for its relay; a crashed
+    /// relay's rows are retried by another once it runs out.
+    pub outbox_lease: Duration,
     /// `OUTBOX_MAX_ATTEMPTS` (default 50): attempts before a row is marked FAILED.
     pub outbox_max_attempts: i32,
     /// `EVENTS_STREAM` (default `BOOKING_EVENTS`): JetStream stream for booking events.
@@ -46,6 +49,11 @@ pub struct Config {
     /// `after-commit` (a booking is committed, its reply not yet sent) or `before-mark-sent` (an
     /// event is delivered, its outbox row not yet marked).
     pub fault_point: Option<FaultPoint>,
+    /// `FAULT_AFTER` (default 1): abort on the Nth time `FAULT_POINT` is reached, so a chaos run can
+    /// let some work through and crash with more in flight.
+    pub fault_after: u64,
+    /// How often the fault point has been reached in this process.
+    fault_hits: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// `HTTP_ADDR` (default `0.0.0.0:8080`): `/metrics`, `/healthz`, `/readyz`; port 0 picks one.
     pub http_addr: std::net::SocketAddr,
 }
@@ -85,11 +93,19 @@ pub enum FaultPoint {
     BeforeMarkSent,
 }
 
-impl FaultPoint {
-    /// Aborts the process (like `kill -9`: no destructors, no flush) when `configured` is `self`.
-    pub fn crash_here(self, configured: Option<FaultPoint>) {
-        if configured == Some(self) {
-            tracing::error!(point = ?self, "FAULT_POINT reached: aborting the process");
+impl Config {
+    /// Aborts the process (like `kill -9`: no destructors, no flush) when `point` is the configured
+    /// fault point and this is its `FAULT_AFTER`th hit.
+    pub fn crash_at(&self, point: FaultPoint) {
+        if self.fault_point != Some(point) {
+            return;
+        }
+        let hits = self
+            .fault_hits
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if hits >= self.fault_after {
+            tracing::error!(?point, hits, "FAULT_POINT reached: aborting the process");
             std::process::abort();
         }
     }
@@ -142,7 +158,7 @@ impl Config {
         let millis = |name: &str, default: u64| {
             number(name, default, 1, 3_600_000).map(Duration::from_millis)
         };
-        Ok(Self {
+        let config = Self {
             database_url,
             nats_url,
             service_name: get("SERVICE_NAME").unwrap_or_else(|| "booking-service".into()),
@@ -165,6 +181,7 @@ impl Config {
             )?),
             outbox_poll: millis("OUTBOX_POLL_MS", 1000)?,
             outbox_batch: number("OUTBOX_BATCH", 64, 1, 10_000)? as i64,
+            outbox_lease: millis("OUTBOX_LEASE_MS", 30_000)?,
             outbox_max_attempts: number("OUTBOX_MAX_ATTEMPTS", 50, 1, 1_000_000)? as i32,
             events_stream: get("EVENTS_STREAM").unwrap_or_else(|| "BOOKING_EVENTS".into()),
             fault_point: match get("FAULT_POINT").as_deref() {
@@ -177,6 +194,8 @@ impl Config {
                     )))
                 }
             },
+            fault_after: number("FAULT_AFTER", 1, 1, u64::MAX)?,
+            fault_hits: Default::default(),
             http_addr: match get("HTTP_ADDR") {
                 None => std::net::SocketAddr::from(([0, 0, 0, 0], 8080)),
                 Some(text) => text.trim().parse().map_err(|_| {
@@ -185,7 +204,15 @@ impl Config {
                     ))
                 })?,
             },
-        })
+        };
+        if config.outbox_lease <= config.course_timeout {
+            return Err(ConfigError(format!(
+                "OUTBOX_LEASE_MS ({} ms) must be longer than COURSE_TIMEOUT_MS ({} ms), or a slow delivery is sent twice",
+                config.outbox_lease.as_millis(),
+                config.course_timeout.as_millis()
+            )));
+        }
+        Ok(config)
     }
 }
 

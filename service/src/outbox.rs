@@ -23,8 +23,6 @@ use tokio::sync::watch;
 use crate::app::App;
 use crate::error::{Result, ServiceError};
 
-/// How long a claimed row is reserved for the relay that claimed it.
-const LEASE: &str = "30 seconds";
 /// Longest wait between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -102,7 +100,8 @@ pub(crate) async fn relay(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
                 Vec::new()
             }
         };
-        let full = claimed.len() as i64 >= app.config.outbox_batch;
+        // A delivered row may release its aggregate's next one: claim again until nothing is due.
+        let busy = !claimed.is_empty();
         if !claimed.is_empty() && !stream_ready {
             stream_ready = ensure_stream(&app, &jetstream).await;
         }
@@ -112,7 +111,7 @@ pub(crate) async fn relay(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             async move { settle(&app, &jetstream, row).await }
         });
         futures::future::join_all(deliveries).await;
-        if full {
+        if busy {
             continue;
         }
         let wake = async {
@@ -152,7 +151,7 @@ async fn ensure_stream(app: &App, js: &async_nats::jetstream::Context) -> bool {
             subjects::BOOKING_CONFIRMED.into(),
             subjects::BOOKING_CANCELLED.into(),
         ],
-        duplicate_window: duplicate_window(app.config.outbox_max_attempts),
+        duplicate_window: duplicate_window(app.config.outbox_max_attempts, app.config.outbox_lease),
         ..Default::default()
     };
     match js.get_or_create_stream(config).await {
@@ -164,15 +163,21 @@ async fn ensure_stream(app: &App, js: &async_nats::jetstream::Context) -> bool {
     }
 }
 
+/// Claims up to a batch of due rows. A row waits while an earlier row of the same aggregate on the
+/// same channel (course-service, or booking events) is still pending, so one booking's `release`
+/// never overtakes its `book`, and `booking.cancelled` never overtakes `booking.confirmed`. The
+/// earlier row stays `PENDING` while another relay holds its lease, so this holds across replicas.
 async fn claim(app: &App) -> Result<Vec<Claimed>> {
-    let sql = format!(
-        "UPDATE outbox_events SET next_attempt_at = now() + interval '{LEASE}' WHERE id IN ( \
-         SELECT id FROM outbox_events WHERE status = 'PENDING' AND next_attempt_at <= now() \
-         ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, event_id, event_type, payload, retry_count"
-    );
-    let mut rows: Vec<Claimed> = sqlx::query_as(&sql)
+    let sql = "UPDATE outbox_events SET next_attempt_at = now() + $2 WHERE id IN ( \
+         SELECT o.id FROM outbox_events o WHERE o.status = 'PENDING' AND o.next_attempt_at <= now() \
+         AND NOT EXISTS (SELECT 1 FROM outbox_events e WHERE e.status = 'PENDING' \
+           AND e.aggregate_type = o.aggregate_type AND e.aggregate_id = o.aggregate_id AND e.id < o.id \
+           AND (e.event_type LIKE 'gameTimeSlots.%') = (o.event_type LIKE 'gameTimeSlots.%')) \
+         ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED) \
+         RETURNING id, event_id, event_type, payload, retry_count";
+    let mut rows: Vec<Claimed> = sqlx::query_as(sql)
         .bind(app.config.outbox_batch)
+        .bind(app.config.outbox_lease)
         .fetch_all(&app.pool)
         .await?;
     rows.sort_by_key(|r| r.id);
@@ -183,7 +188,8 @@ async fn settle(app: &App, js: &async_nats::jetstream::Context, row: Claimed) {
     let outcome = deliver(app, js, &row).await;
     let result = match &outcome {
         Ok(()) => {
-            crate::config::FaultPoint::BeforeMarkSent.crash_here(app.config.fault_point);
+            app.config
+                .crash_at(crate::config::FaultPoint::BeforeMarkSent);
             sqlx::query(
                 "UPDATE outbox_events SET status = 'SENT', processed_at = now(), last_error = NULL WHERE id = $1",
             )
@@ -216,10 +222,10 @@ async fn settle(app: &App, js: &async_nats::jetstream::Context, row: Claimed) {
 }
 
 /// JetStream's dedup window must outlast every retry of one event: at most `attempts` waits of
-/// [`MAX_BACKOFF`] plus the lease, with an hour as the floor.
-fn duplicate_window(attempts: i32) -> Duration {
-    let horizon = MAX_BACKOFF.saturating_mul(u32::try_from(attempts.max(1)).unwrap_or(u32::MAX))
-        + Duration::from_secs(60);
+/// [`MAX_BACKOFF`] and `attempts` leases, with an hour as the floor.
+fn duplicate_window(attempts: i32, lease: Duration) -> Duration {
+    let attempts = u32::try_from(attempts.max(1)).unwrap_or(u32::MAX);
+    let horizon = (MAX_BACKOFF + lease).saturating_mul(attempts);
     horizon.max(Duration::from_secs(3600))
 }
 
@@ -247,11 +253,15 @@ async fn deliver(app: &App, js: &async_nats::jetstream::Context, row: &Claimed) 
                 .payload(body.into())
                 .headers(headers)
                 .timeout(Some(app.config.course_timeout));
-            let reply = app
-                .nats
-                .send_request(subject, request)
-                .await
-                .map_err(|e| ServiceError::Unavailable(format!("{}: {e}", row.event_type)))?;
+            let reply = app.nats.send_request(subject, request).await.map_err(|e| {
+                // Nobody listening (NATS 503) and a slow listener need different fixes.
+                let why = match e.kind() {
+                    async_nats::RequestErrorKind::NoResponders => "no responders",
+                    async_nats::RequestErrorKind::TimedOut => "timed out",
+                    _ => "request failed",
+                };
+                ServiceError::Unavailable(format!("{}: {why}: {e}", row.event_type))
+            })?;
             match codec.decode_reply(&reply.payload)?.outcome {
                 // A refusal (`success:false`) is still an answer: course-service has seen the event.
                 ReplyOutcome::Response(_) => Ok(()),
@@ -303,8 +313,9 @@ mod tests {
 
     #[test]
     fn the_dedup_window_outlasts_every_retry() {
-        assert_eq!(duplicate_window(5), Duration::from_secs(3600));
-        assert!(duplicate_window(100) > MAX_BACKOFF * 100);
+        let lease = Duration::from_secs(30);
+        assert_eq!(duplicate_window(5, lease), Duration::from_secs(3600));
+        assert!(duplicate_window(100, lease) > (MAX_BACKOFF + lease) * 100 - lease);
     }
 
     #[test]

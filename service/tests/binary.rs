@@ -183,3 +183,163 @@ async fn a_crash_after_commit_loses_no_booking_and_no_event() {
 async fn a_crash_before_marking_an_event_sent_redelivers_it_and_course_stub_applies_it_once() {
     crash_and_recover("before-mark-sent", true).await;
 }
+
+/// Runs creates from 8 clients while the binary crashes at `point` three times (on the
+/// `FAULT_AFTER`th pass, so other work is in flight), restarting it after each crash and finally
+/// without the fault. Clients retry unanswered creates with the same idempotency key. Afterwards
+/// every acknowledged booking exists, no key made two bookings, every outbox row was delivered, and
+/// course-stub applied each book exactly once.
+async fn crash_under_load(point: &str) {
+    const CLIENTS: usize = 8;
+    const PER_CLIENT: usize = 12;
+    const CRASHES: usize = 3;
+    let world = local_world().await;
+    let db = world.database().await.unwrap();
+    let start = chrono::Utc::now().date_naive() + chrono::Duration::days(10);
+    let catalog = course_stub::Catalog::generate(3, &course_stub::CatalogSpec::small(start));
+    let slots: Vec<i32> = catalog.slots.iter().map(|s| s.id).collect();
+    let faulty = [
+        ("FAULT_POINT", point),
+        ("FAULT_AFTER", "15"),
+        ("OUTBOX_LEASE_MS", "2000"),
+    ];
+    let mut service = spawn_service(&world, db.url(), &faulty);
+    let client = async_nats::connect(world.nats_url()).await.unwrap();
+    until("the service", || {
+        ask(&client, subjects::BOOKING_SEARCH, serde_json::json!({}))
+    })
+    .await;
+    let _stub = course_stub::start(course_stub::StubConfig {
+        nats_url: world.nats_url().to_owned(),
+        seed: 3,
+        catalog: catalog.clone(),
+        faults: course_stub::Faults::default(),
+        sync_on_start: true,
+    })
+    .await
+    .unwrap();
+    let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+    until("the catalogue in the cache", || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM game_time_slot_cache")
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+        (n == slots.len() as i64).then_some(())
+    })
+    .await;
+
+    let workers: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let client = client.clone();
+            let slots = slots.clone();
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for n in 0..PER_CLIENT {
+                    let user = (c * PER_CLIENT + n) as i32 + 1;
+                    let request = serde_json::json!({"userId": user,
+                        "gameTimeSlotId": slots[user as usize % slots.len()], "playerCount": 1,
+                        "userEmail": "a@example.com", "userName": "n",
+                        "idempotencyKey": format!("key-{user}")});
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    let reply = loop {
+                        if let Some(reply) =
+                            ask(&client, subjects::BOOKING_CREATE, request.clone()).await
+                        {
+                            break reply;
+                        }
+                        assert!(Instant::now() < deadline, "user {user} never got an answer");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    };
+                    let number = reply["data"]["bookingNumber"].as_str().unwrap().to_owned();
+                    acknowledged.push((user, number));
+                }
+                acknowledged
+            })
+        })
+        .collect();
+
+    let mut crashes = 0;
+    while !workers.iter().all(|w| w.is_finished()) {
+        if let Some(exit) = service.try_wait().unwrap() {
+            assert!(!exit.success(), "{point}: the process aborted");
+            crashes += 1;
+            let env: &[(&str, &str)] = if crashes < CRASHES {
+                &faulty
+            } else {
+                &faulty[2..]
+            };
+            service = spawn_service(&world, db.url(), env);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut acknowledged = Vec::new();
+    for worker in workers {
+        acknowledged.extend(worker.await.unwrap());
+    }
+    assert!(crashes >= 1, "{point}: the load reached the fault point");
+    eprintln!(
+        "{point}: {crashes} crashes under load, {} creates acknowledged",
+        acknowledged.len()
+    );
+    if crashes < CRASHES {
+        // The relay's fault point may still be ahead: let it fire, then run clean.
+        let _ = service.kill();
+        service.wait().unwrap();
+        service = spawn_service(&world, db.url(), &faulty[2..]);
+    }
+
+    // I4 and I5: each acknowledged booking is there, and each key made exactly one booking.
+    let stored: Vec<(i32, String)> =
+        sqlx::query_as("SELECT user_id, booking_number FROM bookings ORDER BY user_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    acknowledged.sort();
+    assert_eq!(stored, acknowledged, "{point}: bookings = acknowledgements");
+
+    // Every outbox row delivered; course-stub applied each book once.
+    let state = until(
+        "the outbox to drain and course-stub to converge",
+        || async {
+            let unsent: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE status <> 'SENT'")
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
+            let v = ask(&client, course_stub::control::STATE, serde_json::json!({})).await?;
+            let state: course_stub::StubState = serde_json::from_value(v["data"].clone()).ok()?;
+            (unsent == 0 && state.counts.applied as usize == acknowledged.len()).then_some(state)
+        },
+    )
+    .await;
+    for slot in &state.slots {
+        let ours: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(player_count), 0)::int8 FROM bookings WHERE game_time_slot_id = $1",
+        )
+        .bind(slot.id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            i64::from(slot.booked_players),
+            ours,
+            "{point}: slot {}",
+            slot.id
+        );
+    }
+    Command::new("kill")
+        .args(["-TERM", &service.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(wait_exit(&mut service).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crashes_after_commit_under_load_lose_no_acknowledged_booking() {
+    crash_under_load("after-commit").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crashes_before_marking_sent_under_load_deliver_every_event_once() {
+    crash_under_load("before-mark-sent").await;
+}

@@ -391,7 +391,7 @@ async fn insert(
         }
     }
     tx.commit().await.map_err(ServiceError::from)?;
-    crate::config::FaultPoint::AfterCommit.crash_here(app.config.fault_point);
+    app.config.crash_at(crate::config::FaultPoint::AfterCommit);
 
     Ok(BookingResponse {
         id: booking_id,
