@@ -52,6 +52,10 @@ pub struct Config {
     /// `FAULT_AFTER` (default 1): abort on the Nth time `FAULT_POINT` is reached, so a chaos run can
     /// let some work through and crash with more in flight.
     pub fault_after: u64,
+    /// `PLANTED_BUG` (default none): for proving the simulator's checker only, re-introduce a known
+    /// defect: `skip-row-lock` (the reference's missing slot lock: oversells) or `drop-outbox` (no
+    /// `gameTimeSlots.book` for new bookings: course-service drifts). Logged loudly at start.
+    pub planted_bug: Option<PlantedBug>,
     /// How often the fault point has been reached in this process.
     fault_hits: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// `HTTP_ADDR` (default `0.0.0.0:8080`): `/metrics`, `/healthz`, `/readyz`; port 0 picks one.
@@ -93,7 +97,21 @@ pub enum FaultPoint {
     BeforeMarkSent,
 }
 
+/// A defect the simulator must catch; see [`Config::planted_bug`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// Read the slot without `FOR UPDATE` before the capacity check.
+    SkipRowLock,
+    /// Leave the `gameTimeSlots.book` row out of the outbox.
+    DropOutbox,
+}
+
 impl Config {
+    /// Whether `bug` was planted.
+    pub fn planted(&self, bug: PlantedBug) -> bool {
+        self.planted_bug == Some(bug)
+    }
+
     /// Aborts the process (like `kill -9`: no destructors, no flush) when `point` is the configured
     /// fault point and this is its `FAULT_AFTER`th hit.
     pub fn crash_at(&self, point: FaultPoint) {
@@ -196,6 +214,16 @@ impl Config {
             },
             fault_after: number("FAULT_AFTER", 1, 1, u64::MAX)?,
             fault_hits: Default::default(),
+            planted_bug: match get("PLANTED_BUG").as_deref() {
+                None | Some("") => None,
+                Some("skip-row-lock") => Some(PlantedBug::SkipRowLock),
+                Some("drop-outbox") => Some(PlantedBug::DropOutbox),
+                Some(other) => {
+                    return Err(ConfigError(format!(
+                        "PLANTED_BUG={other:?} must be skip-row-lock or drop-outbox"
+                    )))
+                }
+            },
             http_addr: match get("HTTP_ADDR") {
                 None => std::net::SocketAddr::from(([0, 0, 0, 0], 8080)),
                 Some(text) => text.trim().parse().map_err(|_| {

@@ -152,6 +152,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // Subscriptions are live before start returns, so a request sent right after never misses.
     let _ = ready_rx.await;
     tracing::info!(service = %app.config.service_name, "started");
+    if let Some(bug) = app.config.planted_bug {
+        tracing::error!(
+            ?bug,
+            "PLANTED_BUG is set: this process is deliberately defective (simulator checks only)"
+        );
+    }
     Ok(Running {
         shutdown,
         server,

@@ -2,19 +2,29 @@
 //!
 //! Tests, `cargo xtask e2e` and the `sim` binary all need the same thing first: a PostgreSQL and a
 //! NATS server of their own, on free ports, that can be killed and restarted at will and that
-//! disappear when the run ends. [`world`] provides that. The workload generator, fault schedules,
-//! invariant checker and reports build on it (simulator issue).
+//! disappear when the run ends. [`world`] provides that; the rest turns a scenario and a seed into
+//! a run that is judged against the invariants and reported.
 //!
 //! # Layout
 //! - [`world`]: the [`World`] and its builder, per-test databases, chaos verbs.
-//! - [`stack`]: the whole stack as processes (world + booking-service + course-stub).
-//! - [`e2e`]: the default end-to-end scenario behind `cargo xtask e2e`, its checks and summary.
-//!   - `world/binaries.rs`: finding `initdb`, `postgres` and `nats-server`.
-//!   - `world/process.rs`: spawning servers that die with us, killing process groups.
-//!   - `world/postgres.rs`, `world/nats.rs`: one server each.
+//! - [`stack`]: the whole stack as processes (world + booking-service replicas + course-stub).
+//! - [`scenario`]: scenarios in TOML (`simulator/scenarios/`, compiled in).
+//! - [`trace`]: a scenario and a seed expanded into the exact operations and faults (JSONL + hash).
+//! - [`run`]: executes a trace (open-model load, faults, probes, scraping) and judges it.
+//! - [`checker`]: invariants I1–I6 with witnesses.
+//! - [`report`], [`charts`]: `report.json`, `summary.md`, `index.html`; `sim compare`.
+//! - [`scrape`]: the `/metrics` reader.
+//! - [`capacity`]: rate × replicas sweeps, the knee, replicas for a target.
 
-pub mod e2e;
+pub mod capacity;
+pub mod charts;
+pub mod checker;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod scrape;
 pub mod stack;
+pub mod trace;
 pub mod world;
 
 pub use world::{TestDatabase, World, WorldBuilder, WorldError};

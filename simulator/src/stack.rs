@@ -21,6 +21,8 @@ pub struct StackOptions {
     pub stub_args: Vec<String>,
     /// Keep fsync on (production-like).
     pub fsync: bool,
+    /// Extra environment for every booking-service replica.
+    pub service_env: Vec<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -30,6 +32,7 @@ impl Default for StackOptions {
             seed: 1,
             stub_args: Vec::new(),
             fsync: true,
+            service_env: Vec::new(),
         }
     }
 }
@@ -40,12 +43,30 @@ pub struct Stack {
     pub world: World,
     /// The service's database.
     pub db: TestDatabase,
-    /// booking-service processes.
-    services: Vec<Child>,
+    /// booking-service replicas.
+    services: tokio::sync::Mutex<Vec<Replica>>,
+    /// Environment every replica gets.
+    service_env: Vec<(String, String)>,
+    /// Each replica's metrics address.
+    http_addrs: Vec<std::net::SocketAddr>,
     /// The course-stub process.
     stub: Option<Child>,
     /// Where logs go.
     pub log_dir: PathBuf,
+}
+
+/// One booking-service replica.
+struct Replica {
+    /// The process, when one runs.
+    child: Option<Child>,
+    /// Every pid it has had.
+    pids: Vec<u32>,
+}
+
+/// A port that was free a moment ago (the service binds it right away).
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
 }
 
 /// Sends a NestJS request and returns its `response` value; `None` on no reply within 2 s, an
@@ -107,15 +128,25 @@ impl Stack {
             .with_context(|| format!("creating {}", log_dir.display()))?;
         let world = World::builder().fsync(options.fsync).start().await?;
         let db = world.database().await?;
+        let mut http_addrs = Vec::new();
+        for _ in 0..options.replicas {
+            http_addrs.push(std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?)));
+        }
         let mut stack = Self {
             world,
             db,
-            services: Vec::new(),
+            services: tokio::sync::Mutex::new(Vec::new()),
+            service_env: options.service_env.clone(),
+            http_addrs,
             stub: None,
             log_dir: log_dir.to_path_buf(),
         };
         for i in 0..options.replicas {
-            stack.start_service(i)?;
+            stack.services.get_mut().push(Replica {
+                child: None,
+                pids: Vec::new(),
+            });
+            stack.start_service(i, &[]).await?;
         }
         stack.wait_for_service().await?;
         let mut stub = Command::new(binary("course-stub")?);
@@ -131,33 +162,99 @@ impl Stack {
             .stderr(log_file(log_dir, "course-stub.log")?);
         stack.stub = Some(process::spawn(stub).context("starting course-stub")?);
         stack.wait_for_stub().await?;
-        let mut pids: Vec<String> = stack
-            .services
-            .iter()
-            .chain(stack.stub.iter())
-            .map(|c| c.id().to_string())
-            .collect();
-        pids.extend(stack.world.pids().await.iter().map(u32::to_string));
-        std::fs::write(log_dir.join("pids"), pids.join(" ")).context("writing the pid list")?;
+        stack.write_pids().await?;
         Ok(stack)
     }
 
-    fn start_service(&mut self, index: usize) -> anyhow::Result<()> {
+    /// Writes every pid the stack has had to `pids` in the log folder.
+    async fn write_pids(&self) -> anyhow::Result<()> {
+        let mut pids: Vec<String> = self
+            .services
+            .lock()
+            .await
+            .iter()
+            .flat_map(|r| r.pids.iter().copied())
+            .chain(self.stub.as_ref().map(Child::id))
+            .map(|p| p.to_string())
+            .collect();
+        pids.extend(self.world.pids().await.iter().map(u32::to_string));
+        std::fs::write(self.log_dir.join("pids"), pids.join(" ")).context("writing the pid list")
+    }
+
+    /// Number of replicas.
+    pub fn replicas(&self) -> usize {
+        self.http_addrs.len()
+    }
+
+    /// Each replica's `/metrics` address.
+    pub fn http_addrs(&self) -> &[std::net::SocketAddr] {
+        &self.http_addrs
+    }
+
+    /// Starts replica `index` (which must not be running) with extra environment.
+    pub async fn start_service(&self, index: usize, extra: &[(&str, &str)]) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_dir.join(format!("booking-service-{index}.log")))
+            .context("opening the replica's log")?;
         let mut cmd = Command::new(binary("booking-service")?);
         cmd.env("DATABASE_URL", self.db.url())
             .env("NATS_URL", self.world.nats_url())
             .env("SERVICE_NAME", format!("booking-service-{index}"))
-            .env("HTTP_ADDR", "127.0.0.1:0")
+            .env("HTTP_ADDR", self.http_addrs[index].to_string())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log_file(
-                &self.log_dir,
-                &format!("booking-service-{index}.log"),
-            )?);
-        self.services
-            .push(process::spawn(cmd).context("starting booking-service")?);
+            .stderr(log);
+        for (k, v) in &self.service_env {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = process::spawn(cmd).context("starting booking-service")?;
+        let mut services = self.services.lock().await;
+        let replica = services
+            .get_mut(index)
+            .with_context(|| format!("no replica {index}"))?;
+        replica.pids.push(child.id());
+        replica.child = Some(child);
+        drop(services);
+        self.write_pids().await
+    }
+
+    /// kill -9 of replica `index` (its process group), if it runs.
+    pub async fn kill_service(&self, index: usize) -> anyhow::Result<()> {
+        let mut services = self.services.lock().await;
+        if let Some(mut child) = services.get_mut(index).and_then(|r| r.child.take()) {
+            process::kill_group(&mut child).context("killing a replica")?;
+        }
         Ok(())
+    }
+
+    /// Replicas whose process has exited on its own since the last call, with how it exited.
+    pub async fn exited_services(&self) -> Vec<(usize, String)> {
+        let mut services = self.services.lock().await;
+        let mut out = Vec::new();
+        for (i, r) in services.iter_mut().enumerate() {
+            if let Some(child) = r.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    out.push((i, status.to_string()));
+                    r.child = None;
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether replica `index` has a process.
+    pub async fn service_running(&self, index: usize) -> bool {
+        self.services
+            .lock()
+            .await
+            .get(index)
+            .is_some_and(|r| r.child.is_some())
     }
 
     async fn wait_until(&self, what: &str, subject: &str) -> anyhow::Result<()> {
@@ -214,7 +311,12 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        for child in self.services.iter_mut().chain(self.stub.iter_mut()) {
+        for replica in self.services.get_mut().iter_mut() {
+            if let Some(child) = replica.child.as_mut() {
+                let _ = process::kill_group(child);
+            }
+        }
+        if let Some(child) = self.stub.as_mut() {
             let _ = process::kill_group(child);
         }
     }

@@ -15,6 +15,7 @@ use sqlx::Row as _;
 
 use crate::app::App;
 use crate::cache::{self, slot_state_sql, SlotFacts};
+use crate::config::PlantedBug;
 use crate::course::CourseError;
 use crate::error::{Result, ServiceError};
 use crate::store::{self, now, utc, SlotRow};
@@ -196,15 +197,26 @@ async fn insert(
     fingerprint: &str,
 ) -> std::result::Result<BookingResponse, Conflict> {
     let mut tx = app.pool.begin().await.map_err(ServiceError::from)?;
-    let locked = sqlx::query(
+    let lock = if app.config.planted(PlantedBug::SkipRowLock) {
+        ""
+    } else {
+        " FOR UPDATE"
+    };
+    let read = format!(
         "SELECT max_players, booked_players, status, price::int8 AS price FROM game_time_slot_cache \
-         WHERE game_time_slot_id = $1 FOR UPDATE",
-    )
-    .bind(slot.game_time_slot_id)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(ServiceError::from)?
-    .ok_or_else(|| ServiceError::NotFound(format!("Game time slot {} not found", slot.game_time_slot_id)))?;
+         WHERE game_time_slot_id = $1{lock}"
+    );
+    let locked = sqlx::query(&read)
+        .bind(slot.game_time_slot_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(ServiceError::from)?
+        .ok_or_else(|| {
+            ServiceError::NotFound(format!(
+                "Game time slot {} not found",
+                slot.game_time_slot_id
+            ))
+        })?;
     let max: i32 = locked.try_get("max_players").map_err(ServiceError::from)?;
     let booked: i32 = locked
         .try_get("booked_players")
@@ -340,19 +352,18 @@ async fn insert(
         user_email: req.user_email.clone(),
         user_name: req.user_name.clone(),
     };
-    outbox::enqueue(
-        &mut tx,
-        booking_id,
-        &[
-            outbox::seats(
-                subjects::SLOTS_BOOK,
-                slot.game_time_slot_id,
-                req.player_count,
-            ),
-            outbox::event(subjects::BOOKING_CONFIRMED, &confirmed),
-        ],
-    )
-    .await?;
+    let mut events = vec![
+        outbox::seats(
+            subjects::SLOTS_BOOK,
+            slot.game_time_slot_id,
+            req.player_count,
+        ),
+        outbox::event(subjects::BOOKING_CONFIRMED, &confirmed),
+    ];
+    if app.config.planted(PlantedBug::DropOutbox) {
+        events.remove(0);
+    }
+    outbox::enqueue(&mut tx, booking_id, &events).await?;
 
     let update = concat!(
         "UPDATE game_time_slot_cache SET booked_players = $2, updated_at = $3, ",

@@ -1,11 +1,15 @@
-//! `sim`: the simulator's command line. For now `e2e` (the default scenario behind
-//! `cargo xtask e2e`) and `up` (the same stack, left running for manual use).
+//! `sim`: the simulator's command line: run a scenario, replay a trace, compare two reports,
+//! sweep capacity, or bring the stack up for manual use.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use simulator::e2e::{self, E2eOptions};
+use simulator::capacity::{self, Sweep};
+use simulator::report::{self, Report};
+use simulator::run::{execute, RunOptions};
+use simulator::scenario::Scenario;
 use simulator::stack::{Stack, StackOptions};
+use simulator::trace::Trace;
 
 #[derive(Parser)]
 #[command(name = "sim", about = "Park-golf booking simulator")]
@@ -14,24 +18,76 @@ struct Cli {
     command: Cmd,
 }
 
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// Output folder (default: target/sim/<scenario>-seed<seed>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Turn fsync off (faster, not production-like).
+    #[arg(long)]
+    no_fsync: bool,
+    /// Plant a known defect in the service (skip-row-lock, drop-outbox): the checker must catch it.
+    #[arg(long)]
+    planted_bug: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the whole stack with the default workload and check the invariants.
-    E2e {
-        /// Seed of the catalogue and the workload.
+    /// Run a scenario (built-in name or .toml path) and check every invariant.
+    Run {
+        /// Scenario name or path.
+        #[arg(default_value = "e2e")]
+        scenario: String,
+        /// Seed of the catalogue, the workload and the faults.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Concurrent clients.
-        #[arg(long, default_value_t = 32)]
-        clients: usize,
-        /// Operations in all.
-        #[arg(long, default_value_t = 4000)]
-        operations: usize,
-        /// booking-service replicas.
-        #[arg(long, default_value_t = 2)]
-        replicas: usize,
-        /// Output directory.
-        #[arg(long, default_value = "target/e2e")]
+        /// Only expand and print the trace's hash (no run).
+        #[arg(long)]
+        trace_only: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Re-run a saved trace.jsonl.
+    Replay {
+        /// The trace.
+        trace: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List the built-in scenarios.
+    List,
+    /// Two reports side by side (report.json files or run folders).
+    Compare {
+        /// Baseline.
+        a: PathBuf,
+        /// Candidate.
+        b: PathBuf,
+    },
+    /// Sweep arrival rate × replicas; report the curve, the knee, the replicas for a target.
+    Capacity {
+        /// Scenario giving the workload mix.
+        #[arg(long, default_value = "steady")]
+        scenario: String,
+        /// Offered rates, per second.
+        #[arg(long, value_delimiter = ',', default_values_t = [100.0, 200.0, 400.0, 800.0])]
+        rates: Vec<f64>,
+        /// Replica counts.
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
+        replicas: Vec<usize>,
+        /// Seconds of load per point.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// create p99 bound, ms.
+        #[arg(long, default_value_t = 250.0)]
+        p99_ms: f64,
+        /// Rate to plan for.
+        #[arg(long, default_value_t = 300.0)]
+        target: f64,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output folder.
+        #[arg(long, default_value = "target/capacity")]
         out: PathBuf,
     },
     /// Start the stack and keep it running until Ctrl-C.
@@ -56,34 +112,142 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+async fn run_trace(
+    trace: Trace,
+    common: Common,
+    reproduce: String,
+) -> anyhow::Result<std::process::ExitCode> {
+    let h = &trace.header;
+    let out = common.out.unwrap_or_else(|| {
+        PathBuf::from(format!("target/sim/{}-seed{}", h.scenario.name, h.seed))
+    });
+    let d = &h.derived;
+    println!(
+        "sim: scenario {} · seed {} · trace {}",
+        h.scenario.name,
+        h.seed,
+        trace.hash()
+    );
+    println!(
+        "sim: {} replica(s) · {} ops over {:.1} s at {:.0}/s ({} creates, {} of them in the rush, {} keyed; {} cancels, {} updates, {} reads) · {} slots, {} seats, {} hot · {} fault events",
+        h.scenario.replicas,
+        d.ops,
+        h.scenario.duration_s,
+        h.scenario.workload.rate,
+        d.creates,
+        d.rush,
+        d.keyed,
+        d.cancels,
+        d.updates,
+        d.reads,
+        d.slots,
+        d.seats,
+        d.hot_slots,
+        d.fault_events
+    );
+    let mut service_env = Vec::new();
+    if let Some(bug) = &common.planted_bug {
+        service_env.push(("PLANTED_BUG".to_owned(), bug.clone()));
+    }
+    let report = execute(
+        &trace,
+        &RunOptions {
+            out: out.clone(),
+            fsync: !common.no_fsync,
+            progress: true,
+            reproduce: reproduce.clone(),
+            service_env,
+        },
+    )
+    .await?;
+    println!("{}", report.markdown());
+    println!(
+        "written to {0}/index.html, report.json, summary.md, trace.jsonl, history.jsonl",
+        out.display()
+    );
+    if report.passed() {
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        eprintln!("sim: FAILED; reproduce with: {reproduce}");
+        eprintln!("sim: or replay the exact trace: sim replay {}/trace.jsonl", out.display());
+        Ok(std::process::ExitCode::FAILURE)
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
-        Cmd::E2e {
+        Cmd::Run {
+            scenario,
             seed,
-            clients,
-            operations,
+            trace_only,
+            common,
+        } => {
+            let s = Scenario::load(&scenario)?;
+            let trace = Trace::expand(&s, seed);
+            if trace_only {
+                println!("{}", trace.hash());
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
+            let mut reproduce = format!("cargo xtask sim run {scenario} --seed {seed}");
+            if let Some(bug) = &common.planted_bug {
+                reproduce.push_str(&format!(" --planted-bug {bug}"));
+            }
+            run_trace(trace, common, reproduce).await
+        }
+        Cmd::Replay { trace, common } => {
+            let text = std::fs::read_to_string(&trace)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", trace.display()))?;
+            let parsed = Trace::parse(&text)?;
+            let reproduce = format!("cargo xtask sim replay {}", trace.display());
+            let common = Common {
+                out: common.out.or_else(|| Some(PathBuf::from(format!(
+                    "target/sim/replay-{}-seed{}",
+                    parsed.header.scenario.name, parsed.header.seed
+                )))),
+                ..common
+            };
+            run_trace(parsed, common, reproduce).await
+        }
+        Cmd::List => {
+            for (name, _) in simulator::scenario::BUILT_IN {
+                let s = Scenario::load(name)?;
+                println!("{name:18} {}", s.description);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Compare { a, b } => {
+            let (a, b) = (Report::load(&a)?, Report::load(&b)?);
+            println!("{}", report::compare(&a, &b));
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Capacity {
+            scenario,
+            rates,
             replicas,
+            duration,
+            p99_ms,
+            target,
+            seed,
             out,
         } => {
-            let options = E2eOptions {
-                seed,
-                clients,
-                operations,
-                replicas,
-                out: out.clone(),
-            };
-            let summary = e2e::run(&options).await?;
-            println!("{}", summary.render());
-            println!("written to {}/summary.md and summary.json", out.display());
-            if summary.passed() {
-                Ok(std::process::ExitCode::SUCCESS)
-            } else {
-                eprintln!(
-                    "invariant violated; reproduce with: cargo xtask e2e --seed {seed} --clients {clients} \
-                     --operations {operations} --replicas {replicas}"
-                );
-                Ok(std::process::ExitCode::FAILURE)
-            }
+            let result = capacity::sweep(
+                &Sweep {
+                    base: Scenario::load(&scenario)?,
+                    rates,
+                    replicas,
+                    duration_s: duration,
+                    p99_ms,
+                    target,
+                    seed,
+                    out: out.clone(),
+                    fsync: true,
+                },
+                true,
+            )
+            .await?;
+            println!("{}", capacity::markdown(&result));
+            println!("written to {}/index.html, capacity.json, capacity.md", out.display());
+            Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Up { replicas, seed } => {
             let logs = PathBuf::from("target/up");
@@ -102,6 +266,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             );
             println!("  NATS_URL={}", stack.world.nats_url());
             println!("  DATABASE_URL={}", stack.db.url());
+            for (i, addr) in stack.http_addrs().iter().enumerate() {
+                println!("  replica {i}: http://{addr}/metrics");
+            }
             println!("  logs: {}", logs.display());
             println!(
                 "  try: nats req booking.search '{{}}' --server {}",

@@ -1,0 +1,334 @@
+//! Capacity planning: runs a fault-free scenario at a sweep of arrival rates for each replica
+//! count, and reports the throughput–latency curve, the knee (the highest offered rate still
+//! served in full within the p99 bound) and the fewest replicas that reach a target rate.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::run::{execute, RunOptions};
+use crate::scenario::{Scenario, Thresholds};
+use crate::trace::Trace;
+
+/// What to sweep.
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    /// The workload's shape (its faults and rush are dropped).
+    pub base: Scenario,
+    /// Offered arrival rates, per second.
+    pub rates: Vec<f64>,
+    /// Replica counts.
+    pub replicas: Vec<usize>,
+    /// Seconds of load per point.
+    pub duration_s: f64,
+    /// The latency bound on `create`'s p99, ms.
+    pub p99_ms: f64,
+    /// The rate to plan for, per second.
+    pub target: f64,
+    /// Seed.
+    pub seed: u64,
+    /// Where the points and the summary go.
+    pub out: PathBuf,
+    /// fsync on.
+    pub fsync: bool,
+}
+
+/// One measured point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// Replicas.
+    pub replicas: usize,
+    /// Offered rate.
+    pub offered: f64,
+    /// Achieved throughput.
+    pub throughput: f64,
+    /// create p50, ms.
+    pub p50_ms: f64,
+    /// create p99, ms.
+    pub p99_ms: f64,
+    /// Share of operations answered (ok or refused) rather than timed out.
+    pub answered: f64,
+    /// Every invariant held.
+    pub invariants_held: bool,
+}
+
+impl Point {
+    /// Served in full within the bound.
+    pub fn within(&self, p99_ms: f64) -> bool {
+        self.p99_ms <= p99_ms && self.throughput >= 0.9 * self.offered && self.answered >= 0.999
+    }
+}
+
+/// The sweep's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// p99 bound, ms.
+    pub p99_ms: f64,
+    /// Target rate.
+    pub target: f64,
+    /// Every point.
+    pub points: Vec<Point>,
+    /// Per replica count, the knee: highest offered rate within the bound (None: not even the
+    /// lowest).
+    pub knees: Vec<(usize, Option<f64>)>,
+    /// Fewest replicas whose knee reaches the target (None: none swept does).
+    pub replicas_for_target: Option<usize>,
+}
+
+/// The knee of each replica count and the replicas needed for `target`.
+pub fn analyse(points: &[Point], p99_ms: f64, target: f64) -> (Vec<(usize, Option<f64>)>, Option<usize>) {
+    let mut counts: Vec<usize> = points.iter().map(|p| p.replicas).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    let knees: Vec<(usize, Option<f64>)> = counts
+        .iter()
+        .map(|&r| {
+            let mut mine: Vec<&Point> = points.iter().filter(|p| p.replicas == r).collect();
+            mine.sort_by(|a, b| a.offered.total_cmp(&b.offered));
+            // The knee is the last rate before the first one that breaks the bound.
+            let knee = mine
+                .iter()
+                .take_while(|p| p.within(p99_ms))
+                .last()
+                .map(|p| p.offered);
+            (r, knee)
+        })
+        .collect();
+    let needed = knees
+        .iter()
+        .find(|(_, k)| k.is_some_and(|k| k >= target))
+        .map(|(r, _)| *r);
+    (knees, needed)
+}
+
+/// Runs the sweep and writes `capacity.json`, `capacity.md` and `index.html` into `out`.
+pub async fn sweep(s: &Sweep, progress: bool) -> anyhow::Result<Capacity> {
+    let mut points = Vec::new();
+    for &replicas in &s.replicas {
+        for &rate in &s.rates {
+            let mut scenario = s.base.clone();
+            scenario.name = format!("{}-r{replicas}-{rate}", s.base.name);
+            scenario.replicas = replicas;
+            scenario.duration_s = s.duration_s;
+            scenario.settle_s = 30.0;
+            scenario.workload.rate = rate;
+            scenario.workload.rush_users = 0;
+            scenario.faults.clear();
+            scenario.thresholds = Thresholds::default();
+            scenario.check()?;
+            let trace = Trace::expand(&scenario, s.seed);
+            let out = s.out.join(format!("r{replicas}-rate{rate}"));
+            eprintln!("capacity: {replicas} replica(s) at {rate}/s …");
+            let report = execute(
+                &trace,
+                &RunOptions {
+                    out: out.clone(),
+                    fsync: s.fsync,
+                    progress,
+                    reproduce: String::new(),
+                    service_env: Vec::new(),
+                },
+            )
+            .await
+            .with_context(|| format!("{replicas} replica(s) at {rate}/s"))?;
+            let create = report.ops.get("create").cloned().unwrap_or_default();
+            let total: u64 = report.ops.values().map(|o| o.count - o.skipped).sum();
+            let unknown: u64 = report.ops.values().map(|o| o.unknown).sum();
+            let point = Point {
+                replicas,
+                offered: rate,
+                throughput: report.throughput,
+                p50_ms: create.latency.p50,
+                p99_ms: create.latency.p99,
+                answered: if total == 0 { 1.0 } else { 1.0 - unknown as f64 / total as f64 },
+                invariants_held: report.invariants.iter().all(|v| v.held),
+            };
+            eprintln!(
+                "  {:.0} ops/s, create p50 {:.1} ms p99 {:.1} ms, {:.1}% answered",
+                point.throughput,
+                point.p50_ms,
+                point.p99_ms,
+                point.answered * 100.0
+            );
+            points.push(point);
+        }
+    }
+    let (knees, replicas_for_target) = analyse(&points, s.p99_ms, s.target);
+    let result = Capacity {
+        p99_ms: s.p99_ms,
+        target: s.target,
+        points,
+        knees,
+        replicas_for_target,
+    };
+    std::fs::create_dir_all(&s.out)?;
+    std::fs::write(s.out.join("capacity.json"), serde_json::to_vec_pretty(&result)?)?;
+    std::fs::write(s.out.join("capacity.md"), markdown(&result))?;
+    std::fs::write(
+        s.out.join("index.html"),
+        format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>capacity</title></head>\
+             <body style=\"font-family:sans-serif;max-width:1000px;margin:auto\"><h1>Capacity</h1><pre>{}</pre>{}</body></html>\n",
+            markdown(&result).replace('<', "&lt;"),
+            chart(&result)?
+        ),
+    )?;
+    Ok(result)
+}
+
+/// The table and the conclusions.
+pub fn markdown(c: &Capacity) -> String {
+    let mut out = format!(
+        "# Capacity: create p99 ≤ {} ms, target {}/s\n\n| replicas | offered/s | achieved ops/s | create p50 ms | create p99 ms | answered | within | invariants |\n|---:|---:|---:|---:|---:|---:|---|---|\n",
+        c.p99_ms, c.target
+    );
+    for p in &c.points {
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1}% | {} | {} |",
+            p.replicas,
+            p.offered,
+            p.throughput,
+            p.p50_ms,
+            p.p99_ms,
+            p.answered * 100.0,
+            if p.within(c.p99_ms) { "yes" } else { "no" },
+            if p.invariants_held { "held" } else { "VIOLATED" }
+        );
+    }
+    out.push('\n');
+    for (r, knee) in &c.knees {
+        match knee {
+            Some(k) => {
+                let _ = writeln!(out, "- {r} replica(s): knee at {k:.0}/s offered");
+            }
+            None => {
+                let _ = writeln!(out, "- {r} replica(s): no swept rate met the bound");
+            }
+        }
+    }
+    match c.replicas_for_target {
+        Some(r) => {
+            let _ = writeln!(out, "\n**{r} replica(s)** serve {}/s with create p99 ≤ {} ms.", c.target, c.p99_ms);
+        }
+        None => {
+            let _ = writeln!(out, "\nNo swept replica count serves {}/s within {} ms.", c.target, c.p99_ms);
+        }
+    }
+    out
+}
+
+fn chart(c: &Capacity) -> anyhow::Result<String> {
+    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing the capacity chart: {e}");
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 400)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let x_max = c.points.iter().map(|p| p.throughput.max(p.offered)).fold(1.0, f64::max) * 1.1;
+        let y_max = c.points.iter().map(|p| p.p99_ms).fold(c.p99_ms, f64::max) * 1.5;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Throughput–latency: achieved ops/s against create p99", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..x_max, (0.1f64..y_max.max(1.0)).log_scale())
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("achieved ops/s")
+            .y_desc("create p99 ms")
+            .draw()
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(LineSeries::new(
+                [(0.0, c.p99_ms), (x_max, c.p99_ms)],
+                RED.mix(0.6).stroke_width(1),
+            ))
+            .map_err(|e| err(&e))?
+            .label("p99 bound")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED));
+        let colors = [BLUE, GREEN, MAGENTA, CYAN, BLACK];
+        for (i, (r, _)) in c.knees.iter().enumerate() {
+            let color = colors[i % colors.len()];
+            let mut pts: Vec<(f64, f64)> = c
+                .points
+                .iter()
+                .filter(|p| p.replicas == *r)
+                .map(|p| (p.throughput, p.p99_ms.max(0.1)))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .map_err(|e| err(&e))?
+                .label(format!("{r} replica(s)"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+            chart
+                .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))
+                .map_err(|e| err(&e))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(replicas: usize, offered: f64, throughput: f64, p99_ms: f64) -> Point {
+        Point {
+            replicas,
+            offered,
+            throughput,
+            p50_ms: 1.0,
+            p99_ms,
+            answered: 1.0,
+            invariants_held: true,
+        }
+    }
+
+    #[test]
+    fn the_knee_is_the_last_rate_within_the_bound() {
+        let points = [
+            p(1, 100.0, 100.0, 20.0),
+            p(1, 200.0, 199.0, 40.0),
+            p(1, 400.0, 300.0, 900.0),
+            p(2, 100.0, 100.0, 15.0),
+            p(2, 200.0, 200.0, 20.0),
+            p(2, 400.0, 395.0, 60.0),
+        ];
+        let (knees, needed) = analyse(&points, 100.0, 300.0);
+        assert_eq!(knees, vec![(1, Some(200.0)), (2, Some(400.0))]);
+        assert_eq!(needed, Some(2));
+        let (_, none) = analyse(&points, 100.0, 1000.0);
+        assert_eq!(none, None);
+    }
+
+    #[test]
+    fn a_point_that_falls_behind_the_offered_rate_is_past_the_knee() {
+        assert!(!p(1, 400.0, 300.0, 10.0).within(100.0));
+        assert!(p(1, 400.0, 380.0, 10.0).within(100.0));
+    }
+
+    #[test]
+    fn the_summary_and_chart_render() {
+        let c = Capacity {
+            p99_ms: 100.0,
+            target: 150.0,
+            points: vec![p(1, 100.0, 100.0, 20.0), p(1, 200.0, 200.0, 50.0)],
+            knees: vec![(1, Some(200.0))],
+            replicas_for_target: Some(1),
+        };
+        assert!(markdown(&c).contains("**1 replica(s)** serve 150/s"));
+        assert!(chart(&c).unwrap().contains("<svg"));
+    }
+}

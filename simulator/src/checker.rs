@@ -1,0 +1,335 @@
+//! The invariant checker (DESIGN.md §4). It judges a run from three sources: the client history
+//! (what each caller saw: ok, fail, or unknown when no answer came), the database, and
+//! course-stub's state. Each verdict carries how much was checked and a few witnesses.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+/// How many witnesses a verdict keeps.
+pub const WITNESSES: usize = 5;
+
+/// One invariant's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// `I1` … `I6`.
+    pub id: String,
+    /// What it says.
+    pub name: String,
+    /// Whether it held.
+    pub held: bool,
+    /// Things checked (slots, acknowledgements, keys, events).
+    pub checked: usize,
+    /// Things that broke it.
+    pub violations: usize,
+    /// Up to [`WITNESSES`] of them, readable.
+    pub witnesses: Vec<String>,
+}
+
+impl Verdict {
+    /// A verdict that holds until [`Verdict::violate`] is called.
+    pub fn new(id: &str, name: &str) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            held: true,
+            checked: 0,
+            violations: 0,
+            witnesses: Vec::new(),
+        }
+    }
+
+    /// Records one violation.
+    pub fn violate(&mut self, witness: String) {
+        self.held = false;
+        self.violations += 1;
+        if self.witnesses.len() < WITNESSES {
+            self.witnesses.push(witness);
+        }
+    }
+}
+
+/// A slot as the database holds it at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotSnapshot {
+    /// Slot id.
+    pub id: i32,
+    /// Capacity.
+    pub max_players: i32,
+    /// The cache's count.
+    pub cached: i32,
+    /// Σ players of PENDING + CONFIRMED bookings.
+    pub sum: i64,
+}
+
+/// I1 and I2 on one snapshot, taken at `t_ms`; adds to the running verdicts.
+pub fn check_slots(t_ms: u64, slots: &[SlotSnapshot], i1: &mut Verdict, i2: &mut Verdict) {
+    i1.checked += slots.len();
+    i2.checked += slots.len();
+    for s in slots {
+        if s.sum > i64::from(s.max_players) {
+            i1.violate(format!(
+                "t={:.2}s slot {}: {} players on {} seats",
+                t_ms as f64 / 1000.0,
+                s.id,
+                s.sum,
+                s.max_players
+            ));
+        }
+        if s.sum != i64::from(s.cached) {
+            i2.violate(format!(
+                "t={:.2}s slot {}: cache says {}, bookings sum to {}",
+                t_ms as f64 / 1000.0,
+                s.id,
+                s.cached,
+                s.sum
+            ));
+        }
+    }
+}
+
+/// I3: course-stub's count for every slot equals booking-service's sum once everything healed.
+pub fn check_convergence(
+    stub: &BTreeMap<i32, i32>,
+    sums: &HashMap<i32, i64>,
+    converged_after_s: Option<f64>,
+) -> Verdict {
+    let mut v = Verdict::new(
+        "I3",
+        "course-service bookedPlayers = booking sums after the faults heal",
+    );
+    v.checked = stub.len();
+    for (slot, theirs) in stub {
+        let ours = sums.get(slot).copied().unwrap_or(0);
+        if i64::from(*theirs) != ours {
+            v.violate(format!(
+                "slot {slot}: course-stub {theirs}, bookings {ours}"
+            ));
+        }
+    }
+    if converged_after_s.is_none() && v.held {
+        v.violate("the outbox never drained".into());
+    }
+    v
+}
+
+/// An acknowledged create or cancel, as the client saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acknowledged {
+    /// Operation index.
+    pub op: u32,
+    /// `create` or `cancel`.
+    pub kind: &'static str,
+    /// Booking number from the reply (creates) or of the cancelled booking.
+    pub number: String,
+}
+
+/// I4: every acknowledged create exists and every acknowledged cancel is stored as cancelled.
+/// `stored` maps booking number → status.
+pub fn check_acknowledged(acks: &[Acknowledged], stored: &HashMap<String, String>) -> Verdict {
+    let mut v = Verdict::new(
+        "I4",
+        "no acknowledged create or cancel lost",
+    );
+    v.checked = acks.len();
+    for a in acks {
+        match (a.kind, stored.get(&a.number)) {
+            (_, None) => v.violate(format!(
+                "op {} ({}): booking {} acknowledged but not stored",
+                a.op, a.kind, a.number
+            )),
+            ("cancel", Some(status)) if status != "CANCELLED" => v.violate(format!(
+                "op {}: cancel of {} acknowledged but the booking is {status}",
+                a.op, a.number
+            )),
+            _ => {}
+        }
+    }
+    v
+}
+
+/// I5: no operation (however often retried with its key) made more than one booking, and every
+/// successful attempt of one operation saw the same booking. `per_op` maps operation index → the
+/// booking numbers stored for it; `replies` maps operation index → numbers its replies carried.
+pub fn check_retries(
+    per_op: &HashMap<u32, Vec<String>>,
+    replies: &HashMap<u32, Vec<String>>,
+    keyed_ops: usize,
+) -> Verdict {
+    let mut v = Verdict::new("I5", "a retried create never makes a second booking");
+    v.checked = keyed_ops;
+    let mut ops: Vec<_> = per_op.iter().collect();
+    ops.sort();
+    for (op, numbers) in ops {
+        if numbers.len() > 1 {
+            v.violate(format!("op {op}: {} bookings {numbers:?}", numbers.len()));
+        }
+    }
+    let mut seen: Vec<_> = replies.iter().collect();
+    seen.sort();
+    for (op, numbers) in seen {
+        if numbers.windows(2).any(|w| w[0] != w[1]) {
+            v.violate(format!("op {op}: replies named different bookings {numbers:?}"));
+        }
+    }
+    v
+}
+
+/// What I6 compares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deliveries {
+    /// book/release rows marked sent.
+    pub seat_rows: u64,
+    /// Messages course-stub applied.
+    pub applied: u64,
+    /// Duplicates course-stub made.
+    pub duplicated: u64,
+    /// Duplicates it recognised by `Nats-Msg-Id`.
+    pub deduplicated: u64,
+    /// Booking events marked sent.
+    pub event_rows: u64,
+    /// Messages in the JetStream stream, when it could be read.
+    pub stream_messages: Option<u64>,
+    /// Outbox rows given up (FAILED).
+    pub failed_rows: u64,
+}
+
+/// I6: each book/release applied exactly once; each booking event stored once in the stream.
+pub fn check_deliveries(d: &Deliveries) -> Verdict {
+    let mut v = Verdict::new(
+        "I6",
+        "each book/release applied once; each booking event published with a stable id",
+    );
+    v.checked = usize::try_from(d.seat_rows + d.event_rows).unwrap_or(usize::MAX);
+    if d.applied != d.seat_rows {
+        v.violate(format!(
+            "course-stub applied {} book/release messages for {} sent outbox rows",
+            d.applied, d.seat_rows
+        ));
+    }
+    if d.deduplicated < d.duplicated {
+        v.violate(format!(
+            "{} duplicates made, only {} recognised",
+            d.duplicated, d.deduplicated
+        ));
+    }
+    if let Some(messages) = d.stream_messages {
+        if messages != d.event_rows {
+            v.violate(format!(
+                "JetStream holds {messages} booking events for {} sent outbox rows",
+                d.event_rows
+            ));
+        }
+    }
+    if d.failed_rows > 0 {
+        v.violate(format!("{} outbox rows FAILED", d.failed_rows));
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversell_and_cache_drift_are_witnessed() {
+        let mut i1 = Verdict::new("I1", "");
+        let mut i2 = Verdict::new("I2", "");
+        let slots = [
+            SlotSnapshot {
+                id: 1,
+                max_players: 4,
+                cached: 4,
+                sum: 4,
+            },
+            SlotSnapshot {
+                id: 2,
+                max_players: 4,
+                cached: 4,
+                sum: 6,
+            },
+        ];
+        check_slots(1500, &slots, &mut i1, &mut i2);
+        assert!(!i1.held && !i2.held);
+        assert_eq!(i1.witnesses, ["t=1.50s slot 2: 6 players on 4 seats"]);
+        assert_eq!(i1.checked, 2);
+    }
+
+    #[test]
+    fn witnesses_are_capped_but_violations_counted() {
+        let mut v = Verdict::new("I1", "");
+        for n in 0..20 {
+            v.violate(n.to_string());
+        }
+        assert_eq!((v.violations, v.witnesses.len()), (20, WITNESSES));
+    }
+
+    #[test]
+    fn lost_acknowledgements_and_uncancelled_cancels_fail_i4() {
+        let stored = HashMap::from([
+            ("BK-1".to_owned(), "CONFIRMED".to_owned()),
+            ("BK-2".to_owned(), "CONFIRMED".to_owned()),
+        ]);
+        let acks = [
+            Acknowledged {
+                op: 1,
+                kind: "create",
+                number: "BK-1".into(),
+            },
+            Acknowledged {
+                op: 2,
+                kind: "cancel",
+                number: "BK-2".into(),
+            },
+            Acknowledged {
+                op: 3,
+                kind: "create",
+                number: "BK-3".into(),
+            },
+        ];
+        let v = check_acknowledged(&acks, &stored);
+        assert_eq!(v.violations, 2, "{:?}", v.witnesses);
+    }
+
+    #[test]
+    fn a_second_booking_for_one_operation_fails_i5() {
+        let per_op = HashMap::from([(4, vec!["BK-a".into(), "BK-b".into()]), (5, vec!["BK-c".into()])]);
+        let v = check_retries(&per_op, &HashMap::new(), 2);
+        assert!(!v.held);
+        assert!(v.witnesses[0].contains("op 4"));
+    }
+
+    #[test]
+    fn deliveries_must_match() {
+        let good = Deliveries {
+            seat_rows: 10,
+            applied: 10,
+            duplicated: 3,
+            deduplicated: 3,
+            event_rows: 10,
+            stream_messages: Some(10),
+            failed_rows: 0,
+        };
+        assert!(check_deliveries(&good).held);
+        let twice = Deliveries {
+            applied: 11,
+            ..good.clone()
+        };
+        assert!(!check_deliveries(&twice).held);
+        let undrained = Deliveries {
+            stream_messages: Some(9),
+            ..good
+        };
+        assert!(!check_deliveries(&undrained).held);
+    }
+
+    #[test]
+    fn convergence_compares_every_slot() {
+        let stub = BTreeMap::from([(1, 2), (2, 0)]);
+        let sums = HashMap::from([(1, 2)]);
+        assert!(check_convergence(&stub, &sums, Some(0.5)).held);
+        let sums = HashMap::from([(1, 3)]);
+        let v = check_convergence(&stub, &sums, None);
+        assert_eq!(v.witnesses, ["slot 1: course-stub 2, bookings 3"]);
+    }
+}

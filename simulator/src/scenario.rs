@@ -1,0 +1,392 @@
+//! Scenarios: a catalogue, a workload, a fault schedule and a replica count, read from TOML.
+//! The files in `simulator/scenarios/` are compiled in, so `sim run rush` works from anywhere;
+//! any other path to a `.toml` file works too.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+
+/// The scenarios shipped with the simulator, by name.
+pub const BUILT_IN: &[(&str, &str)] = &[
+    ("e2e", include_str!("../scenarios/e2e.toml")),
+    ("rush", include_str!("../scenarios/rush.toml")),
+    ("steady", include_str!("../scenarios/steady.toml")),
+    (
+        "course-outage",
+        include_str!("../scenarios/course-outage.toml"),
+    ),
+    ("lost-events", include_str!("../scenarios/lost-events.toml")),
+    (
+        "duplicate-events",
+        include_str!("../scenarios/duplicate-events.toml"),
+    ),
+    ("stale-sync", include_str!("../scenarios/stale-sync.toml")),
+    (
+        "crash-restart",
+        include_str!("../scenarios/crash-restart.toml"),
+    ),
+    ("nats-restart", include_str!("../scenarios/nats-restart.toml")),
+    (
+        "postgres-restart",
+        include_str!("../scenarios/postgres-restart.toml"),
+    ),
+    ("replicas", include_str!("../scenarios/replicas.toml")),
+];
+
+/// A whole scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name (the file's stem).
+    pub name: String,
+    /// One line on what it exercises.
+    #[serde(default)]
+    pub description: String,
+    /// booking-service replicas.
+    #[serde(default = "one")]
+    pub replicas: usize,
+    /// Length of the arrival window, seconds.
+    pub duration_s: f64,
+    /// Longest wait after the load and the faults for course-service to converge, seconds.
+    #[serde(default = "settle")]
+    pub settle_s: f64,
+    /// The course-stub's catalogue.
+    #[serde(default)]
+    pub catalog: CatalogShape,
+    /// Who does what, when.
+    #[serde(default)]
+    pub workload: Workload,
+    /// Extra environment for every booking-service replica.
+    #[serde(default)]
+    pub service: BTreeMap<String, String>,
+    /// The fault schedule.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    /// Bounds that fail the run (for CI).
+    #[serde(default)]
+    pub thresholds: Thresholds,
+}
+
+fn one() -> usize {
+    1
+}
+fn settle() -> f64 {
+    60.0
+}
+
+/// Catalogue shape, as the course-stub generates it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogShape {
+    /// Clubs.
+    pub clubs: u32,
+    /// Games per club.
+    pub games_per_club: u32,
+    /// Days of slots.
+    pub days: u32,
+    /// Slots per game and day.
+    pub slots_per_day: u32,
+    /// Seats per slot.
+    pub max_players: i32,
+}
+
+impl Default for CatalogShape {
+    fn default() -> Self {
+        Self {
+            clubs: 2,
+            games_per_club: 2,
+            days: 3,
+            slots_per_day: 8,
+            max_players: 4,
+        }
+    }
+}
+
+/// The workload: an optional opening rush plus steady Poisson arrivals with an operation mix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Workload {
+    /// Steady arrivals per second (open model: sent on schedule whatever the system does).
+    pub rate: f64,
+    /// Users in the opening rush (0: none).
+    pub rush_users: u32,
+    /// Slots the rush aims at (the first ones of the catalogue).
+    pub rush_slots: u32,
+    /// When the rush starts, seconds.
+    pub rush_at_s: f64,
+    /// The rush's arrivals spread over this many milliseconds.
+    pub rush_spread_ms: u64,
+    /// Weight of creates in the mix.
+    pub create: u32,
+    /// Weight of cancels (of an earlier create).
+    pub cancel: u32,
+    /// Weight of player-count updates (of an earlier create).
+    pub update: u32,
+    /// Weight of reads (findById, findByUserId, availability, search).
+    pub read: u32,
+    /// Slots that take `hot_share` of the creates.
+    pub hot_slots: u32,
+    /// Share of creates aimed at the hot slots.
+    pub hot_share: f64,
+    /// Share of creates carrying an idempotency key.
+    pub keyed_share: f64,
+    /// Client timeout per attempt, ms; a timeout is an unknown outcome.
+    pub client_timeout_ms: u64,
+    /// Extra attempts for a keyed create whose outcome is unknown.
+    pub retries: u32,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Self {
+            rate: 100.0,
+            rush_users: 0,
+            rush_slots: 2,
+            rush_at_s: 1.0,
+            rush_spread_ms: 200,
+            create: 55,
+            cancel: 12,
+            update: 8,
+            read: 25,
+            hot_slots: 24,
+            hot_share: 0.7,
+            keyed_share: 0.5,
+            client_timeout_ms: 5000,
+            retries: 2,
+        }
+    }
+}
+
+/// One scheduled fault. (Unknown keys inside a fault are refused by [`FaultKind`]; `serde`
+/// cannot refuse them on a struct that flattens.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fault {
+    /// What happens.
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    /// When it starts, seconds from the start of the load.
+    pub at_s: f64,
+    /// How long it lasts, seconds (ignored by one-shot faults).
+    #[serde(default = "second")]
+    pub for_s: f64,
+}
+
+fn second() -> f64 {
+    1.0
+}
+
+/// The faults the simulator can inject.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum FaultKind {
+    /// course-service answers nothing.
+    CourseOutage,
+    /// course-service answers late.
+    CourseLatency {
+        /// Added delay.
+        latency_ms: u64,
+    },
+    /// A fraction of book/release is dropped unanswered.
+    Drop {
+        /// 0..=1.
+        fraction: f64,
+    },
+    /// A fraction of book/release is delivered twice.
+    Duplicate {
+        /// 0..=1.
+        fraction: f64,
+    },
+    /// course-service broadcasts an outdated catalogue (one shot).
+    StaleSync,
+    /// kill -9 of a replica, restarted after `for_s`.
+    KillService {
+        /// Which replica.
+        #[serde(default)]
+        replica: usize,
+    },
+    /// NATS stopped for `for_s`, then started.
+    NatsRestart,
+    /// PostgreSQL stopped for `for_s`, then started.
+    PostgresRestart,
+    /// A replica restarted with `FAULT_POINT`/`FAULT_AFTER`: it aborts there, and is restarted clean.
+    FaultPoint {
+        /// `after-commit` or `before-mark-sent`.
+        point: String,
+        /// Passes before the crash.
+        #[serde(default = "one_u64")]
+        after: u64,
+        /// Which replica.
+        #[serde(default)]
+        replica: usize,
+    },
+}
+
+fn one_u64() -> u64 {
+    1
+}
+
+impl FaultKind {
+    /// The kebab-case name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultKind::CourseOutage => "course-outage",
+            FaultKind::CourseLatency { .. } => "course-latency",
+            FaultKind::Drop { .. } => "drop",
+            FaultKind::Duplicate { .. } => "duplicate",
+            FaultKind::StaleSync => "stale-sync",
+            FaultKind::KillService { .. } => "kill-service",
+            FaultKind::NatsRestart => "nats-restart",
+            FaultKind::PostgresRestart => "postgres-restart",
+            FaultKind::FaultPoint { .. } => "fault-point",
+        }
+    }
+}
+
+/// Bounds checked after the run; any breach fails it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Completed operations per second at least.
+    pub min_throughput: Option<f64>,
+    /// p99 latency bound per operation kind, ms.
+    pub max_p99_ms: BTreeMap<String, f64>,
+    /// course-service converged within this many seconds.
+    pub max_convergence_s: Option<f64>,
+}
+
+impl Scenario {
+    /// Parses TOML and checks the values.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let scenario: Scenario = toml::from_str(text)?;
+        scenario.check()?;
+        Ok(scenario)
+    }
+
+    /// A built-in scenario by name, or a TOML file by path.
+    pub fn load(name_or_path: &str) -> anyhow::Result<Self> {
+        if let Some((_, text)) = BUILT_IN.iter().find(|(n, _)| *n == name_or_path) {
+            return Self::parse(text).with_context(|| format!("built-in scenario {name_or_path}"));
+        }
+        let path = Path::new(name_or_path);
+        if !path.exists() {
+            let names: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
+            bail!(
+                "no scenario {name_or_path:?}: give a path to a .toml file or one of {}",
+                names.join(", ")
+            );
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("scenario {}", path.display()))
+    }
+
+    /// Refuses values that cannot be run.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let w = &self.workload;
+        if !(self.duration_s > 0.0 && self.duration_s <= 3600.0) {
+            bail!("duration_s must be in (0, 3600], got {}", self.duration_s);
+        }
+        if self.replicas == 0 || self.replicas > 16 {
+            bail!("replicas must be 1..=16, got {}", self.replicas);
+        }
+        if !(w.rate >= 0.0 && w.rate <= 100_000.0) {
+            bail!("workload.rate must be in [0, 100000], got {}", w.rate);
+        }
+        if w.create + w.cancel + w.update + w.read == 0 {
+            bail!("workload: the operation mix weights are all zero");
+        }
+        for (name, f) in [("hot_share", w.hot_share), ("keyed_share", w.keyed_share)] {
+            if !(0.0..=1.0).contains(&f) {
+                bail!("workload.{name} must be between 0 and 1, got {f}");
+            }
+        }
+        let slots = self.catalog.clubs
+            * self.catalog.games_per_club
+            * self.catalog.days
+            * self.catalog.slots_per_day;
+        if slots == 0 {
+            bail!("catalog: no slots");
+        }
+        if w.rush_users > 0 && (w.rush_slots == 0 || w.rush_slots > slots) {
+            bail!("workload.rush_slots must be 1..={slots}");
+        }
+        if w.client_timeout_ms == 0 {
+            bail!("workload.client_timeout_ms must be positive");
+        }
+        for f in &self.faults {
+            if f.at_s < 0.0 || f.for_s < 0.0 {
+                bail!("fault {}: times must not be negative", f.kind.name());
+            }
+            match &f.kind {
+                FaultKind::Drop { fraction } | FaultKind::Duplicate { fraction }
+                    if !(0.0..=1.0).contains(fraction) =>
+                {
+                    bail!("fault {}: fraction must be between 0 and 1", f.kind.name())
+                }
+                FaultKind::KillService { replica } | FaultKind::FaultPoint { replica, .. }
+                    if *replica >= self.replicas =>
+                {
+                    bail!(
+                        "fault {}: replica {replica} does not exist ({} replicas)",
+                        f.kind.name(),
+                        self.replicas
+                    )
+                }
+                FaultKind::FaultPoint { point, .. }
+                    if point != "after-commit" && point != "before-mark-sent" =>
+                {
+                    bail!("fault-point: point must be after-commit or before-mark-sent, got {point:?}")
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Seconds from the start until the last fault has healed.
+    pub fn faults_end_s(&self) -> f64 {
+        self.faults
+            .iter()
+            .map(|f| f.at_s + f.for_s)
+            .fold(0.0, f64::max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_scenario_parses_and_checks() {
+        for (name, text) in BUILT_IN {
+            let s = Scenario::parse(text).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert_eq!(&s.name, name);
+        }
+    }
+
+    #[test]
+    fn a_bad_value_is_named() {
+        let err = Scenario::parse("name='x'\nduration_s=1\n[workload]\nhot_share=2.0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hot_share"), "{err}");
+        let err = Scenario::parse(
+            "name='x'\nduration_s=1\n[[faults]]\nkind='kill-service'\nat_s=1\nreplica=3\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("replica 3"), "{err}");
+        let err = Scenario::parse("name='x'\nduration_s=1\nspeed=3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("speed"), "{err}");
+    }
+
+    #[test]
+    fn unknown_names_list_the_built_ins() {
+        let err = Scenario::load("no-such").unwrap_err().to_string();
+        assert!(err.contains("rush") && err.contains("crash-restart"), "{err}");
+    }
+}
