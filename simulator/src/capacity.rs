@@ -79,7 +79,11 @@ pub struct Capacity {
 }
 
 /// The knee of each replica count and the replicas needed for `target`.
-pub fn analyse(points: &[Point], p99_ms: f64, target: f64) -> (Vec<(usize, Option<f64>)>, Option<usize>) {
+pub fn analyse(
+    points: &[Point],
+    p99_ms: f64,
+    target: f64,
+) -> (Vec<(usize, Option<f64>)>, Option<usize>) {
     let mut counts: Vec<usize> = points.iter().map(|p| p.replicas).collect();
     counts.sort_unstable();
     counts.dedup();
@@ -143,7 +147,11 @@ pub async fn sweep(s: &Sweep, progress: bool) -> anyhow::Result<Capacity> {
                 throughput: report.throughput,
                 p50_ms: create.latency.p50,
                 p99_ms: create.latency.p99,
-                answered: if total == 0 { 1.0 } else { 1.0 - unknown as f64 / total as f64 },
+                answered: if total == 0 {
+                    1.0
+                } else {
+                    1.0 - unknown as f64 / total as f64
+                },
                 invariants_held: report.invariants.iter().all(|v| v.held),
             };
             eprintln!(
@@ -165,7 +173,10 @@ pub async fn sweep(s: &Sweep, progress: bool) -> anyhow::Result<Capacity> {
         replicas_for_target,
     };
     std::fs::create_dir_all(&s.out)?;
-    std::fs::write(s.out.join("capacity.json"), serde_json::to_vec_pretty(&result)?)?;
+    std::fs::write(
+        s.out.join("capacity.json"),
+        serde_json::to_vec_pretty(&result)?,
+    )?;
     std::fs::write(s.out.join("capacity.md"), markdown(&result))?;
     std::fs::write(
         s.out.join("index.html"),
@@ -196,7 +207,11 @@ pub fn markdown(c: &Capacity) -> String {
             p.p99_ms,
             p.answered * 100.0,
             if p.within(c.p99_ms) { "yes" } else { "no" },
-            if p.invariants_held { "held" } else { "VIOLATED" }
+            if p.invariants_held {
+                "held"
+            } else {
+                "VIOLATED"
+            }
         );
     }
     out.push('\n');
@@ -212,10 +227,18 @@ pub fn markdown(c: &Capacity) -> String {
     }
     match c.replicas_for_target {
         Some(r) => {
-            let _ = writeln!(out, "\n**{r} replica(s)** serve {}/s with create p99 ≤ {} ms.", c.target, c.p99_ms);
+            let _ = writeln!(
+                out,
+                "\n**{r} replica(s)** serve {}/s with create p99 ≤ {} ms.",
+                c.target, c.p99_ms
+            );
         }
         None => {
-            let _ = writeln!(out, "\nNo swept replica count serves {}/s within {} ms.", c.target, c.p99_ms);
+            let _ = writeln!(
+                out,
+                "\nNo swept replica count serves {}/s within {} ms.",
+                c.target, c.p99_ms
+            );
         }
     }
     out
@@ -227,10 +250,18 @@ fn chart(c: &Capacity) -> anyhow::Result<String> {
     {
         let root = SVGBackend::with_string(&mut svg, (960, 400)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
-        let x_max = c.points.iter().map(|p| p.throughput.max(p.offered)).fold(1.0, f64::max) * 1.1;
+        let x_max = c
+            .points
+            .iter()
+            .map(|p| p.throughput.max(p.offered))
+            .fold(1.0, f64::max)
+            * 1.1;
         let y_max = c.points.iter().map(|p| p.p99_ms).fold(c.p99_ms, f64::max) * 1.5;
         let mut chart = ChartBuilder::on(&root)
-            .caption("Throughput–latency: achieved ops/s against create p99", ("sans-serif", 18))
+            .caption(
+                "Throughput–latency: achieved ops/s against create p99",
+                ("sans-serif", 18),
+            )
             .margin(12)
             .x_label_area_size(32)
             .y_label_area_size(64)

@@ -143,7 +143,12 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
 }
 
 /// Horizontal bars: (label, value) groups.
-fn bar_chart(title: &str, bars: &[(String, f64)], x_desc: &str, log: bool) -> anyhow::Result<String> {
+fn bar_chart(
+    title: &str,
+    bars: &[(String, f64)],
+    x_desc: &str,
+    log: bool,
+) -> anyhow::Result<String> {
     let mut svg = String::new();
     {
         let height = (40 + 26 * bars.len() as u32).max(140);
@@ -178,7 +183,10 @@ fn bar_chart(title: &str, bars: &[(String, f64)], x_desc: &str, log: bool) -> an
             chart
                 .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
                     let i = i32::try_from(i).unwrap_or(0);
-                    Rectangle::new([(0.5, i), (v.max(0.5), i + 1)], PALETTE[0].mix(0.8).filled())
+                    Rectangle::new(
+                        [(0.5, i), (v.max(0.5), i + 1)],
+                        PALETTE[0].mix(0.8).filled(),
+                    )
                 }))
                 .map_err(err)?;
         } else {
@@ -222,16 +230,31 @@ pub fn charts(r: &Report) -> anyhow::Result<Vec<(String, String)>> {
     let throughput = vec![
         Series {
             name: "completed/s".into(),
-            points: r.timeline.iter().map(|b| (b.t_s as f64, b.done as f64)).collect(),
+            points: r
+                .timeline
+                .iter()
+                .map(|b| (b.t_s as f64, b.done as f64))
+                .collect(),
         },
         Series {
             name: "succeeded/s".into(),
-            points: r.timeline.iter().map(|b| (b.t_s as f64, b.ok as f64)).collect(),
+            points: r
+                .timeline
+                .iter()
+                .map(|b| (b.t_s as f64, b.ok as f64))
+                .collect(),
         },
     ];
     out.push((
         "Throughput".into(),
-        time_chart("Throughput (operations completed per second)", "ops/s", &throughput, &r.faults, x_max, false)?,
+        time_chart(
+            "Throughput (operations completed per second)",
+            "ops/s",
+            &throughput,
+            &r.faults,
+            x_max,
+            false,
+        )?,
     ));
 
     for op in r.ops.keys() {
@@ -242,15 +265,37 @@ pub fn charts(r: &Report) -> anyhow::Result<Vec<(String, String)>> {
                 .collect()
         };
         let series = vec![
-            Series { name: "p50".into(), points: pick(|l| l.p50) },
-            Series { name: "p90".into(), points: pick(|l| l.p90) },
-            Series { name: "p99".into(), points: pick(|l| l.p99) },
-            Series { name: "p99.9".into(), points: pick(|l| l.p999) },
-            Series { name: "max".into(), points: pick(|l| l.max) },
+            Series {
+                name: "p50".into(),
+                points: pick(|l| l.p50),
+            },
+            Series {
+                name: "p90".into(),
+                points: pick(|l| l.p90),
+            },
+            Series {
+                name: "p99".into(),
+                points: pick(|l| l.p99),
+            },
+            Series {
+                name: "p99.9".into(),
+                points: pick(|l| l.p999),
+            },
+            Series {
+                name: "max".into(),
+                points: pick(|l| l.max),
+            },
         ];
         out.push((
             format!("Latency: {op}"),
-            time_chart(&format!("{op}: latency percentiles per second (ms, log)"), "ms", &series, &r.faults, x_max, true)?,
+            time_chart(
+                &format!("{op}: latency percentiles per second (ms, log)"),
+                "ms",
+                &series,
+                &r.faults,
+                x_max,
+                true,
+            )?,
         ));
     }
 
@@ -265,7 +310,12 @@ pub fn charts(r: &Report) -> anyhow::Result<Vec<(String, String)>> {
             .collect();
         out.push((
             format!("Histogram: {op}"),
-            bar_chart(&format!("{op}: latency histogram (count, log)"), &bars, "operations", true)?,
+            bar_chart(
+                &format!("{op}: latency histogram (count, log)"),
+                &bars,
+                "operations",
+                true,
+            )?,
         ));
     }
 
@@ -284,7 +334,12 @@ pub fn charts(r: &Report) -> anyhow::Result<Vec<(String, String)>> {
     }
     out.push((
         "Outcomes".into(),
-        bar_chart("Outcomes and error codes (log)", &outcomes, "operations", true)?,
+        bar_chart(
+            "Outcomes and error codes (log)",
+            &outcomes,
+            "operations",
+            true,
+        )?,
     ));
 
     let delivery = vec![
@@ -307,7 +362,14 @@ pub fn charts(r: &Report) -> anyhow::Result<Vec<(String, String)>> {
     ];
     out.push((
         "Backlog and drift".into(),
-        time_chart("Outbox backlog and course-service drift", "rows / seats", &delivery, &r.faults, x_max, false)?,
+        time_chart(
+            "Outbox backlog and course-service drift",
+            "rows / seats",
+            &delivery,
+            &r.faults,
+            x_max,
+            false,
+        )?,
     ));
 
     let metric = |name: &str, label: &str| Series {
@@ -327,21 +389,40 @@ pub fn charts(r: &Report) -> anyhow::Result<Vec<(String, String)>> {
     ];
     out.push((
         "Service metrics".into(),
-        time_chart("Service counters scraped from /metrics (all replicas)", "count", &service, &r.faults, x_max, false)?,
+        time_chart(
+            "Service counters scraped from /metrics (all replicas)",
+            "count",
+            &service,
+            &r.faults,
+            x_max,
+            false,
+        )?,
     ));
     let breaker = vec![
-        metric("course_service_breaker_state", "breaker state (0 closed, 1 open, 2 half-open)"),
+        metric(
+            "course_service_breaker_state",
+            "breaker state (0 closed, 1 open, 2 half-open)",
+        ),
         metric("outbox_backlog", "outbox_backlog (service's view)"),
     ];
     out.push((
         "Breaker".into(),
-        time_chart("Breaker state and backlog as the service reports them", "value", &breaker, &r.faults, x_max, false)?,
+        time_chart(
+            "Breaker state and backlog as the service reports them",
+            "value",
+            &breaker,
+            &r.faults,
+            x_max,
+            false,
+        )?,
     ));
     Ok(out)
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The self-contained HTML page.
@@ -386,7 +467,11 @@ pub fn html(r: &Report) -> anyhow::Result<String> {
             if v.witnesses.is_empty() {
                 String::new()
             } else {
-                format!(", {} violations: {}", v.violations, escape(&v.witnesses.join("; ")))
+                format!(
+                    ", {} violations: {}",
+                    v.violations,
+                    escape(&v.witnesses.join("; "))
+                )
             }
         );
     }

@@ -127,10 +127,7 @@ pub struct Acknowledged {
 /// I4: every acknowledged create exists and every acknowledged cancel is stored as cancelled.
 /// `stored` maps booking number → status.
 pub fn check_acknowledged(acks: &[Acknowledged], stored: &HashMap<String, String>) -> Verdict {
-    let mut v = Verdict::new(
-        "I4",
-        "no acknowledged create or cancel lost",
-    );
+    let mut v = Verdict::new("I4", "no acknowledged create or cancel lost");
     v.checked = acks.len();
     for a in acks {
         match (a.kind, stored.get(&a.number)) {
@@ -169,7 +166,9 @@ pub fn check_retries(
     seen.sort();
     for (op, numbers) in seen {
         if numbers.windows(2).any(|w| w[0] != w[1]) {
-            v.violate(format!("op {op}: replies named different bookings {numbers:?}"));
+            v.violate(format!(
+                "op {op}: replies named different bookings {numbers:?}"
+            ));
         }
     }
     v
@@ -293,7 +292,10 @@ mod tests {
 
     #[test]
     fn a_second_booking_for_one_operation_fails_i5() {
-        let per_op = HashMap::from([(4, vec!["BK-a".into(), "BK-b".into()]), (5, vec!["BK-c".into()])]);
+        let per_op = HashMap::from([
+            (4, vec!["BK-a".into(), "BK-b".into()]),
+            (5, vec!["BK-c".into()]),
+        ]);
         let v = check_retries(&per_op, &HashMap::new(), 2);
         assert!(!v.held);
         assert!(v.witnesses[0].contains("op 4"));

@@ -240,7 +240,10 @@ impl Report {
         out.push('\n');
         match self.convergence_s {
             Some(s) => {
-                let _ = writeln!(out, "course-service converged {s:.2} s after the load and faults ended.\n");
+                let _ = writeln!(
+                    out,
+                    "course-service converged {s:.2} s after the load and faults ended.\n"
+                );
             }
             None => out.push_str("course-service **did not converge**.\n\n"),
         }
@@ -271,7 +274,12 @@ impl Report {
                 v.checked
             );
             if v.violations > 0 {
-                let _ = write!(out, ", {} violations: {}", v.violations, v.witnesses.join("; "));
+                let _ = write!(
+                    out,
+                    ", {} violations: {}",
+                    v.violations,
+                    v.witnesses.join("; ")
+                );
             }
             out.push_str(")\n");
         }
@@ -318,14 +326,21 @@ pub fn compare(a: &Report, b: &Report) -> String {
     let names: std::collections::BTreeSet<&String> = a.ops.keys().chain(b.ops.keys()).collect();
     let empty = OpStats::default();
     for name in names {
-        let (x, y) = (a.ops.get(name).unwrap_or(&empty), b.ops.get(name).unwrap_or(&empty));
+        let (x, y) = (
+            a.ops.get(name).unwrap_or(&empty),
+            b.ops.get(name).unwrap_or(&empty),
+        );
         row(&format!("{name} count"), x.count as f64, y.count as f64);
         row(&format!("{name} ok"), x.ok as f64, y.ok as f64);
         row(&format!("{name} p50 ms"), x.latency.p50, y.latency.p50);
         row(&format!("{name} p99 ms"), x.latency.p99, y.latency.p99);
         row(&format!("{name} max ms"), x.latency.max, y.latency.max);
         row(&format!("{name} errors"), x.fail as f64, y.fail as f64);
-        row(&format!("{name} unknown"), x.unknown as f64, y.unknown as f64);
+        row(
+            &format!("{name} unknown"),
+            x.unknown as f64,
+            y.unknown as f64,
+        );
     }
     let held = |r: &Report| r.invariants.iter().filter(|v| v.held).count() as f64;
     row("invariants held", held(a), held(b));
@@ -381,11 +396,17 @@ mod tests {
     fn the_summary_names_every_figure_and_the_reproduction_on_failure() {
         let mut r = sample();
         let md = r.markdown();
-        assert!(md.contains("| create | 10 | 8 | 2 |") && md.contains("BUS_004×2"), "{md}");
+        assert!(
+            md.contains("| create | 10 | 8 | 2 |") && md.contains("BUS_004×2"),
+            "{md}"
+        );
         assert!(!md.contains("Reproduce"));
         r.invariants[0].violate("slot 1: 5 players on 4 seats".into());
         let md = r.markdown();
-        assert!(md.contains("VIOLATED") && md.contains("sim run rush --seed 1"), "{md}");
+        assert!(
+            md.contains("VIOLATED") && md.contains("sim run rush --seed 1"),
+            "{md}"
+        );
     }
 
     #[test]
@@ -394,7 +415,10 @@ mod tests {
         let mut b = sample();
         b.throughput = 10.0;
         let table = compare(&a, &b);
-        assert!(table.contains("| throughput ops/s | 5.00 | 10.00 | +100.0% |"), "{table}");
+        assert!(
+            table.contains("| throughput ops/s | 5.00 | 10.00 | +100.0% |"),
+            "{table}"
+        );
     }
 
     #[test]

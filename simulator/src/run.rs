@@ -123,12 +123,7 @@ async fn call(shared: &Shared, subject: &'static str, data: &Value) -> Answer {
     let Ok(body) = codec.encode_request(subject, data, &MessageId::fresh()) else {
         return Answer::Fail("ENCODE".into());
     };
-    match tokio::time::timeout(
-        shared.timeout,
-        shared.client.request(subject, body.into()),
-    )
-    .await
-    {
+    match tokio::time::timeout(shared.timeout, shared.client.request(subject, body.into())).await {
         Err(_) => Answer::Unknown,
         Ok(Err(e)) => match e.kind() {
             // Nobody received it: a definite failure, safe to retry.
@@ -138,9 +133,9 @@ async fn call(shared: &Shared, subject: &'static str, data: &Value) -> Answer {
         Ok(Ok(reply)) => match Codec::with_max_len(16 << 20).decode_reply(&reply.payload) {
             Ok(r) => match r.outcome {
                 ReplyOutcome::Response(v) => Answer::Ok(v),
-                ReplyOutcome::Err(e) => Answer::Fail(
-                    e["error"]["code"].as_str().unwrap_or("UNKNOWN").to_owned(),
-                ),
+                ReplyOutcome::Err(e) => {
+                    Answer::Fail(e["error"]["code"].as_str().unwrap_or("UNKNOWN").to_owned())
+                }
                 ReplyOutcome::NoHandler(_) => Answer::Fail("NO_HANDLER".into()),
             },
             Err(_) => Answer::Fail("DECODE".into()),
@@ -150,7 +145,6 @@ async fn call(shared: &Shared, subject: &'static str, data: &Value) -> Answer {
 
 /// Runs one operation (with its retries) and records every attempt.
 async fn perform(shared: Arc<Shared>, op: Op) {
-    let name = op.action.name();
     let target = |of: &u32| shared.made.lock().ok().and_then(|m| m.get(of).cloned());
     let (subject, data, attempts) = match &op.action {
         Action::Create {
@@ -172,7 +166,15 @@ async fn perform(shared: Arc<Shared>, op: Op) {
         }
         Action::Cancel { of } | Action::Update { of, .. } | Action::FindById { of } => {
             let Some(made) = target(of) else {
-                record(&shared, &op, 0, shared.now_ms(), Outcome::Skipped, None, None);
+                record(
+                    &shared,
+                    &op,
+                    0,
+                    shared.now_ms(),
+                    Outcome::Skipped,
+                    None,
+                    None,
+                );
                 return;
             };
             match &op.action {
@@ -222,7 +224,14 @@ async fn perform(shared: Arc<Shared>, op: Op) {
                     number.clone(),
                 ) {
                     if let Ok(mut m) = shared.made.lock() {
-                        m.insert(op.i, Made { id, user, number: n });
+                        m.insert(
+                            op.i,
+                            Made {
+                                id,
+                                user,
+                                number: n,
+                            },
+                        );
                     }
                 }
                 let number = match &op.action {
@@ -235,7 +244,15 @@ async fn perform(shared: Arc<Shared>, op: Op) {
             Answer::Fail(code) => {
                 // Unavailable or database trouble: a keyed create tries again with its key.
                 let transient = code.starts_with("SYS_") || code == "NO_RESPONDERS";
-                record(&shared, &op, attempt, invoke, Outcome::Fail, Some(code), None);
+                record(
+                    &shared,
+                    &op,
+                    attempt,
+                    invoke,
+                    Outcome::Fail,
+                    Some(code),
+                    None,
+                );
                 if !transient || last {
                     return;
                 }
@@ -247,7 +264,6 @@ async fn perform(shared: Arc<Shared>, op: Op) {
                 }
             }
         }
-        let _ = name;
         tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
     }
 }
@@ -371,9 +387,7 @@ async fn apply(
             let v = if start { *fraction } else { 0.0 };
             stub_control(shared, control::FAULTS, json!({"duplicateFraction": v})).await
         }
-        FaultKind::StaleSync => {
-            stub_control(shared, control::SYNC, json!({"stale": true})).await
-        }
+        FaultKind::StaleSync => stub_control(shared, control::SYNC, json!({"stale": true})).await,
         FaultKind::KillService { replica } => {
             if start {
                 hold(*replica, true);
@@ -411,7 +425,10 @@ async fn apply(
                 stack
                     .start_service(
                         *replica,
-                        &[("FAULT_POINT", point.as_str()), ("FAULT_AFTER", after.as_str())],
+                        &[
+                            ("FAULT_POINT", point.as_str()),
+                            ("FAULT_AFTER", after.as_str()),
+                        ],
                     )
                     .await?;
                 hold(*replica, false);
@@ -517,12 +534,8 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
 
     // Replicas that die are restarted clean (unless a fault holds them down).
     let supervisor = {
-        let (stack, shared, held, mut stop) = (
-            stack.clone(),
-            shared.clone(),
-            held.clone(),
-            stop_rx.clone(),
-        );
+        let (stack, shared, held, mut stop) =
+            (stack.clone(), shared.clone(), held.clone(), stop_rx.clone());
         tokio::spawn(async move {
             while !*stop.borrow() {
                 for (i, status) in stack.exited_services().await {
@@ -584,11 +597,8 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
 
     // /metrics of every replica, once a second.
     let scraping = {
-        let (addrs, shared, mut stop) = (
-            stack.http_addrs().to_vec(),
-            shared.clone(),
-            stop_rx.clone(),
-        );
+        let (addrs, shared, mut stop) =
+            (stack.http_addrs().to_vec(), shared.clone(), stop_rx.clone());
         tokio::spawn(async move {
             let scraper = Scraper::new(Duration::from_millis(800));
             let mut out = Vec::new();
@@ -651,9 +661,11 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
     let mut converged = None;
     while healed.elapsed() < settle {
         if let (Ok(0), Ok(snapshot), Some(stub)) = (
-            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox_events WHERE status <> 'SENT'")
-                .fetch_one(&pool)
-                .await,
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM outbox_events WHERE status <> 'SENT'",
+            )
+            .fetch_one(&pool)
+            .await,
             slot_snapshot(&pool).await,
             stub_counts(&stack, &client).await,
         ) {
@@ -681,16 +693,11 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
         .collect();
     let i3 = checker::check_convergence(&stub, &sums, converged);
 
-    let history = shared
-        .history
-        .lock()
-        .map(|h| h.clone())
-        .unwrap_or_default();
-    let stored: Vec<(String, String, Option<String>)> = sqlx::query_as(
-        "SELECT booking_number, status::text, special_requests FROM bookings",
-    )
-    .fetch_all(&pool)
-    .await?;
+    let history = shared.history.lock().map(|h| h.clone()).unwrap_or_default();
+    let stored: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT booking_number, status::text, special_requests FROM bookings")
+            .fetch_all(&pool)
+            .await?;
     let status: HashMap<String, String> = stored
         .iter()
         .map(|(n, s, _)| (n.clone(), s.clone()))
@@ -725,11 +732,10 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
     }
     let i5 = checker::check_retries(&per_op, &replies, trace.header.derived.keyed);
 
-    let counts: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT event_type, status, count(*) FROM outbox_events GROUP BY 1, 2",
-    )
-    .fetch_all(&pool)
-    .await?;
+    let counts: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT event_type, status, count(*) FROM outbox_events GROUP BY 1, 2")
+            .fetch_all(&pool)
+            .await?;
     let rows = |seats: bool, state: &str| -> u64 {
         counts
             .iter()
@@ -780,7 +786,7 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
 
 fn write_history(dir: &std::path::Path, history: &[Attempt]) -> anyhow::Result<()> {
     let mut sorted: Vec<&Attempt> = history.iter().collect();
-    sorted.sort_by(|a, b| (a.i, a.attempt).cmp(&(b.i, b.attempt)));
+    sorted.sort_by_key(|a| (a.i, a.attempt));
     let mut text = String::new();
     for a in sorted {
         text.push_str(&serde_json::to_string(a)?);
@@ -789,6 +795,9 @@ fn write_history(dir: &std::path::Path, history: &[Attempt]) -> anyhow::Result<(
     std::fs::write(dir.join("history.jsonl"), text)?;
     Ok(())
 }
+
+/// One second's completions: done, succeeded, latency per operation kind.
+type Second = (u64, u64, BTreeMap<String, Histogram<u64>>);
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant, valid histogram bounds")
@@ -811,7 +820,7 @@ pub fn summarise(trace: &Trace, hash: &str, history: &[Attempt], load_end: Durat
     }
     let mut hists: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
     let mut stats: BTreeMap<String, OpStats> = BTreeMap::new();
-    let mut buckets: BTreeMap<u64, (u64, u64, BTreeMap<String, Histogram<u64>>)> = BTreeMap::new();
+    let mut buckets: BTreeMap<u64, Second> = BTreeMap::new();
     for a in finals.values() {
         let s = stats.entry(a.op.clone()).or_default();
         s.count += 1;
@@ -840,11 +849,10 @@ pub fn summarise(trace: &Trace, hash: &str, history: &[Attempt], load_end: Durat
         if a.outcome == Outcome::Ok {
             b.1 += 1;
         }
-        let _ = b
-            .2
-            .entry(a.op.clone())
-            .or_insert_with(histogram)
-            .record(micros.clamp(1, 600_000_000));
+        let _ =
+            b.2.entry(a.op.clone())
+                .or_insert_with(histogram)
+                .record(micros.clamp(1, 600_000_000));
     }
     for (op, h) in &hists {
         if let Some(s) = stats.get_mut(op) {

@@ -27,7 +27,10 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "crash-restart",
         include_str!("../scenarios/crash-restart.toml"),
     ),
-    ("nats-restart", include_str!("../scenarios/nats-restart.toml")),
+    (
+        "nats-restart",
+        include_str!("../scenarios/nats-restart.toml"),
+    ),
     (
         "postgres-restart",
         include_str!("../scenarios/postgres-restart.toml"),
@@ -277,8 +280,8 @@ impl Scenario {
                 names.join(", ")
             );
         }
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("scenario {}", path.display()))
     }
 
@@ -387,6 +390,9 @@ mod tests {
     #[test]
     fn unknown_names_list_the_built_ins() {
         let err = Scenario::load("no-such").unwrap_err().to_string();
-        assert!(err.contains("rush") && err.contains("crash-restart"), "{err}");
+        assert!(
+            err.contains("rush") && err.contains("crash-restart"),
+            "{err}"
+        );
     }
 }

@@ -42,7 +42,10 @@ impl Scraper {
             .with_context(|| format!("GET {url}"))?;
         let status = response.status();
         anyhow::ensure!(status.is_success(), "GET {url}: HTTP {status}");
-        let text = response.text().await.with_context(|| format!("GET {url}"))?;
+        let text = response
+            .text()
+            .await
+            .with_context(|| format!("GET {url}"))?;
         Ok(parse(&text))
     }
 }

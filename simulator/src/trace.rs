@@ -21,7 +21,7 @@ pub const FORMAT: u32 = 1;
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Line {
     /// First line: what the rest was expanded from.
-    Header(Header),
+    Header(Box<Header>),
     /// A client operation.
     Op(Op),
     /// A fault starting or ending.
@@ -400,7 +400,7 @@ impl Trace {
             let text = serde_json::to_string(&line).unwrap_or_default();
             let _ = writeln!(out, "{text}");
         };
-        push(Line::Header(self.header.clone()));
+        push(Line::Header(Box::new(self.header.clone())));
         let mut faults = self.faults.iter().peekable();
         for op in &self.ops {
             while let Some(f) = faults.next_if(|f| f.t_ms <= op.t_ms) {
@@ -421,10 +421,13 @@ impl Trace {
 
     /// Reads a trace written by [`Trace::to_jsonl`].
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
         let header = match lines.next() {
             Some((_, first)) => match serde_json::from_str(first).context("line 1")? {
-                Line::Header(h) => h,
+                Line::Header(h) => *h,
                 _ => bail!("line 1 is not a trace header"),
             },
             None => bail!("empty trace"),
@@ -512,7 +515,11 @@ mod tests {
         let mut unique = cancelled.clone();
         unique.sort_unstable();
         unique.dedup();
-        assert_eq!(unique.len(), cancelled.len(), "no booking is cancelled twice");
+        assert_eq!(
+            unique.len(),
+            cancelled.len(),
+            "no booking is cancelled twice"
+        );
     }
 
     #[test]

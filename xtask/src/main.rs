@@ -5,10 +5,13 @@
 //! | `cargo xtask test` | installs missing system packages, then fmt check, clippy `-D warnings`, every test |
 //! | `cargo xtask contract` | the contract suite only (fixtures, schemas, AsyncAPI, codec) |
 //! | `cargo xtask asyncapi` | regenerates `contracts/asyncapi.json` |
-//! | `cargo xtask e2e` | builds in release mode, runs the whole stack with the default scenario, checks the invariants |
+//! | `cargo xtask e2e` | builds in release mode and runs the simulator's `e2e` scenario (`target/e2e/`) |
+//! | `cargo xtask sim …` | builds in release mode and runs `sim …` (run, replay, compare, capacity, list) |
+//! | `cargo xtask chaos --seeds N` | every scenario for seeds 1..=N; fails on any violation |
 //! | `cargo xtask up` | the same stack in the foreground, for manual use |
 //! | `cargo xtask deps` | installs (Debian, root) or names the system packages the worlds need |
 
+mod chaos;
 mod deps;
 
 use std::path::{Path, PathBuf};
@@ -39,9 +42,30 @@ enum Cmd {
     Contract,
     /// Regenerate contracts/asyncapi.json.
     Asyncapi,
-    /// Build in release mode and run the whole stack end to end with the default scenario.
+    /// Build in release mode and run the simulator's default scenario (`e2e`) end to end.
     E2e {
-        /// Arguments for `sim e2e` (--seed, --clients, --operations, --replicas, --out).
+        /// Arguments for `sim run e2e` (--seed, --out, --no-fsync).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build in release mode and run the simulator with these arguments.
+    Sim {
+        /// Arguments for `sim` (run SCENARIO --seed S, replay TRACE, compare A B, capacity, list).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every scenario for several seeds; fail on any invariant violation.
+    Chaos {
+        /// Seeds 1..=N.
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// Only these scenarios (comma-separated; default: all built-in).
+        #[arg(long, value_delimiter = ',')]
+        scenarios: Vec<String>,
+        /// Use the debug binaries (already built by `cargo test`) instead of a release build.
+        #[arg(long)]
+        debug: bool,
+        /// Extra arguments for every `sim run` (e.g. --planted-bug skip-row-lock).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -65,36 +89,59 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Asyncapi => asyncapi(&root),
-        Cmd::E2e { args } => sim(&root, "e2e", &args),
-        Cmd::Up { args } => sim(&root, "up", &args),
+        Cmd::E2e { args } => {
+            let mut all = vec![
+                "run".to_owned(),
+                "e2e".to_owned(),
+                "--out".to_owned(),
+                "target/e2e".to_owned(),
+            ];
+            all.extend(args);
+            sim(&root, &all)
+        }
+        Cmd::Sim { args } => sim(&root, &args),
+        Cmd::Chaos {
+            seeds,
+            scenarios,
+            debug,
+            args,
+        } => chaos::run(&root, seeds, &scenarios, debug, &args),
+        Cmd::Up { args } => {
+            let mut all = vec!["up".to_owned()];
+            all.extend(args);
+            sim(&root, &all)
+        }
         Cmd::Deps => deps::ensure(),
     }
 }
 
-/// Builds the stack's binaries in release mode and runs `sim <command>`.
-fn sim(root: &Path, command: &str, args: &[String]) -> anyhow::Result<()> {
+/// Builds the stack's binaries (release, or debug) and returns the folder they are in.
+fn build_stack(root: &Path, release: bool) -> anyhow::Result<PathBuf> {
     deps::ensure()?;
-    cargo(
-        root,
-        &[
-            "build",
-            "--release",
-            "-p",
-            "booking-service",
-            "-p",
-            "course-stub",
-            "-p",
-            "simulator",
-            "--bins",
-        ],
-    )?;
+    let mut args = vec![
+        "build",
+        "-p",
+        "booking-service",
+        "-p",
+        "course-stub",
+        "-p",
+        "simulator",
+        "--bins",
+    ];
+    if release {
+        args.push("--release");
+    }
+    cargo(root, &args)?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    run(Command::new(target.join("release/sim"))
-        .arg(command)
-        .args(args)
-        .current_dir(root))
+    Ok(target.join(if release { "release" } else { "debug" }))
+}
+
+/// Builds the stack's binaries in release mode and runs `sim <args>`.
+fn sim(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    let bin = build_stack(root, true)?;
+    run(Command::new(bin.join("sim")).args(args).current_dir(root))
 }
 
 fn workspace_root() -> anyhow::Result<PathBuf> {

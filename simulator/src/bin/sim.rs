@@ -118,9 +118,9 @@ async fn run_trace(
     reproduce: String,
 ) -> anyhow::Result<std::process::ExitCode> {
     let h = &trace.header;
-    let out = common.out.unwrap_or_else(|| {
-        PathBuf::from(format!("target/sim/{}-seed{}", h.scenario.name, h.seed))
-    });
+    let out = common
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("target/sim/{}-seed{}", h.scenario.name, h.seed)));
     let d = &h.derived;
     println!(
         "sim: scenario {} · seed {} · trace {}",
@@ -169,7 +169,10 @@ async fn run_trace(
         Ok(std::process::ExitCode::SUCCESS)
     } else {
         eprintln!("sim: FAILED; reproduce with: {reproduce}");
-        eprintln!("sim: or replay the exact trace: sim replay {}/trace.jsonl", out.display());
+        eprintln!(
+            "sim: or replay the exact trace: cargo xtask sim replay {}/trace.jsonl",
+            out.display()
+        );
         Ok(std::process::ExitCode::FAILURE)
     }
 }
@@ -200,10 +203,12 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let parsed = Trace::parse(&text)?;
             let reproduce = format!("cargo xtask sim replay {}", trace.display());
             let common = Common {
-                out: common.out.or_else(|| Some(PathBuf::from(format!(
-                    "target/sim/replay-{}-seed{}",
-                    parsed.header.scenario.name, parsed.header.seed
-                )))),
+                out: common.out.or_else(|| {
+                    Some(PathBuf::from(format!(
+                        "target/sim/replay-{}-seed{}",
+                        parsed.header.scenario.name, parsed.header.seed
+                    )))
+                }),
                 ..common
             };
             run_trace(parsed, common, reproduce).await
@@ -246,7 +251,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             )
             .await?;
             println!("{}", capacity::markdown(&result));
-            println!("written to {}/index.html, capacity.json, capacity.md", out.display());
+            println!(
+                "written to {}/index.html, capacity.json, capacity.md",
+                out.display()
+            );
             Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Up { replicas, seed } => {
