@@ -248,6 +248,15 @@ impl Stack {
         out
     }
 
+    /// The pid of replica `index`, if it runs.
+    pub async fn service_pid(&self, index: usize) -> Option<u32> {
+        self.services
+            .lock()
+            .await
+            .get(index)
+            .and_then(|r| r.child.as_ref().map(Child::id))
+    }
+
     /// Whether replica `index` has a process.
     pub async fn service_running(&self, index: usize) -> bool {
         self.services

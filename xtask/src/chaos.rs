@@ -26,12 +26,11 @@ fn scenarios(sim: &Path) -> anyhow::Result<Vec<String>> {
 /// Runs the suite.
 pub fn run(
     root: &Path,
+    bin: &Path,
     seeds: u64,
     only: &[String],
-    debug: bool,
     extra: &[String],
 ) -> anyhow::Result<()> {
-    let bin = crate::build_stack(root, !debug)?;
     let sim = bin.join("sim");
     let names = if only.is_empty() {
         scenarios(&sim)?

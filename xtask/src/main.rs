@@ -8,6 +8,7 @@
 //! | `cargo xtask e2e` | builds in release mode and runs the simulator's `e2e` scenario (`target/e2e/`) |
 //! | `cargo xtask sim …` | builds in release mode and runs `sim …` (run, replay, compare, capacity, list) |
 //! | `cargo xtask chaos --seeds N` | every scenario for seeds 1..=N; fails on any violation |
+//! | `cargo xtask bench` | criterion benches (codec; create over NATS against direct SQL) and the summary table |
 //! | `cargo xtask up` | the same stack in the foreground, for manual use |
 //! | `cargo xtask deps` | installs (Debian, root) or names the system packages the worlds need |
 
@@ -69,6 +70,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Criterion benches: the codec, and booking.create against the same SQL issued directly;
+    /// prints the table (also in target/bench/create.md).
+    Bench {
+        /// Shorter measurement (for a quick look; the table says less).
+        #[arg(long)]
+        quick: bool,
+    },
     /// Start the same stack in the foreground and print how to reach it.
     Up {
         /// Arguments for `sim up` (--replicas, --seed).
@@ -105,7 +113,11 @@ fn main() -> anyhow::Result<()> {
             scenarios,
             debug,
             args,
-        } => chaos::run(&root, seeds, &scenarios, debug, &args),
+        } => {
+            let bin = build_stack(&root, !debug)?;
+            chaos::run(&root, &bin, seeds, &scenarios, &args)
+        }
+        Cmd::Bench { quick } => bench(&root, quick),
         Cmd::Up { args } => {
             let mut all = vec!["up".to_owned()];
             all.extend(args);
@@ -191,8 +203,29 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
         cmd.env("INSTA_UPDATE", "no");
     }
     run(&mut cmd)?;
-    eprintln!("xtask test: formatting, lints and all tests passed");
+    // The short chaos suite, on the debug binaries `cargo test` has just built.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    if extra.is_empty() {
+        chaos::run(root, &target.join("debug"), CI_CHAOS_SEEDS, &[], &[])?;
+    }
+    eprintln!("xtask test: formatting, lints, all tests and the short chaos suite passed");
     Ok(())
+}
+
+/// Seeds of every scenario that `cargo xtask test` (CI) runs.
+const CI_CHAOS_SEEDS: u64 = 2;
+
+/// `cargo xtask bench`: release binaries, then both criterion benches.
+fn bench(root: &Path, quick: bool) -> anyhow::Result<()> {
+    build_stack(root, true)?;
+    cargo(root, &["bench", "-p", "benches", "--bench", "codec"])?;
+    let mut args = vec!["bench", "-p", "benches", "--bench", "create"];
+    if quick {
+        args.extend(["--", "--quick"]);
+    }
+    cargo(root, &args)
 }
 
 fn asyncapi(root: &Path) -> anyhow::Result<()> {
