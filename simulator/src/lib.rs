@@ -15,6 +15,7 @@
 //! - [`report`], [`charts`]: `report.json`, `summary.md`, `index.html`; `sim compare`.
 //! - [`scrape`]: the `/metrics` reader.
 //! - [`capacity`]: rate × replicas sweeps, the knee, replicas for a target.
+//! - [`tap`]: the wire tap that checks every message against its subject's contract (C1).
 
 pub mod capacity;
 pub mod charts;
@@ -24,6 +25,7 @@ pub mod run;
 pub mod scenario;
 pub mod scrape;
 pub mod stack;
+pub mod tap;
 pub mod trace;
 pub mod world;
 

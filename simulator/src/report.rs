@@ -170,8 +170,11 @@ pub struct Report {
     pub happenings: Vec<Happening>,
     /// Seconds after the load and the faults ended until course-service matched (None: never).
     pub convergence_s: Option<f64>,
-    /// Verdicts I1–I6.
+    /// Verdicts I1–I6, and C1 (the wire tap).
     pub invariants: Vec<Verdict>,
+    /// Messages the wire tap checked, per subject.
+    #[serde(default)]
+    pub wire: BTreeMap<String, u64>,
     /// The scenario's thresholds.
     pub thresholds: Vec<Check>,
 }
@@ -388,6 +391,7 @@ mod tests {
             happenings: vec![],
             convergence_s: Some(0.1),
             invariants: vec![Verdict::new("I1", "no oversell")],
+            wire: BTreeMap::new(),
             thresholds: vec![],
         }
     }

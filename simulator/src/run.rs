@@ -479,6 +479,7 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
     };
     let stack = Arc::new(Stack::start(&stack_options, &options.out.join("logs")).await?);
     let client = stack.client().await?;
+    let tap = crate::tap::Tap::start(&client).await?;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(3)
         .acquire_timeout(Duration::from_secs(2))
@@ -677,6 +678,7 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = stop_tx.send(true);
+    let (c1, wire) = tap.finish();
     let (mut i1, mut i2, probes) = probing.await.context("the probe task panicked")?;
     let metrics = scraping.await.context("the scrape task panicked")?;
     supervisor.await.context("the supervisor panicked")?;
@@ -777,7 +779,8 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
     report.metrics = metrics;
     report.happenings = happenings;
     report.convergence_s = converged;
-    report.invariants = vec![i1, i2, i3, i4, i5, i6];
+    report.invariants = vec![i1, i2, i3, i4, i5, i6, c1];
+    report.wire = wire;
     report.thresholds = thresholds(trace, &report);
     write_history(&options.out, &history)?;
     report.write(&options.out)?;
@@ -924,6 +927,7 @@ pub fn summarise(trace: &Trace, hash: &str, history: &[Attempt], load_end: Durat
         happenings: Vec::new(),
         convergence_s: None,
         invariants: Vec::new(),
+        wire: BTreeMap::new(),
         thresholds: Vec::new(),
     }
 }

@@ -97,7 +97,12 @@ async fn a_short_faulty_run_holds_every_invariant_writes_its_report_and_leaves_n
     let dir = tempfile::tempdir().unwrap();
     let report = execute(&trace, &options(dir.path(), &[])).await.unwrap();
     assert!(report.passed(), "{}", report.markdown());
-    assert_eq!(report.invariants.len(), 6);
+    assert_eq!(report.invariants.len(), 7);
+    assert!(
+        report.wire.get("booking.create").is_some_and(|n| *n > 0),
+        "{:?}",
+        report.wire
+    );
     assert_eq!(report.trace_hash, trace.hash());
     assert!(report.ops["create"].ok >= 1);
     assert!(
