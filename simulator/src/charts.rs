@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use plotters::coord::ranged1d::{Ranged, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 
@@ -62,65 +64,57 @@ fn time_chart(
             let mut chart = builder
                 .build_cartesian_2d(0f64..x_max, (0.1f64..y_max).log_scale())
                 .map_err(err)?;
-            chart
-                .configure_mesh()
-                .x_desc("seconds")
-                .y_desc(y_desc)
-                .draw()
-                .map_err(err)?;
-            for f in faults {
-                let (a, b) = span(f);
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(a, 0.1), (b, y_max)],
-                        RED.mix(0.12).filled(),
-                    )))
-                    .map_err(err)?;
-            }
-            for (i, s) in series.iter().enumerate() {
-                let color = PALETTE[i % PALETTE.len()];
-                chart
-                    .draw_series(LineSeries::new(
-                        s.points.iter().map(|&(x, y)| (x, y.max(0.1))),
-                        color.stroke_width(2),
-                    ))
-                    .map_err(err)?
-                    .label(s.name.clone())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
-            }
-            legend(&mut chart)?;
+            plot(&mut chart, y_desc, series, faults, 0.1, y_max)?;
         } else {
             let mut chart = builder
                 .build_cartesian_2d(0f64..x_max, 0f64..y_max)
                 .map_err(err)?;
-            chart
-                .configure_mesh()
-                .x_desc("seconds")
-                .y_desc(y_desc)
-                .draw()
-                .map_err(err)?;
-            for f in faults {
-                let (a, b) = span(f);
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(a, 0.0), (b, y_max)],
-                        RED.mix(0.12).filled(),
-                    )))
-                    .map_err(err)?;
-            }
-            for (i, s) in series.iter().enumerate() {
-                let color = PALETTE[i % PALETTE.len()];
-                chart
-                    .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)))
-                    .map_err(err)?
-                    .label(s.name.clone())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
-            }
-            legend(&mut chart)?;
+            plot(&mut chart, y_desc, series, faults, 0.0, y_max)?;
         }
         root.present().map_err(err)?;
     }
     Ok(svg)
+}
+
+/// Mesh, fault bands, lines and legend on a chart over time; `floor` is the y axis' lowest value.
+fn plot<'a, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    y_desc: &str,
+    series: &[Series],
+    faults: &[FaultSpan],
+    floor: f64,
+    y_max: f64,
+) -> anyhow::Result<()>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc(y_desc)
+        .draw()
+        .map_err(err)?;
+    for f in faults {
+        let (a, b) = span(f);
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(a, floor), (b, y_max)],
+                RED.mix(0.12).filled(),
+            )))
+            .map_err(err)?;
+    }
+    for (i, s) in series.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(
+                s.points.iter().map(|&(x, y)| (x, y.max(floor))),
+                color.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(s.name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+    }
+    legend(chart)
 }
 
 /// A fault's span in seconds; one-shot faults get a visible sliver.
