@@ -136,13 +136,8 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
         .map_err(err)
 }
 
-/// Horizontal bars: (label, value) groups.
-fn bar_chart(
-    title: &str,
-    bars: &[(String, f64)],
-    x_desc: &str,
-    log: bool,
-) -> anyhow::Result<String> {
+/// Horizontal bars of (label, count) on a log axis (counts span orders of magnitude).
+fn bar_chart(title: &str, bars: &[(String, f64)], x_desc: &str) -> anyhow::Result<String> {
     let mut svg = String::new();
     {
         let height = (40 + 26 * bars.len() as u32).max(140);
@@ -163,44 +158,25 @@ fn bar_chart(
                 .and_then(|i| labels.get(i).cloned())
                 .unwrap_or_default()
         };
-        if log {
-            let mut chart = builder
-                .build_cartesian_2d((0.5f64..max.max(1.0)).log_scale(), 0i32..n)
-                .map_err(err)?;
-            chart
-                .configure_mesh()
-                .y_labels(bars.len().max(1))
-                .y_label_formatter(&y_fmt)
-                .x_desc(x_desc)
-                .draw()
-                .map_err(err)?;
-            chart
-                .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
-                    let i = i32::try_from(i).unwrap_or(0);
-                    Rectangle::new(
-                        [(0.5, i), (v.max(0.5), i + 1)],
-                        PALETTE[0].mix(0.8).filled(),
-                    )
-                }))
-                .map_err(err)?;
-        } else {
-            let mut chart = builder
-                .build_cartesian_2d(0f64..max, 0i32..n)
-                .map_err(err)?;
-            chart
-                .configure_mesh()
-                .y_labels(bars.len().max(1))
-                .y_label_formatter(&y_fmt)
-                .x_desc(x_desc)
-                .draw()
-                .map_err(err)?;
-            chart
-                .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
-                    let i = i32::try_from(i).unwrap_or(0);
-                    Rectangle::new([(0.0, i), (*v, i + 1)], PALETTE[0].mix(0.8).filled())
-                }))
-                .map_err(err)?;
-        }
+        let mut chart = builder
+            .build_cartesian_2d((0.5f64..max.max(1.0)).log_scale(), 0i32..n)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .y_labels(bars.len().max(1))
+            .y_label_formatter(&y_fmt)
+            .x_desc(x_desc)
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+                let i = i32::try_from(i).unwrap_or(0);
+                Rectangle::new(
+                    [(0.5, i), (v.max(0.5), i + 1)],
+                    PALETTE[0].mix(0.8).filled(),
+                )
+            }))
+            .map_err(err)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
@@ -308,7 +284,6 @@ pub fn charts(r: &Report) -> anyhow::Result<Vec<(String, String)>> {
                 &format!("{op}: latency histogram (count, log)"),
                 &bars,
                 "operations",
-                true,
             )?,
         ));
     }
@@ -328,12 +303,7 @@ pub fn charts(r: &Report) -> anyhow::Result<Vec<(String, String)>> {
     }
     out.push((
         "Outcomes".into(),
-        bar_chart(
-            "Outcomes and error codes (log)",
-            &outcomes,
-            "operations",
-            true,
-        )?,
+        bar_chart("Outcomes and error codes (log)", &outcomes, "operations")?,
     ));
 
     let delivery = vec![
