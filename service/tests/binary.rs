@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use contracts::subjects;
-use simulator::stack::ask;
+use simulator::stack::{ask, stub_state};
 
 const BIN: &str = env!("CARGO_BIN_EXE_booking-service");
 
@@ -160,8 +160,7 @@ async fn crash_and_recover(point: &str, expect_reply: bool) {
         "{point}: the committed booking survived"
     );
     let state = until("course-stub to count the seats", || async {
-        let v = ask(&client, course_stub::control::STATE, serde_json::json!({})).await?;
-        let state: course_stub::StubState = serde_json::from_value(v["data"].clone()).ok()?;
+        let state = stub_state(&client).await?;
         let booked = state.slots.iter().find(|s| s.id == slot)?.booked_players;
         (booked == 2).then_some(state)
     })
@@ -306,8 +305,7 @@ async fn crash_under_load(point: &str) {
                     .fetch_one(&pool)
                     .await
                     .ok()?;
-            let v = ask(&client, course_stub::control::STATE, serde_json::json!({})).await?;
-            let state: course_stub::StubState = serde_json::from_value(v["data"].clone()).ok()?;
+            let state = stub_state(&client).await?;
             (unsent == 0 && state.counts.applied as usize == acknowledged.len()).then_some(state)
         },
     )

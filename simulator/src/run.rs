@@ -145,7 +145,8 @@ async fn call(shared: &Shared, subject: &'static str, data: &Value) -> Answer {
 
 /// Runs one operation (with its retries) and records every attempt.
 async fn perform(shared: Arc<Shared>, op: Op) {
-    let target = |of: &u32| shared.made.lock().ok().and_then(|m| m.get(of).cloned());
+    // A cancel's acknowledgement names the booking it cancelled (for I4).
+    let mut cancels = None;
     let (subject, data, attempts) = match &op.action {
         Action::Create {
             user,
@@ -165,7 +166,8 @@ async fn perform(shared: Arc<Shared>, op: Op) {
             (subjects::BOOKING_CREATE, data, attempts)
         }
         Action::Cancel { of } | Action::Update { of, .. } | Action::FindById { of } => {
-            let Some(made) = target(of) else {
+            let made = shared.made.lock().ok().and_then(|m| m.get(of).cloned());
+            let Some(made) = made else {
                 record(
                     &shared,
                     &op,
@@ -178,11 +180,14 @@ async fn perform(shared: Arc<Shared>, op: Op) {
                 return;
             };
             match &op.action {
-                Action::Cancel { .. } => (
-                    subjects::BOOKING_CANCEL,
-                    json!({"id": made.id, "userId": made.user, "reason": "simulator"}),
-                    1,
-                ),
+                Action::Cancel { .. } => {
+                    cancels = Some(made.number.clone());
+                    (
+                        subjects::BOOKING_CANCEL,
+                        json!({"id": made.id, "userId": made.user, "reason": "simulator"}),
+                        1,
+                    )
+                }
                 Action::Update { players, .. } => (
                     subjects::BOOKING_UPDATE,
                     json!({"id": made.id, "dto": {"playerCount": players}}),
@@ -234,10 +239,7 @@ async fn perform(shared: Arc<Shared>, op: Op) {
                         );
                     }
                 }
-                let number = match &op.action {
-                    Action::Cancel { of } => target(of).map(|m| m.number),
-                    _ => number,
-                };
+                let number = cancels.or(number);
                 record(&shared, &op, attempt, invoke, Outcome::Ok, None, number);
                 return;
             }
@@ -323,8 +325,8 @@ async fn backlog(pool: &sqlx::PgPool) -> anyhow::Result<i64> {
 }
 
 /// course-stub's count per slot.
-async fn stub_counts(stack: &Stack, client: &async_nats::Client) -> Option<BTreeMap<i32, i32>> {
-    let state = stack.stub_state(client).await.ok()?;
+async fn stub_counts(client: &async_nats::Client) -> Option<BTreeMap<i32, i32>> {
+    let state = crate::stack::stub_state(client).await?;
     Some(
         state
             .slots
@@ -559,8 +561,7 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
 
     // Probes: I1/I2 on every snapshot, backlog, drift.
     let probing = {
-        let (stack, shared, pool, client, mut stop) = (
-            stack.clone(),
+        let (shared, pool, client, mut stop) = (
             shared.clone(),
             pool.clone(),
             client.clone(),
@@ -578,7 +579,7 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
                     checker::check_slots(t_ms, s, &mut i1, &mut i2);
                 }
                 let drift = match (&snapshot, tick % 2 == 0) {
-                    (Some(s), true) => stub_counts(&stack, &client).await.map(|c| drift(&c, s)),
+                    (Some(s), true) => stub_counts(&client).await.map(|c| drift(&c, s)),
                     _ => None,
                 };
                 probes.push(Probe {
@@ -668,7 +669,7 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
             .fetch_one(&pool)
             .await,
             slot_snapshot(&pool).await,
-            stub_counts(&stack, &client).await,
+            stub_counts(&client).await,
         ) {
             if drift(&stub, &snapshot) == 0 {
                 converged = Some(healed.elapsed().as_secs_f64());

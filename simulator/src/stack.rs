@@ -97,6 +97,12 @@ pub async fn ask(
     }
 }
 
+/// course-stub's counts and counters over `courseStub.state`; `None` when it does not answer.
+pub async fn stub_state(client: &async_nats::Client) -> Option<course_stub::StubState> {
+    let v = ask(client, course_stub::control::STATE, serde_json::json!({})).await?;
+    serde_json::from_value(v["data"].clone()).ok()
+}
+
 /// Where the project's binaries are: beside the running executable, or one level up when the
 /// running executable is a test (`target/<profile>/deps/`).
 fn binary(name: &str) -> anyhow::Result<PathBuf> {
@@ -311,10 +317,9 @@ impl Stack {
         &self,
         client: &async_nats::Client,
     ) -> anyhow::Result<course_stub::StubState> {
-        let v = ask(client, course_stub::control::STATE, serde_json::json!({}))
+        stub_state(client)
             .await
-            .context("course-stub did not report its state")?;
-        Ok(serde_json::from_value(v["data"].clone())?)
+            .context("course-stub did not report its state")
     }
 }
 

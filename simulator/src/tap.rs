@@ -13,9 +13,9 @@ use futures::StreamExt as _;
 use crate::checker::Verdict;
 
 /// What the tap saw.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Seen {
-    verdict: Option<Verdict>,
+    verdict: Verdict,
     /// Inbox → the reply type expected on it.
     pending: HashMap<String, (&'static str, TypeSpec)>,
     /// Messages checked per subject.
@@ -26,6 +26,19 @@ struct Seen {
 pub struct Tap {
     task: tokio::task::JoinHandle<()>,
     seen: Arc<Mutex<Seen>>,
+}
+
+impl Seen {
+    fn new() -> Self {
+        Self {
+            verdict: Verdict::new(
+                "C1",
+                "every message on the wire matches its subject's contract",
+            ),
+            pending: HashMap::new(),
+            per_subject: BTreeMap::new(),
+        }
+    }
 }
 
 fn spec(subject: &str) -> Option<&'static SubjectSpec> {
@@ -82,34 +95,28 @@ impl Tap {
     pub async fn start(client: &async_nats::Client) -> anyhow::Result<Self> {
         let mut sub = client.subscribe(">").await?;
         client.flush().await?;
-        let seen = Arc::new(Mutex::new(Seen {
-            verdict: Some(Verdict::new(
-                "C1",
-                "every message on the wire matches its subject's contract",
-            )),
-            ..Seen::default()
-        }));
+        let seen = Arc::new(Mutex::new(Seen::new()));
         let shared = seen.clone();
         let task = tokio::spawn(async move {
             while let Some(msg) = sub.next().await {
-                let Ok(mut seen) = shared.lock() else { return };
+                let Ok(mut guard) = shared.lock() else { return };
+                let seen = &mut *guard;
                 let subject = msg.subject.to_string();
                 let result = check(
-                    &mut seen,
+                    seen,
                     &subject,
                     msg.reply.as_ref().map(|r| r.as_str()),
                     &msg.payload,
                 );
-                let verdict = seen.verdict.get_or_insert_with(|| Verdict::new("C1", ""));
                 match result {
                     Ok(Some(label)) => {
-                        verdict.checked += 1;
+                        seen.verdict.checked += 1;
                         *seen.per_subject.entry(label).or_default() += 1;
                     }
                     Ok(None) => {}
                     Err(why) => {
-                        verdict.checked += 1;
-                        verdict.violate(why);
+                        seen.verdict.checked += 1;
+                        seen.verdict.violate(why);
                     }
                 }
                 // Replies that never came (timeouts) must not pile up.
@@ -128,11 +135,8 @@ impl Tap {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let verdict = seen
-            .verdict
-            .take()
-            .unwrap_or_else(|| Verdict::new("C1", "wire tap"));
-        (verdict, std::mem::take(&mut seen.per_subject))
+        let seen = std::mem::replace(&mut *seen, Seen::new());
+        (seen.verdict, seen.per_subject)
     }
 }
 
@@ -144,7 +148,7 @@ mod tests {
     #[test]
     fn a_request_and_its_reply_are_checked_against_their_types() {
         let codec = Codec::default();
-        let mut seen = Seen::default();
+        let mut seen = Seen::new();
         let id = MessageId::fresh();
         let body = codec
             .encode_request(
@@ -178,7 +182,7 @@ mod tests {
     #[test]
     fn a_payload_that_breaks_its_contract_is_named() {
         let codec = Codec::default();
-        let mut seen = Seen::default();
+        let mut seen = Seen::new();
         let body = codec
             .encode_event(
                 subjects::SLOTS_BOOK,

@@ -144,16 +144,20 @@ fn build_stack(root: &Path, release: bool) -> anyhow::Result<PathBuf> {
         args.push("--release");
     }
     cargo(root, &args)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join(if release { "release" } else { "debug" }))
+    Ok(target_dir(root).join(if release { "release" } else { "debug" }))
 }
 
 /// Builds the stack's binaries in release mode and runs `sim <args>`.
 fn sim(root: &Path, args: &[String]) -> anyhow::Result<()> {
     let bin = build_stack(root, true)?;
     run(Command::new(bin.join("sim")).args(args).current_dir(root))
+}
+
+/// Cargo's target folder: `CARGO_TARGET_DIR`, or `target/` in the workspace.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
 }
 
 fn workspace_root() -> anyhow::Result<PathBuf> {
@@ -204,11 +208,14 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     }
     run(&mut cmd)?;
     // The short chaos suite, on the debug binaries `cargo test` has just built.
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
     if extra.is_empty() {
-        chaos::run(root, &target.join("debug"), CI_CHAOS_SEEDS, &[], &[])?;
+        chaos::run(
+            root,
+            &target_dir(root).join("debug"),
+            CI_CHAOS_SEEDS,
+            &[],
+            &[],
+        )?;
     }
     eprintln!("xtask test: formatting, lints, all tests and the short chaos suite passed");
     Ok(())
