@@ -425,13 +425,11 @@ impl FakeCourse {
     }
 }
 
+/// Answers as the real course-service does: found, or its own `success:false` without a timestamp.
 fn found<T: serde::Serialize>(item: Option<T>) -> Value {
     match item {
         Some(item) => serde_json::to_value(CourseReply::Found(Success::new(item))).unwrap(),
-        None => serde_json::to_value(CourseReply::<T>::Failed(ErrorValue::new(
-            ErrorCode::NotFound,
-            "not found",
-        )))
-        .unwrap(),
+        None => serde_json::json!({"success": false,
+            "error": {"code": "GAME_TIMESLOT_GET_FAILED", "message": "GameTimeSlot with ID 0 not found"}}),
     }
 }

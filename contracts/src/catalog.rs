@@ -12,7 +12,9 @@ use crate::booking::{
     FindByNumber, FindByUserId, SearchBookings, SlotAvailability, UpdateBookingRequest,
 };
 use crate::codec::{Codec, CodecError};
-use crate::course::{CourseReply, Game, GameQuery, SlotSeats, TimeSlot, TimeSlotQuery};
+use crate::course::{
+    CourseReply, Game, GameQuery, SeatsSlot, SlotSeats, TimeSlot, TimeSlotQuery,
+};
 use crate::error::ErrorValue;
 use crate::events::{BookingCancelled, BookingConfirmed};
 use crate::reply::{Page, Success, SyncAck};
@@ -202,7 +204,7 @@ pub const SUBJECTS: [SubjectSpec; 16] = [
         from: Service::BookingService,
         to: Service::CourseService,
         payload: TypeSpec::of::<SlotSeats>(),
-        reply: Some(TypeSpec::of::<CourseReply<TimeSlot>>()),
+        reply: Some(TypeSpec::of::<CourseReply<SeatsSlot>>()),
     },
     SubjectSpec {
         subject: s::SLOTS_RELEASE,
@@ -211,7 +213,7 @@ pub const SUBJECTS: [SubjectSpec; 16] = [
         from: Service::BookingService,
         to: Service::CourseService,
         payload: TypeSpec::of::<SlotSeats>(),
-        reply: Some(TypeSpec::of::<CourseReply<TimeSlot>>()),
+        reply: Some(TypeSpec::of::<CourseReply<SeatsSlot>>()),
     },
     SubjectSpec {
         subject: s::BOOKING_CONFIRMED,

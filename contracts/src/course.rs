@@ -1,15 +1,20 @@
 //! Payloads of course-service's handlers that booking-service calls (seed §6.1–6.4).
 //!
-//! `gameTimeSlots.get` and `games.get` answer `{"success":true,"data":..}` or, for an unknown id,
-//! `{"success":false,"error":..}` in the `response` field; [`CourseReply`] covers both.
+//! Every course-service handler wraps its work in try/catch and answers inside the NestJS
+//! `response` field: `{"success":true,"data":..}`, or `{"success":false,"error":{"code","message"}}`
+//! with course-service's own codes (`GAME_TIMESLOT_GET_FAILED`, `GAME_GET_FAILED`,
+//! `GAME_TIMESLOT_BOOK_FAILED`, `GAME_TIMESLOT_RELEASE_FAILED`) and no timestamp. [`CourseReply`]
+//! covers both, and [`PeerError`] reads any such refusal liberally: any code string, an optional
+//! timestamp and details, extra fields ignored. A refusal is the peer saying no, never an outage.
+//!
 //! `gameTimeSlots.book` and `gameTimeSlots.release` carry `{timeSlotId, playerCount}`; the real
-//! course-service registers them as message handlers and answers with the updated slot.
+//! course-service registers them as message handlers and answers with the updated slot row, without
+//! the game's names (it does not load the game there), so [`SeatsSlot`] asks only for what it sends.
 
 use chrono::NaiveDate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ErrorValue;
 use crate::money::Won;
 use crate::reply::Success;
 use crate::validate::{limits, Checker, Validate};
@@ -227,21 +232,111 @@ impl Validate for SlotSeats {
     }
 }
 
-/// A course-service reply value: success with data, or `success:false` with an error.
+/// The slot row that `gameTimeSlots.book`/`release` answer with: the real course-service returns the
+/// updated row without the game relation, so the game's names are absent there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatsSlot {
+    /// Slot id.
+    pub id: i32,
+    /// Capacity.
+    pub max_players: i32,
+    /// Seats course-service now counts as booked.
+    pub booked_players: i32,
+    /// Status label (`AVAILABLE`, `FULLY_BOOKED`, ...); read as text, any label accepted.
+    pub status: String,
+}
+
+impl Validate for SeatsSlot {
+    fn check(&self, c: &mut Checker) {
+        c.id("id", self.id);
+    }
+}
+
+/// The inner `error` of a course-service refusal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PeerErrorDetail {
+    /// The peer's own code, e.g. `GAME_TIMESLOT_BOOK_FAILED`; any string is accepted.
+    pub code: String,
+    /// The peer's message, e.g. `GameTimeSlot with ID 424242 not found`.
+    #[serde(default)]
+    pub message: String,
+    /// Optional structured details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+}
+
+/// A peer's `{"success":false,"error":{..}}` answer, read liberally (DESIGN §2): course-service sends
+/// no timestamp, booking-service's own errors do; both are accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PeerError {
+    /// Always `false`.
+    pub success: bool,
+    /// What the peer said.
+    pub error: PeerErrorDetail,
+    /// When, if the peer says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+}
+
+impl std::fmt::Display for PeerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.error.code, self.error.message)
+    }
+}
+
+/// A course-service reply value: success with data, or `success:false` with the peer's error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 #[schemars(rename = "CourseReply_of_{T}")]
 pub enum CourseReply<T> {
     /// `{"success":true,"data":..}`.
     Found(Success<T>),
-    /// `{"success":false,"error":..}` (unknown id, or a rule refused it).
-    Failed(ErrorValue),
+    /// `{"success":false,"error":..}`: unknown id, or course-service's own rules refused it.
+    Failed(PeerError),
 }
 
 impl<T: Validate> Validate for CourseReply<T> {
     fn check(&self, c: &mut Checker) {
-        if let CourseReply::Found(found) = self {
-            c.nested("data", &found.data);
+        match self {
+            CourseReply::Found(found) => {
+                if !found.success {
+                    c.fail("success", "must be true with data");
+                }
+                c.nested("data", &found.data);
+            }
+            CourseReply::Failed(err) => {
+                if err.success {
+                    c.fail("success", "must be false in an error value");
+                }
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn course_services_own_refusal_reads_without_a_timestamp() {
+        let v = serde_json::json!({"success": false, "error": {"code": "GAME_TIMESLOT_GET_FAILED",
+            "message": "GameTimeSlot with ID 424242 not found"}});
+        let reply: CourseReply<TimeSlot> = serde_json::from_value(v).unwrap();
+        let CourseReply::Failed(err) = reply else {
+            panic!("read as found")
+        };
+        assert_eq!(err.error.code, "GAME_TIMESLOT_GET_FAILED");
+        assert_eq!(err.timestamp, None);
+    }
+
+    #[test]
+    fn a_book_reply_without_the_games_names_reads() {
+        let v = serde_json::json!({"success": true, "data": {"id": 7, "gameId": 1, "date": "2025-01-15",
+            "startTime": "09:00", "endTime": "12:00", "maxPlayers": 4, "bookedPlayers": 3,
+            "availablePlayers": 1, "price": 15000, "isPremium": false, "status": "AVAILABLE",
+            "isActive": true, "createdAt": null}});
+        let reply: CourseReply<SeatsSlot> = serde_json::from_value(v).unwrap();
+        assert!(matches!(reply, CourseReply::Found(ref f) if f.data.booked_players == 3));
     }
 }

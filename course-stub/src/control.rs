@@ -10,6 +10,8 @@ pub const FAULTS: &str = "courseStub.faults";
 pub const STATE: &str = "courseStub.state";
 /// Emit `booking.game.sync` and `booking.gameTimeSlot.sync` for the whole catalogue.
 pub const SYNC: &str = "courseStub.sync";
+/// Book seats on course-service's side only, as a club's front desk would ([`Drift`]).
+pub const DRIFT: &str = "courseStub.drift";
 
 /// Fault knobs. Every random choice comes from the stub's seeded RNG.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -23,6 +25,9 @@ pub struct Faults {
     pub drop_fraction: f64,
     /// Fraction (0..=1) of book/release messages handled twice, as a redelivery would.
     pub duplicate_fraction: f64,
+    /// Kinder than the real course-service: apply every book and release, never refuse a book
+    /// nor clamp a release at zero. Off by default; only for tests that want the old stand-in.
+    pub lenient: bool,
 }
 
 impl Faults {
@@ -54,6 +59,18 @@ pub struct SyncRequest {
     pub stale: bool,
 }
 
+/// `courseStub.drift` request: course-service's own count moves without booking-service, as when
+/// the club books seats at its desk. The seats go to the first `slots` slots of the catalogue,
+/// never past a slot's capacity.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Drift {
+    /// How many slots, from the start of the catalogue.
+    pub slots: u32,
+    /// Seats added to each.
+    pub seats: i32,
+}
+
 /// `courseStub.sync` reply data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -72,8 +89,11 @@ pub struct SlotCount {
     pub id: i32,
     /// Capacity.
     pub max_players: i32,
-    /// Seats booked per the book/release messages applied.
+    /// Seats booked per the book/release messages applied, plus [`SlotCount::external`].
     pub booked_players: i32,
+    /// Seats booked on course-service's side only ([`Drift`]).
+    #[serde(default)]
+    pub external: i32,
 }
 
 /// Message counters.
@@ -100,6 +120,14 @@ pub struct Counts {
     pub lookups: u64,
     /// Messages not answered because of the outage fault.
     pub silenced: u64,
+    /// Books refused as the real course-service refuses them (unknown slot, not AVAILABLE, not
+    /// enough capacity) and releases of unknown slots; nothing was applied.
+    #[serde(default)]
+    pub refused: u64,
+    /// Releases that would have taken a count below zero, clamped to zero as the real
+    /// course-service does (silently: its reply says success).
+    #[serde(default)]
+    pub clamped: u64,
 }
 
 /// `courseStub.state` reply data.
@@ -112,4 +140,7 @@ pub struct StubState {
     pub counts: Counts,
     /// The knobs in force.
     pub faults: Faults,
+    /// `Nats-Msg-Id` of every refused message, in order (the first 10,000).
+    #[serde(default)]
+    pub refused_ids: Vec<String>,
 }

@@ -51,6 +51,9 @@ struct Args {
     /// Fraction of book/release duplicated.
     #[arg(long, default_value_t = 0.0)]
     duplicate_fraction: f64,
+    /// Kinder than the real course-service: never refuse a book nor clamp a release.
+    #[arg(long)]
+    lenient: bool,
     /// Write the catalogue as JSON to this file and exit.
     #[arg(long)]
     dump_catalog: Option<PathBuf>,
@@ -93,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
         latency_ms: args.latency_ms,
         drop_fraction: args.drop_fraction,
         duplicate_fraction: args.duplicate_fraction,
+        lenient: args.lenient,
     };
     let stub = course_stub::start(StubConfig {
         nats_url: args.nats_url,

@@ -1,11 +1,19 @@
 //! The stub itself: catalogue state, the course-service handlers, faults and the control plane.
+//!
+//! By default it answers exactly as the real NestJS course-service does (its game NATS controller
+//! and time-slot service): every handler answers inside `response`, failures as
+//! `{"success":false,"error":{"code":"GAME_TIMESLOT_BOOK_FAILED","message":..}}` with no timestamp;
+//! `book` refuses an unknown slot, a slot that is not `AVAILABLE` and a count past capacity;
+//! `release` refuses only an unknown slot and clamps its count at zero; the `book`/`release` reply
+//! is the slot row without the game's names. [`Faults::lenient`] brings back a kinder stand-in.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use contracts::course::{
-    CourseReply, Game, GameQuery, SlotSeats, SlotStatus, TimeSlot, TimeSlotQuery,
+    CourseReply, Game, GameQuery, PeerError, PeerErrorDetail, SlotSeats, SlotStatus, TimeSlot,
+    TimeSlotQuery,
 };
 use contracts::sync::{GameSync, GameTimeSlotSync};
 use contracts::{subjects, Codec, ErrorCode, ErrorValue, InboundKind, Success, MSG_ID_HEADER};
@@ -17,7 +25,12 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::catalog::Catalog;
-use crate::control::{self, Counts, Faults, SlotCount, StubState, SyncReport, SyncRequest};
+use crate::control::{
+    self, Counts, Drift, Faults, SlotCount, StubState, SyncReport, SyncRequest,
+};
+
+/// Refused message ids kept for `courseStub.state`.
+const REFUSED_IDS_KEPT: usize = 10_000;
 
 /// How to run a stub.
 #[derive(Debug, Clone)]
@@ -40,6 +53,8 @@ struct State {
     order: Vec<i32>,
     games: HashMap<i32, Game>,
     seen: HashSet<String>,
+    external: HashMap<i32, i32>,
+    refused_ids: Vec<String>,
     counts: Counts,
     faults: Faults,
     rng: ChaCha8Rng,
@@ -86,6 +101,8 @@ pub async fn start(config: StubConfig) -> anyhow::Result<RunningStub> {
             .map(|g| (g.id, g))
             .collect(),
         seen: HashSet::new(),
+        external: HashMap::new(),
+        refused_ids: Vec::new(),
         counts: Counts::default(),
         faults: config.faults,
         rng: ChaCha8Rng::seed_from_u64(config.seed),
@@ -104,6 +121,7 @@ pub async fn start(config: StubConfig) -> anyhow::Result<RunningStub> {
         control::FAULTS,
         control::STATE,
         control::SYNC,
+        control::DRIFT,
     ] {
         subs.push(nats.subscribe(subject).await?);
     }
@@ -141,15 +159,66 @@ async fn barrier(nats: &async_nats::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn found<T: Serialize>(item: Option<T>, what: &str) -> Value {
-    let reply = match item {
-        Some(item) => CourseReply::Found(Success::new(item)),
-        None => CourseReply::Failed(ErrorValue::new(
-            ErrorCode::NotFound,
-            format!("{what} not found"),
-        )),
-    };
+/// course-service's failure answer: its own code, the exception's message, no timestamp.
+fn refusal(code: &str, message: String) -> Value {
+    let reply = CourseReply::<Value>::Failed(PeerError {
+        success: false,
+        error: PeerErrorDetail {
+            code: code.into(),
+            message,
+            details: None,
+        },
+        timestamp: None,
+    });
     serde_json::to_value(reply).unwrap_or(Value::Null)
+}
+
+fn success(data: Value) -> Value {
+    serde_json::to_value(Success::new(data)).unwrap_or(Value::Null)
+}
+
+/// A found item as course-service maps it, with the fields it adds beyond the seed's table.
+fn found<T: Serialize>(item: Option<&T>, code: &str, missing: String) -> Value {
+    let Some(item) = item else {
+        return refusal(code, missing);
+    };
+    let mut data = serde_json::to_value(item).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut data {
+        if let (Some(max), Some(booked)) = (
+            map.get("maxPlayers").and_then(Value::as_i64),
+            map.get("bookedPlayers").and_then(Value::as_i64),
+        ) {
+            map.insert("availablePlayers".into(), Value::from(max - booked));
+        }
+        map.insert("createdAt".into(), Value::from("2025-01-01T00:00:00.000Z"));
+        map.insert("updatedAt".into(), Value::Null);
+    }
+    success(data)
+}
+
+/// The `book`/`release` answer: the updated row, without the game relation the real handler
+/// does not load (so no game, course or club names).
+fn updated_row(slot: &TimeSlot) -> Value {
+    success(serde_json::json!({
+        "id": slot.id,
+        "gameId": slot.game_id,
+        "date": slot.date,
+        "startTime": slot.start_time,
+        "endTime": slot.end_time,
+        "maxPlayers": slot.max_players,
+        "bookedPlayers": slot.booked_players,
+        "availablePlayers": slot.max_players - slot.booked_players,
+        "price": slot.price,
+        "isPremium": slot.is_premium,
+        "status": slot.status,
+        "isActive": slot.is_active,
+        "createdAt": "2025-01-01T00:00:00.000Z",
+        "updatedAt": null,
+    }))
+}
+
+fn not_found_slot(id: i32) -> String {
+    format!("GameTimeSlot with ID {id} not found")
 }
 
 impl Stub {
@@ -192,8 +261,9 @@ impl Stub {
                     let mut state = self.lock();
                     state.counts.lookups += 1;
                     Ok(found(
-                        state.slots.get(&q.time_slot_id).cloned(),
-                        &format!("Time slot {}", q.time_slot_id),
+                        state.slots.get(&q.time_slot_id),
+                        "GAME_TIMESLOT_GET_FAILED",
+                        not_found_slot(q.time_slot_id),
                     ))
                 }
                 Err(e) => Err(e.to_error_value()),
@@ -203,8 +273,9 @@ impl Stub {
                     let mut state = self.lock();
                     state.counts.lookups += 1;
                     Ok(found(
-                        state.games.get(&q.game_id).cloned(),
-                        &format!("Game {}", q.game_id),
+                        state.games.get(&q.game_id),
+                        "GAME_GET_FAILED",
+                        format!("Game with ID {} not found", q.game_id),
                     ))
                 }
                 Err(e) => Err(e.to_error_value()),
@@ -212,12 +283,7 @@ impl Stub {
             subjects::SLOTS_BOOK | subjects::SLOTS_RELEASE => {
                 match Codec::decode_data::<SlotSeats>(inbound.data) {
                     Ok(seats) => {
-                        let sign = if subject == subjects::SLOTS_BOOK {
-                            1
-                        } else {
-                            -1
-                        };
-                        match self.seats(&seats, sign, msg_id) {
+                        match self.seats(&seats, subject == subjects::SLOTS_BOOK, msg_id) {
                             Some(answer) => Ok(answer),
                             None => return, // dropped
                         }
@@ -234,6 +300,13 @@ impl Stub {
                     }
                     Err(e) => Err(ErrorValue::new(ErrorCode::Validation, e)),
                 },
+                Err(e) => Err(ErrorValue::new(ErrorCode::Validation, e.to_string())),
+            },
+            control::DRIFT => match serde_json::from_value::<Drift>(inbound.data) {
+                Ok(drift) => {
+                    let moved = self.drift(&drift);
+                    Ok(serde_json::to_value(Success::new(moved)).unwrap_or_default())
+                }
                 Err(e) => Err(ErrorValue::new(ErrorCode::Validation, e.to_string())),
             },
             control::STATE => {
@@ -268,9 +341,10 @@ impl Stub {
         }
     }
 
-    /// Applies a book (`sign` 1) or release (-1) under the drop, duplicate and dedup rules.
-    /// `None` when the message is dropped (no answer).
-    fn seats(&self, seats: &SlotSeats, sign: i32, msg_id: Option<String>) -> Option<Value> {
+    /// Handles a book or release under the drop, duplicate and dedup rules. `None` when the
+    /// message is dropped (no answer). A message id counts as seen only once its message was
+    /// applied, so a refused message can be sent again later and be applied then.
+    fn seats(&self, seats: &SlotSeats, book: bool, msg_id: Option<String>) -> Option<Value> {
         let mut state = self.lock();
         state.counts.received += 1;
         let (drop, dup) = (state.faults.drop_fraction, state.faults.duplicate_fraction);
@@ -284,37 +358,71 @@ impl Stub {
         } else {
             1
         };
+        let code = if book {
+            "GAME_TIMESLOT_BOOK_FAILED"
+        } else {
+            "GAME_TIMESLOT_RELEASE_FAILED"
+        };
+        let mut answer = Value::Null;
         for _ in 0..copies {
             match &msg_id {
                 Some(id) if state.seen.contains(id) => {
                     state.counts.deduplicated += 1;
+                    if let Some(slot) = state.slots.get(&seats.time_slot_id) {
+                        answer = updated_row(slot);
+                    }
                     continue;
                 }
-                Some(id) => {
-                    state.seen.insert(id.clone());
-                }
+                Some(_) => {}
                 None => state.counts.without_id += 1,
             }
-            let Some(slot) = state.slots.get_mut(&seats.time_slot_id) else {
-                state.counts.unknown_slot += 1;
-                continue;
-            };
-            // Every event is applied once and never clamped, so the count converges to
-            // booking-service's sum whatever order book and release arrive in.
-            slot.booked_players += sign * seats.player_count;
-            let over = slot.booked_players > slot.max_players;
-            slot.status = if slot.booked_players >= slot.max_players {
-                SlotStatus::FullyBooked
-            } else {
-                SlotStatus::Available
-            };
-            state.counts.applied += 1;
-            if over && sign > 0 {
-                state.counts.over_capacity += 1;
+            match apply(&mut state, seats, book) {
+                Ok(row) => {
+                    if let Some(id) = &msg_id {
+                        state.seen.insert(id.clone());
+                    }
+                    state.counts.applied += 1;
+                    answer = row;
+                }
+                Err(message) => {
+                    state.counts.refused += 1;
+                    if let Some(id) = &msg_id {
+                        if state.refused_ids.len() < REFUSED_IDS_KEPT {
+                            state.refused_ids.push(id.clone());
+                        }
+                    }
+                    tracing::warn!(slot = seats.time_slot_id, book, %message, "refused");
+                    answer = refusal(code, message);
+                }
             }
         }
-        let slot = state.slots.get(&seats.time_slot_id).cloned();
-        Some(found(slot, &format!("Time slot {}", seats.time_slot_id)))
+        Some(answer)
+    }
+
+    /// Books seats on course-service's side only (capped at capacity); returns the seats moved.
+    fn drift(&self, drift: &Drift) -> i32 {
+        let mut state = self.lock();
+        let ids: Vec<i32> = state
+            .order
+            .iter()
+            .take(drift.slots as usize)
+            .copied()
+            .collect();
+        let mut moved = 0;
+        for id in ids {
+            let Some(slot) = state.slots.get_mut(&id) else {
+                continue;
+            };
+            let seats = drift
+                .seats
+                .clamp(0, (slot.max_players - slot.booked_players).max(0));
+            slot.booked_players += seats;
+            slot.status = status_for(slot.booked_players, slot.max_players);
+            *state.external.entry(id).or_default() += seats;
+            moved += seats;
+        }
+        tracing::info!(moved, "seats booked outside booking-service");
+        moved
     }
 
     fn state(&self) -> StubState {
@@ -328,10 +436,12 @@ impl Stub {
                     id: s.id,
                     max_players: s.max_players,
                     booked_players: s.booked_players,
+                    external: state.external.get(&s.id).copied().unwrap_or(0),
                 })
                 .collect(),
             counts: state.counts.clone(),
             faults: state.faults.clone(),
+            refused_ids: state.refused_ids.clone(),
         }
     }
 
@@ -384,4 +494,54 @@ impl Stub {
             slots: slots.len(),
         })
     }
+}
+
+fn status_for(booked: i32, max: i32) -> SlotStatus {
+    if booked >= max {
+        SlotStatus::FullyBooked
+    } else {
+        SlotStatus::Available
+    }
+}
+
+/// Applies one book or release to the state, or says why the real course-service would refuse it.
+fn apply(state: &mut State, seats: &SlotSeats, book: bool) -> Result<Value, String> {
+    let lenient = state.faults.lenient;
+    let Some(slot) = state.slots.get_mut(&seats.time_slot_id) else {
+        state.counts.unknown_slot += 1;
+        return Err(not_found_slot(seats.time_slot_id));
+    };
+    let n = seats.player_count;
+    if book {
+        if !lenient && slot.status != SlotStatus::Available {
+            return Err(format!(
+                "Time slot is not available (status: {})",
+                slot.status.as_str()
+            ));
+        }
+        let booked = slot.booked_players + n;
+        if !lenient && booked > slot.max_players {
+            return Err(format!(
+                "Not enough capacity. Available: {}, Requested: {n}",
+                slot.max_players - slot.booked_players
+            ));
+        }
+        if booked > slot.max_players {
+            state.counts.over_capacity += 1;
+        }
+        slot.booked_players = booked;
+    } else {
+        let booked = slot.booked_players - n;
+        // The real service clamps with Math.max(0, ..) and answers success; a lenient stub keeps
+        // the negative count so that out-of-order messages still converge.
+        if booked < 0 && !lenient {
+            state.counts.clamped += 1;
+            slot.booked_players = 0;
+        } else {
+            slot.booked_players = booked;
+        }
+    }
+    // Both real handlers set the status from the count alone (a release reopens a CLOSED slot).
+    slot.status = status_for(slot.booked_players, slot.max_players);
+    Ok(updated_row(slot))
 }

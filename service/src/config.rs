@@ -41,8 +41,12 @@ pub struct Config {
     /// `OUTBOX_LEASE_MS` (default 30000): how long a claimed row is reserved for its relay; a crashed
     /// relay's rows are retried by another once it runs out.
     pub outbox_lease: Duration,
-    /// `OUTBOX_MAX_ATTEMPTS` (default 50): attempts before a row is marked FAILED.
+    /// `OUTBOX_MAX_ATTEMPTS` (default 50): attempts after which a row counts as stuck: it is logged
+    /// once at ERROR, shown by the `outbox_stuck` gauge, and still retried every
+    /// `OUTBOX_RETRY_CAP_MS`. No row is ever given up.
     pub outbox_max_attempts: i32,
+    /// `OUTBOX_RETRY_CAP_MS` (default 60000): the longest wait between two attempts of one row.
+    pub outbox_retry_cap: Duration,
     /// `EVENTS_STREAM` (default `BOOKING_EVENTS`): JetStream stream for booking events.
     pub events_stream: String,
     /// `FAULT_POINT` (default none): for chaos runs only, abort the process at this point:
@@ -53,8 +57,10 @@ pub struct Config {
     /// let some work through and crash with more in flight.
     pub fault_after: u64,
     /// `PLANTED_BUG` (default none): for proving the simulator's checker only, re-introduce a known
-    /// defect: `skip-row-lock` (the reference's missing slot lock: oversells) or `drop-outbox` (no
-    /// `gameTimeSlots.book` for new bookings: course-service drifts). Logged loudly at start.
+    /// defect: `skip-row-lock` (the reference's missing slot lock: oversells), `drop-outbox` (no
+    /// `gameTimeSlots.book` for new bookings: course-service drifts), `accept-refusals` (a
+    /// course-service refusal marked SENT) or `refuse-keyed-retry` (a keyed create refused without
+    /// looking at its key again). Logged loudly at start.
     pub planted_bug: Option<PlantedBug>,
     /// How often the fault point has been reached in this process.
     fault_hits: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -104,6 +110,10 @@ pub enum PlantedBug {
     SkipRowLock,
     /// Leave the `gameTimeSlots.book` row out of the outbox.
     DropOutbox,
+    /// Mark a book/release that course-service refused as SENT, as the relay once did.
+    AcceptRefusals,
+    /// Refuse a keyed create (slot full) without checking whether its key already made a booking.
+    RefuseKeyedRetry,
 }
 
 impl Config {
@@ -201,6 +211,7 @@ impl Config {
             outbox_batch: number("OUTBOX_BATCH", 64, 1, 10_000)? as i64,
             outbox_lease: millis("OUTBOX_LEASE_MS", 30_000)?,
             outbox_max_attempts: number("OUTBOX_MAX_ATTEMPTS", 50, 1, 1_000_000)? as i32,
+            outbox_retry_cap: millis("OUTBOX_RETRY_CAP_MS", 60_000)?,
             events_stream: get("EVENTS_STREAM").unwrap_or_else(|| "BOOKING_EVENTS".into()),
             fault_point: match get("FAULT_POINT").as_deref() {
                 None => None,
@@ -218,9 +229,12 @@ impl Config {
                 None | Some("") => None,
                 Some("skip-row-lock") => Some(PlantedBug::SkipRowLock),
                 Some("drop-outbox") => Some(PlantedBug::DropOutbox),
+                Some("accept-refusals") => Some(PlantedBug::AcceptRefusals),
+                Some("refuse-keyed-retry") => Some(PlantedBug::RefuseKeyedRetry),
                 Some(other) => {
                     return Err(ConfigError(format!(
-                        "PLANTED_BUG={other:?} must be skip-row-lock or drop-outbox"
+                        "PLANTED_BUG={other:?} must be skip-row-lock, drop-outbox, \
+                         accept-refusals or refuse-keyed-retry"
                     )))
                 }
             },

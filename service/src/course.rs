@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use contracts::course::{CourseReply, Game, GameQuery, TimeSlot, TimeSlotQuery};
-use contracts::{subjects, Codec, ErrorCode, MessageId, ReplyOutcome};
+use contracts::{subjects, Codec, MessageId, ReplyOutcome};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -18,9 +18,9 @@ use crate::metrics::Metrics;
 /// Why a course-service call gave no usable answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CourseError {
-    /// Course-service answered that the thing does not exist.
+    /// Course-service answered `success:false` (an unknown id, or its own rules): a healthy "no".
     #[error("{0}")]
-    NotFound(String),
+    Refused(String),
     /// Nobody listens on the subject (NATS "no responders").
     #[error("course-service is not running (no responders on {0})")]
     NoResponders(&'static str),
@@ -39,7 +39,7 @@ impl CourseError {
     /// The metrics label of the failure.
     fn kind(&self) -> &'static str {
         match self {
-            CourseError::NotFound(_) => "not_found",
+            CourseError::Refused(_) => "refused",
             CourseError::NoResponders(_) => "no_responders",
             CourseError::Timeout(..) => "timeout",
             CourseError::Failed(..) => "error",
@@ -47,9 +47,9 @@ impl CourseError {
         }
     }
 
-    /// Whether the answer says course-service is unhealthy (a "not found" is a healthy answer).
+    /// Whether the answer says course-service is unhealthy (a refusal is a healthy answer).
     fn is_outage(&self) -> bool {
-        !matches!(self, CourseError::NotFound(_))
+        !matches!(self, CourseError::Refused(_))
     }
 }
 
@@ -195,10 +195,9 @@ impl CourseClient {
                     .map_err(|v| CourseError::Failed(subject, format!("invalid reply: {v:?}")))?;
                 Ok(found.data)
             }
-            CourseReply::Failed(err) if err.code() == ErrorCode::NotFound => {
-                Err(CourseError::NotFound(err.error.message))
-            }
-            CourseReply::Failed(err) => Err(CourseError::Failed(subject, err.to_string())),
+            // Whatever its code (course-service's own `GAME_*_FAILED`, or ours), `success:false` is
+            // the peer saying no; its message is passed on.
+            CourseReply::Failed(err) => Err(CourseError::Refused(err.error.message)),
         }
     }
 

@@ -15,6 +15,7 @@
 //! - `course.rs`: course-service calls with timeouts, retries and single-flight.
 //! - `breaker.rs`: the circuit breaker in front of course-service.
 //! - `outbox.rs`: the outbox and its relay.
+//! - `operator.rs`: `GET /outbox` and `POST /outbox/redrive` for rows that are not sent.
 //! - `metrics.rs`: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.
 //! - [`error`]: handler errors and their wire codes.
 //! - [`telemetry`]: logging and personal-data masks.
@@ -27,6 +28,7 @@ mod course;
 pub mod error;
 mod handlers;
 mod metrics;
+mod operator;
 mod outbox;
 mod server;
 mod store;

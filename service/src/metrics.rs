@@ -1,5 +1,5 @@
 //! The service's metrics (seed §8.1) in Prometheus text format, and the `/metrics`, `/healthz`
-//! and `/readyz` endpoints.
+//! and `/readyz` endpoints (plus the operator's `/outbox`, see `operator.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use crate::app::App;
 const FAILURE_KINDS: [&str; 5] = [
     "timeout",
     "no_responders",
-    "not_found",
+    "refused",
     "error",
     "circuit_open",
 ];
@@ -60,8 +60,12 @@ pub(crate) struct Metrics {
     pub(crate) outbox_backlog: Gauge,
     /// Age of the oldest unsent outbox row, seconds.
     pub(crate) outbox_oldest_pending_seconds: Gauge,
-    /// Outbox rows given up on (FAILED).
-    pub(crate) outbox_failed: Gauge,
+    /// Outbox rows that have used up `OUTBOX_MAX_ATTEMPTS` and are retried at the capped interval.
+    pub(crate) outbox_stuck: Gauge,
+    /// Outbox rows course-service refused (REJECTED), waiting for an operator.
+    pub(crate) outbox_rejected: Gauge,
+    /// Refusals by course-service of a book or release, by subject.
+    pub(crate) outbox_rejections: Family<Kind, Counter>,
     /// The course-service breaker: 0 closed, 1 open, 2 half-open.
     pub(crate) breaker_state: Gauge,
 }
@@ -81,7 +85,9 @@ impl Default for Metrics {
             malformed_messages: Counter::default(),
             outbox_backlog: Gauge::default(),
             outbox_oldest_pending_seconds: Gauge::default(),
-            outbox_failed: Gauge::default(),
+            outbox_stuck: Gauge::default(),
+            outbox_rejected: Gauge::default(),
+            outbox_rejections: Family::default(),
             breaker_state: Gauge::default(),
             registry: Registry::default(),
         };
@@ -141,9 +147,19 @@ impl Default for Metrics {
             m.outbox_oldest_pending_seconds.clone(),
         );
         registry.register(
-            "outbox_failed",
+            "outbox_stuck",
             "Outbox rows given up on",
-            m.outbox_failed.clone(),
+            m.outbox_stuck.clone(),
+        );
+        registry.register(
+            "outbox_rejected",
+            "Outbox rows course-service refused, held for an operator (POST /outbox/redrive)",
+            m.outbox_rejected.clone(),
+        );
+        registry.register(
+            "outbox_rejections",
+            "Book/release messages course-service refused, by subject",
+            m.outbox_rejections.clone(),
         );
         registry.register(
             "course_service_breaker_state",
@@ -184,17 +200,31 @@ impl Metrics {
 
 /// Refreshes the outbox gauges from the database.
 pub(crate) async fn refresh_outbox(app: &App) {
-    let row: Result<(i64, i64, i64), _> = sqlx::query_as(
+    let row: Result<(i64, i64, i64, i64), _> = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE status = 'PENDING'), \
          COALESCE(EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE status = 'PENDING')), 0)::int8, \
-         count(*) FILTER (WHERE status = 'FAILED') FROM outbox_events WHERE status <> 'SENT'",
+         count(*) FILTER (WHERE status = 'PENDING' AND retry_count >= $1), \
+         count(*) FILTER (WHERE status = 'REJECTED') FROM outbox_events WHERE status <> 'SENT'",
     )
+    .bind(app.config.outbox_max_attempts)
     .fetch_one(&app.pool)
     .await;
-    if let Ok((backlog, oldest, failed)) = row {
+    if let Ok((backlog, oldest, stuck, rejected)) = row {
         app.metrics.outbox_backlog.set(backlog);
         app.metrics.outbox_oldest_pending_seconds.set(oldest);
-        app.metrics.outbox_failed.set(failed);
+        app.metrics.outbox_stuck.set(stuck);
+        app.metrics.outbox_rejected.set(rejected);
+    }
+}
+
+/// Counts one refusal of `subject` by course-service.
+impl Metrics {
+    pub(crate) fn outbox_rejection(&self, subject: &str) {
+        self.outbox_rejections
+            .get_or_create(&Kind {
+                kind: subject.to_owned(),
+            })
+            .inc();
     }
 }
 
@@ -241,6 +271,8 @@ pub(crate) async fn serve(
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/outbox", get(crate::operator::unsent))
+        .route("/outbox/redrive", axum::routing::post(crate::operator::redrive))
         .with_state(app);
     let task = tokio::spawn(async move {
         let stop = async move {

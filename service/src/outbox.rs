@@ -1,16 +1,33 @@
 //! The transactional outbox (seed §5.2, §10.2): events are rows written in the same transaction as
 //! the booking change, and a relay delivers them after commit.
 //!
-//! The relay wakes on `LISTEN outbox_events` (a trigger notifies after each insert) and polls as a
-//! back-up. It claims a batch with `FOR UPDATE SKIP LOCKED` and pushes each row's
-//! `next_attempt_at` forward (a lease), so replicas never hold the same row and a crashed relay's
-//! rows come back when the lease runs out. `gameTimeSlots.book`/`release` go to course-service as
-//! NestJS requests and count as delivered only when a reply arrives; booking events go to
-//! JetStream and count on the publish ack. Every message carries the row's `event_id` as
-//! `Nats-Msg-Id`, so a redelivery after a crash is deduplicated downstream.
+//! Two relay loops run side by side, one per channel, so a slow course-service never holds up
+//! booking events: `course` sends `gameTimeSlots.book`/`release` as NestJS requests, `events` sends
+//! `booking.confirmed`/`booking.cancelled` to JetStream (or, where the server has no JetStream, as
+//! core NATS messages: detected at start and checked again every few seconds and after a failure).
+//! Each loop wakes on `LISTEN outbox_events` and polls as a back-up, claims due rows with
+//! `FOR UPDATE SKIP LOCKED` and pushes each row's `next_attempt_at` forward (a lease), so replicas
+//! never hold the same row and a crashed relay's rows come back when the lease runs out. Up to
+//! `OUTBOX_BATCH` rows are in flight per loop; each is recorded as soon as it settles, so one slow
+//! answer delays only its own lane.
+//!
+//! Order: a row waits while an earlier row of its lane is PENDING (the lane is the slot for
+//! course-service messages, whose count must see the slot's changes in commit order, and the booking
+//! for booking events), and while an earlier row of its booking on its channel is not SENT in any
+//! state, so a booking's `release` never overtakes its `book`, even a refused one.
+//!
+//! Outcomes: delivered rows are SENT; a `success:false` answer from course-service is a refusal,
+//! not a delivery: the row becomes REJECTED with the peer's answer, is logged once at ERROR and
+//! counted (`outbox_rejections`, `outbox_rejected`), and waits for an operator (`POST
+//! /outbox/redrive`). Booking-service stays the system of record: it does not cancel a customer's
+//! booking because course-service's derived count disagrees. Failures are retried with capped
+//! backoff forever; after `OUTBOX_MAX_ATTEMPTS` a row is logged as stuck and shown by
+//! `outbox_stuck`. Every message carries the row's `event_id` as `Nats-Msg-Id`, so a redelivery
+//! after a crash is deduplicated downstream.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use contracts::course::SlotSeats;
 use contracts::{subjects, Codec, MessageId, ReplyOutcome, MSG_ID_HEADER};
@@ -21,26 +38,54 @@ use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
 use crate::app::App;
+use crate::config::PlantedBug;
 use crate::error::{Result, ServiceError};
 
-/// Longest wait between attempts.
+/// The default `OUTBOX_RETRY_CAP_MS`, for tests.
+#[cfg(test)]
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// An event to write: subject and payload.
+/// How often the events loop asks the server again whether it has JetStream.
+const JETSTREAM_RECHECK: Duration = Duration::from_secs(10);
+
+/// Which relay loop owns a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Channel {
+    /// Book/release requests to course-service.
+    Course,
+    /// Booking events for consumers (JetStream, or core NATS).
+    Events,
+}
+
+impl Channel {
+    /// The `channel` column's value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Channel::Course => "course",
+            Channel::Events => "events",
+        }
+    }
+}
+
+/// An event to write: subject, payload, and the slot for course-service messages.
 pub(crate) struct Pending {
     subject: &'static str,
     payload: Value,
+    slot: Option<i32>,
 }
 
 /// A book/release message for course-service.
 pub(crate) fn seats(subject: &'static str, slot_id: i32, players: i32) -> Pending {
-    event(
-        subject,
-        &SlotSeats {
-            time_slot_id: slot_id,
-            player_count: players,
-        },
-    )
+    Pending {
+        slot: Some(slot_id),
+        ..event(
+            subject,
+            &SlotSeats {
+                time_slot_id: slot_id,
+                player_count: players,
+            },
+        )
+    }
 }
 
 /// Any event.
@@ -48,6 +93,7 @@ pub(crate) fn event(subject: &'static str, payload: &impl Serialize) -> Pending 
     Pending {
         subject,
         payload: serde_json::to_value(payload).unwrap_or(Value::Null),
+        slot: None,
     }
 }
 
@@ -60,15 +106,25 @@ pub(crate) async fn enqueue(
     let ids: Vec<uuid::Uuid> = events.iter().map(|_| uuid::Uuid::new_v4()).collect();
     let subjects: Vec<&str> = events.iter().map(|e| e.subject).collect();
     let payloads: Vec<Value> = events.iter().map(|e| e.payload.clone()).collect();
+    let (channels, lanes): (Vec<&str>, Vec<String>) = events
+        .iter()
+        .map(|e| match e.slot {
+            Some(slot) => (Channel::Course.as_str(), format!("slot:{slot}")),
+            None => (Channel::Events.as_str(), format!("booking:{booking_id}")),
+        })
+        .unzip();
     sqlx::query(
-        "INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, event_type, payload) \
-         SELECT id, 'Booking', $2, subject, payload FROM UNNEST($1::uuid[], $3::text[], $4::jsonb[]) \
-         AS e(id, subject, payload)",
+        "INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, event_type, payload, channel, lane) \
+         SELECT id, 'Booking', $2, subject, payload, channel, lane \
+         FROM UNNEST($1::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::text[]) \
+         AS e(id, subject, payload, channel, lane)",
     )
     .bind(&ids)
     .bind(booking_id.to_string())
     .bind(&subjects)
     .bind(&payloads)
+    .bind(&channels)
+    .bind(&lanes)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -84,34 +140,48 @@ struct Claimed {
     retry_count: i32,
 }
 
-/// Runs the relay until `shutdown` turns true, then finishes the batch in hand.
-pub(crate) async fn relay(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
-    let jetstream = async_nats::jetstream::new(app.nats.clone());
-    let mut stream_ready = ensure_stream(&app, &jetstream).await;
+/// Runs both relay loops until `shutdown` turns true; each finishes the rows it has in flight.
+pub(crate) async fn relay(app: Arc<App>, shutdown: watch::Receiver<bool>) {
+    let events = Arc::new(EventSink::new(&app));
+    events.refresh(&app, true).await;
+    let course = tokio::spawn(run_channel(
+        app.clone(),
+        Channel::Course,
+        events.clone(),
+        shutdown.clone(),
+    ));
+    run_channel(app, Channel::Events, events, shutdown).await;
+    let _ = course.await;
+    tracing::info!("outbox relay stopped");
+}
+
+async fn run_channel(
+    app: Arc<App>,
+    channel: Channel,
+    events: Arc<EventSink>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut listener = listen(&app).await;
+    let mut in_flight = tokio::task::JoinSet::new();
+    let batch = usize::try_from(app.config.outbox_batch).unwrap_or(1).max(1);
     loop {
         if *shutdown.borrow() {
             break;
         }
-        let claimed = match claim(&app).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::warn!(error = %e, "outbox relay could not claim rows");
+        let room = batch.saturating_sub(in_flight.len());
+        let claimed = if room == 0 {
+            Vec::new()
+        } else {
+            claim(&app, channel, room).await.unwrap_or_else(|e| {
+                tracing::warn!(channel = channel.as_str(), error = %e, "outbox relay could not claim rows");
                 Vec::new()
-            }
+            })
         };
-        // A delivered row may release its aggregate's next one: claim again until nothing is due.
-        let busy = !claimed.is_empty();
-        if !claimed.is_empty() && !stream_ready {
-            stream_ready = ensure_stream(&app, &jetstream).await;
-        }
-        let deliveries = claimed.into_iter().map(|row| {
-            let app = app.clone();
-            let jetstream = jetstream.clone();
-            async move { settle(&app, &jetstream, row).await }
-        });
-        futures::future::join_all(deliveries).await;
-        if busy {
+        if !claimed.is_empty() {
+            for row in claimed {
+                let (app, events) = (app.clone(), events.clone());
+                in_flight.spawn(async move { settle(&app, &events, row).await });
+            }
             continue;
         }
         let wake = async {
@@ -125,6 +195,8 @@ pub(crate) async fn relay(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             }
         };
         tokio::select! {
+            // A settled row frees room, and may let the next row of its lane go.
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             _ = wake => {}
             _ = tokio::time::sleep(app.config.outbox_poll) => {}
             _ = shutdown.changed() => {}
@@ -133,7 +205,7 @@ pub(crate) async fn relay(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             listener = listen(&app).await;
         }
     }
-    tracing::info!("outbox relay stopped");
+    while in_flight.join_next().await.is_some() {}
 }
 
 async fn listen(app: &App) -> Option<PgListener> {
@@ -142,8 +214,54 @@ async fn listen(app: &App) -> Option<PgListener> {
     Some(listener)
 }
 
-/// Creates the booking-events stream if it is missing. `false` when JetStream is unavailable
-/// (events then go out as plain NATS messages).
+/// Where booking events go: JetStream when the server has it, core NATS otherwise.
+struct EventSink {
+    js: async_nats::jetstream::Context,
+    /// JetStream answered the last check and the stream exists.
+    jetstream: AtomicBool,
+    /// When JetStream was last checked.
+    checked: Mutex<Option<Instant>>,
+}
+
+impl EventSink {
+    fn new(app: &App) -> Self {
+        Self {
+            js: async_nats::jetstream::new(app.nats.clone()),
+            jetstream: AtomicBool::new(false),
+            checked: Mutex::new(None),
+        }
+    }
+
+    /// Asks the server whether it has JetStream (and creates the stream) when `force`d or when the
+    /// last answer is older than [`JETSTREAM_RECHECK`]: after a reconnect the server may differ.
+    async fn refresh(&self, app: &App, force: bool) {
+        {
+            let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+            let due = force || checked.is_none_or(|at| at.elapsed() >= JETSTREAM_RECHECK);
+            if !due {
+                return;
+            }
+            *checked = Some(Instant::now());
+        }
+        let available = match self.js.query_account().await {
+            Ok(_) => ensure_stream(app, &self.js).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "no JetStream on this server");
+                false
+            }
+        };
+        let before = self.jetstream.swap(available, Ordering::SeqCst);
+        if before != available || force {
+            if available {
+                tracing::info!(stream = %app.config.events_stream, "booking events go to JetStream");
+            } else {
+                tracing::warn!("the NATS server has no JetStream: booking events go out as core NATS messages (no server-side dedup)");
+            }
+        }
+    }
+}
+
+/// Creates the booking-events stream if it is missing.
 async fn ensure_stream(app: &App, js: &async_nats::jetstream::Context) -> bool {
     let config = async_nats::jetstream::stream::Config {
         name: app.config.events_stream.clone(),
@@ -151,43 +269,74 @@ async fn ensure_stream(app: &App, js: &async_nats::jetstream::Context) -> bool {
             subjects::BOOKING_CONFIRMED.into(),
             subjects::BOOKING_CANCELLED.into(),
         ],
-        duplicate_window: duplicate_window(app.config.outbox_max_attempts, app.config.outbox_lease),
+        duplicate_window: duplicate_window(
+            app.config.outbox_max_attempts,
+            app.config.outbox_retry_cap,
+            app.config.outbox_lease,
+        ),
         ..Default::default()
     };
     match js.get_or_create_stream(config).await {
         Ok(_) => true,
         Err(e) => {
-            tracing::warn!(error = %e, "JetStream stream unavailable; booking events go out as core NATS messages");
+            tracing::warn!(error = %e, "JetStream stream unavailable");
             false
         }
     }
 }
 
-/// Claims up to a batch of due rows. A row waits while an earlier row of the same aggregate on the
-/// same channel (course-service, or booking events) is still pending, so one booking's `release`
-/// never overtakes its `book`, and `booking.cancelled` never overtakes `booking.confirmed`. The
-/// earlier row stays `PENDING` while another relay holds its lease, so this holds across replicas.
-async fn claim(app: &App) -> Result<Vec<Claimed>> {
+/// Claims up to `limit` due rows of `channel`, in id order (see the module docs for the rules).
+async fn claim(app: &App, channel: Channel, limit: usize) -> Result<Vec<Claimed>> {
     let sql = "UPDATE outbox_events SET next_attempt_at = now() + $2 WHERE id IN ( \
-         SELECT o.id FROM outbox_events o WHERE o.status = 'PENDING' AND o.next_attempt_at <= now() \
+         SELECT o.id FROM outbox_events o WHERE o.status = 'PENDING' AND o.channel = $3 \
+           AND o.next_attempt_at <= now() \
          AND NOT EXISTS (SELECT 1 FROM outbox_events e WHERE e.status = 'PENDING' \
-           AND e.aggregate_type = o.aggregate_type AND e.aggregate_id = o.aggregate_id AND e.id < o.id \
-           AND (e.event_type LIKE 'gameTimeSlots.%') = (o.event_type LIKE 'gameTimeSlots.%')) \
+           AND e.lane = o.lane AND e.id < o.id) \
+         AND NOT EXISTS (SELECT 1 FROM outbox_events e WHERE e.status <> 'SENT' \
+           AND e.aggregate_type = o.aggregate_type AND e.aggregate_id = o.aggregate_id \
+           AND e.channel = o.channel AND e.id < o.id) \
          ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED) \
          RETURNING id, event_id, event_type, payload, retry_count";
     let mut rows: Vec<Claimed> = sqlx::query_as(sql)
-        .bind(app.config.outbox_batch)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(app.config.outbox_lease)
+        .bind(channel.as_str())
         .fetch_all(&app.pool)
         .await?;
     rows.sort_by_key(|r| r.id);
     Ok(rows)
 }
 
-async fn settle(app: &App, js: &async_nats::jetstream::Context, row: Claimed) {
-    let outcome = deliver(app, js, &row).await;
+/// How one delivery attempt ended.
+enum Delivery {
+    /// The peer has it.
+    Delivered,
+    /// Course-service answered `success:false`: its answer, as JSON text.
+    Refused(String),
+}
+
+async fn settle(app: &App, events: &EventSink, row: Claimed) {
+    let outcome = deliver(app, events, &row).await;
     let result = match &outcome {
-        Ok(()) => {
+        Ok(Delivery::Refused(answer)) if !app.config.planted(PlantedBug::AcceptRefusals) => {
+            app.metrics.outbox_rejection(&row.event_type);
+            tracing::error!(
+                event = %row.event_type,
+                event_id = %row.event_id,
+                payload = %row.payload,
+                answer = %answer,
+                "course-service refused an event: the row is REJECTED and waits for an operator (POST /outbox/redrive)"
+            );
+            sqlx::query(
+                "UPDATE outbox_events SET status = 'REJECTED', retry_count = retry_count + 1, \
+                 last_error = $2, processed_at = now() WHERE id = $1",
+            )
+            .bind(row.id)
+            .bind(answer)
+            .execute(&app.pool)
+            .await
+        }
+        Ok(_) => {
             app.config
                 .crash_at(crate::config::FaultPoint::BeforeMarkSent);
             sqlx::query(
@@ -200,18 +349,25 @@ async fn settle(app: &App, js: &async_nats::jetstream::Context, row: Claimed) {
         Err(error) => {
             app.metrics.nats_publish_failures.inc();
             let attempts = row.retry_count + 1;
-            let backoff = backoff(attempts);
-            tracing::warn!(event = %row.event_type, attempts, error = %error, "event delivery failed; will retry");
+            let backoff = backoff(attempts, app.config.outbox_retry_cap);
+            if attempts == app.config.outbox_max_attempts {
+                tracing::error!(event = %row.event_type, event_id = %row.event_id, attempts, error = %error,
+                    "event delivery is stuck; it is still retried every {:?}", app.config.outbox_retry_cap);
+            } else {
+                tracing::warn!(event = %row.event_type, attempts, error = %error, "event delivery failed; will retry");
+            }
+            if row.event_type.starts_with("booking.") {
+                // The server may have lost (or gained) JetStream, e.g. after a reconnect.
+                events.refresh(app, true).await;
+            }
             sqlx::query(
-                "UPDATE outbox_events SET retry_count = $2, last_error = $3, \
-                 next_attempt_at = now() + $4, status = CASE WHEN $2 >= $5 THEN 'FAILED' ELSE 'PENDING' END \
+                "UPDATE outbox_events SET retry_count = $2, last_error = $3, next_attempt_at = now() + $4 \
                  WHERE id = $1",
             )
             .bind(row.id)
             .bind(attempts)
             .bind(error.to_string())
             .bind(backoff)
-            .bind(app.config.outbox_max_attempts)
             .execute(&app.pool)
             .await
         }
@@ -221,26 +377,27 @@ async fn settle(app: &App, js: &async_nats::jetstream::Context, row: Claimed) {
     }
 }
 
-/// JetStream's dedup window must outlast every retry of one event: at most `attempts` waits of
-/// [`MAX_BACKOFF`] and `attempts` leases, with an hour as the floor.
-fn duplicate_window(attempts: i32, lease: Duration) -> Duration {
+/// JetStream's dedup window must outlast the retries of one event that JetStream may already
+/// hold (an ack lost on the way back): `attempts` waits of at most `cap` and `attempts` leases,
+/// with an hour as the floor.
+fn duplicate_window(attempts: i32, cap: Duration, lease: Duration) -> Duration {
     let attempts = u32::try_from(attempts.max(1)).unwrap_or(u32::MAX);
-    let horizon = (MAX_BACKOFF + lease).saturating_mul(attempts);
+    let horizon = (cap + lease).saturating_mul(attempts);
     horizon.max(Duration::from_secs(3600))
 }
 
-/// Capped exponential backoff with full jitter: 100 ms · 2^attempts, at most [`MAX_BACKOFF`].
-fn backoff(attempts: i32) -> Duration {
+/// Capped exponential backoff with full jitter: 100 ms · 2^attempts, at most `cap`.
+fn backoff(attempts: i32, cap: Duration) -> Duration {
     let ceiling = Duration::from_millis(100)
         .saturating_mul(1u32 << attempts.clamp(0, 20))
-        .min(MAX_BACKOFF);
+        .min(cap);
     let millis = u64::try_from(ceiling.as_millis())
         .unwrap_or(u64::MAX)
         .max(1);
     Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
 }
 
-async fn deliver(app: &App, js: &async_nats::jetstream::Context, row: &Claimed) -> Result<()> {
+async fn deliver(app: &App, events: &EventSink, row: &Claimed) -> Result<Delivery> {
     let codec = Codec::with_max_len(1024 * 1024);
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(MSG_ID_HEADER, row.event_id.to_string().as_str());
@@ -263,46 +420,42 @@ async fn deliver(app: &App, js: &async_nats::jetstream::Context, row: &Claimed) 
                 ServiceError::Unavailable(format!("{}: {why}: {e}", row.event_type))
             })?;
             match codec.decode_reply(&reply.payload)?.outcome {
-                // A refusal (`success:false`) is still an answer: course-service has seen the event.
-                ReplyOutcome::Response(_) => Ok(()),
+                // course-service answers its refusals inside `response` (read liberally: only
+                // `success` matters); anything else there is an acknowledgement.
+                ReplyOutcome::Response(value) if value.get("success") == Some(&Value::Bool(false)) => {
+                    Ok(Delivery::Refused(value.to_string()))
+                }
+                ReplyOutcome::Response(_) => Ok(Delivery::Delivered),
                 ReplyOutcome::Err(err) => Err(ServiceError::Unavailable(format!(
-                    "course-service refused: {err}"
+                    "course-service failed: {err}"
                 ))),
                 ReplyOutcome::NoHandler(text) => Err(ServiceError::Unavailable(text)),
             }
         }
         _ => {
             let body = codec.encode_event(&subject, &row.payload)?;
-            match js
-                .publish_with_headers(subject.clone(), headers.clone(), body.clone().into())
-                .await
-            {
-                Ok(ack) => {
-                    ack.await.map_err(|e| {
-                        ServiceError::Unavailable(format!("JetStream ack for {subject}: {e}"))
-                    })?;
-                    Ok(())
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        async_nats::jetstream::context::PublishErrorKind::StreamNotFound
-                    ) =>
-                {
-                    // No stream (JetStream off): plain NATS, which consumers also receive.
-                    app.nats
-                        .publish_with_headers(subject, headers, body.into())
-                        .await
-                        .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-                    app.nats
-                        .flush()
-                        .await
-                        .map_err(|e| ServiceError::Unavailable(e.to_string()))
-                }
-                Err(e) => Err(ServiceError::Unavailable(format!(
-                    "publishing {subject}: {e}"
-                ))),
+            events.refresh(app, false).await;
+            if events.jetstream.load(Ordering::SeqCst) {
+                let ack = events
+                    .js
+                    .publish_with_headers(subject.clone(), headers, body.into())
+                    .await
+                    .map_err(|e| ServiceError::Unavailable(format!("publishing {subject}: {e}")))?;
+                ack.await.map_err(|e| {
+                    ServiceError::Unavailable(format!("JetStream ack for {subject}: {e}"))
+                })?;
+            } else {
+                // Core NATS: delivered to whoever listens now; a flush proves it left.
+                app.nats
+                    .publish_with_headers(subject, headers, body.into())
+                    .await
+                    .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+                app.nats
+                    .flush()
+                    .await
+                    .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
             }
+            Ok(Delivery::Delivered)
         }
     }
 }
@@ -314,17 +467,21 @@ mod tests {
     #[test]
     fn the_dedup_window_outlasts_every_retry() {
         let lease = Duration::from_secs(30);
-        assert_eq!(duplicate_window(5, lease), Duration::from_secs(3600));
-        assert!(duplicate_window(100, lease) > (MAX_BACKOFF + lease) * 100 - lease);
+        assert_eq!(
+            duplicate_window(5, MAX_BACKOFF, lease),
+            Duration::from_secs(3600)
+        );
+        assert!(duplicate_window(100, MAX_BACKOFF, lease) > (MAX_BACKOFF + lease) * 100 - lease);
     }
 
     #[test]
     fn backoff_grows_and_is_capped() {
         for attempts in 0..40 {
-            let b = backoff(attempts);
+            let b = backoff(attempts, MAX_BACKOFF);
             assert!(b <= MAX_BACKOFF, "{b:?}");
             assert!(b >= Duration::from_millis(50));
         }
-        assert!(backoff(30) >= MAX_BACKOFF / 2);
+        assert!(backoff(30, MAX_BACKOFF) >= MAX_BACKOFF / 2);
+        assert!(backoff(30, Duration::from_secs(1)) <= Duration::from_secs(1));
     }
 }

@@ -15,7 +15,8 @@ use crate::app::App;
 use crate::error::ServiceError;
 use crate::handlers;
 
-/// Serves until `shutdown` turns true, then stops taking messages and waits for in-flight ones.
+/// Serves until `shutdown` turns true, then drains: no new messages, but every message already
+/// queued for this replica is handled and answered, and in-flight ones finish.
 pub(crate) async fn serve(
     app: Arc<App>,
     mut shutdown: watch::Receiver<bool>,
@@ -40,15 +41,25 @@ pub(crate) async fn serve(
     let mut messages = futures::stream::select_all(subscriptions);
     let limit = app.config.max_in_flight;
     let permits = Arc::new(Semaphore::new(limit));
+    let mut draining = false;
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => permit?,
-            _ = shutdown.changed() => break,
+            _ = shutdown.changed(), if !draining => {
+                drain(&mut messages).await;
+                draining = true;
+                continue;
+            }
         };
         let message = tokio::select! {
             message = messages.next() => message,
-            _ = shutdown.changed() => break,
+            _ = shutdown.changed(), if !draining => {
+                drain(&mut messages).await;
+                draining = true;
+                continue;
+            }
         };
+        // After a drain the stream ends once every message NATS had already handed us is read.
         let Some(message) = message else { break };
         let app = app.clone();
         tokio::spawn(async move {
@@ -56,15 +67,23 @@ pub(crate) async fn serve(
             drop(permit);
         });
     }
-    // Unsubscribe (remaining messages go to other replicas), then let in-flight requests finish.
-    for mut sub in messages.into_iter() {
-        let _ = sub.unsubscribe().await;
-    }
+    // Every message taken is answered before the process goes on to stop.
     let _ = permits
         .acquire_many(u32::try_from(limit).unwrap_or(u32::MAX))
         .await;
     tracing::info!("booking-service stopped taking requests");
     Ok(())
+}
+
+/// Stops new messages (NATS gives them to other replicas) while keeping the ones already queued for
+/// this subscriber: each subscription ends after its last queued message.
+async fn drain(messages: &mut futures::stream::SelectAll<async_nats::Subscriber>) {
+    for sub in messages.iter_mut() {
+        if let Err(e) = sub.drain().await {
+            tracing::warn!(error = %e, "could not drain a subscription");
+        }
+    }
+    tracing::info!("draining: answering the requests already queued, taking no new ones");
 }
 
 /// Returns once the server has processed everything this connection sent so far (a flush only

@@ -59,7 +59,20 @@ pub(crate) async fn cancel(
         ));
     }
     let status = booking.status()?;
+    let reason = req
+        .reason
+        .clone()
+        .unwrap_or_else(|| "User requested cancellation".into());
     if status == BookingStatus::Cancelled {
+        // The same cancel sent again after it committed (its caller timed out) gets its own
+        // answer; any other cancel of a cancelled booking is refused.
+        if is_retry_of_cancel(&mut tx, &booking, &req, &reason, app).await? {
+            tx.commit().await?;
+            tracing::info!("Booking {} cancel repeated; answered again.", booking.booking_number);
+            return Ok(Success::new(
+                store::booking_by_id(&app.pool, booking.id).await?,
+            ));
+        }
         return Err(ServiceError::Rule("Booking is already cancelled".into()));
     }
     if !status.holds_seats() {
@@ -81,10 +94,6 @@ pub(crate) async fn cancel(
         .execute(&mut *tx)
         .await?;
     move_seats(&mut tx, booking.game_time_slot_id, -booking.player_count).await?;
-    let reason = req
-        .reason
-        .clone()
-        .unwrap_or_else(|| "User requested cancellation".into());
     sqlx::query(
         "INSERT INTO booking_history (booking_id, action, details, user_id, created_at) \
          VALUES ($1, 'CANCELLED', $2, $3, $4)",
@@ -130,6 +139,29 @@ pub(crate) async fn cancel(
     Ok(Success::new(
         store::booking_by_id(&app.pool, booking.id).await?,
     ))
+}
+
+/// Whether the cancellation on record was made by this caller, with this reason, within the
+/// idempotency window: then `req` is that cancel sent again.
+async fn is_retry_of_cancel(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    booking: &BookingRow,
+    req: &CancelBookingRequest,
+    reason: &str,
+    app: &App,
+) -> Result<bool> {
+    let window = chrono::Duration::from_std(app.config.idempotency_ttl)
+        .unwrap_or(chrono::Duration::days(1));
+    let last: Option<(i32, Option<String>, chrono::NaiveDateTime)> = sqlx::query_as(
+        "SELECT user_id, details->>'reason', created_at FROM booking_history \
+         WHERE booking_id = $1 AND action = 'CANCELLED' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(booking.id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(last.is_some_and(|(user, said, at)| {
+        user == req.user_id && said.as_deref() == Some(reason) && at > now() - window
+    }))
 }
 
 /// `booking.update`.

@@ -104,8 +104,8 @@ async fn resolve_slot(app: &App, slot_id: i32) -> Result<SlotRow> {
                 anyhow::anyhow!("slot {slot_id} vanished right after its upsert").into()
             })
         }
-        Err(CourseError::NotFound(_)) => Err(ServiceError::NotFound(format!(
-            "Game time slot {slot_id} not found"
+        Err(CourseError::Refused(message)) => Err(ServiceError::NotFound(format!(
+            "Game time slot {slot_id} not found: course-service said \"{message}\""
         ))),
         Err(e) => match cached {
             // A stale row is better than no booking while course-service is away.
@@ -125,11 +125,35 @@ pub(crate) async fn create(
     req: CreateBookingRequest,
 ) -> Result<Success<BookingResponse>> {
     let fingerprint = fingerprint(&req);
-    if let Some(key) = &req.idempotency_key {
-        if let Some(replayed) = replay(app, req.user_id, key, &fingerprint).await? {
-            return Ok(replayed);
-        }
+    let Some(key) = &req.idempotency_key else {
+        return attempt(app, &req, &fingerprint).await;
+    };
+    if let Some(replayed) = replay(app, req.user_id, key, &fingerprint).await? {
+        return Ok(replayed);
     }
+    match attempt(app, &req, &fingerprint).await {
+        // The key was free when this attempt began, but an earlier attempt with the same key (one
+        // its client gave up waiting for) may have committed since and taken the last seats: look
+        // again before saying no, so a retry is never told "full" while its booking exists.
+        Err(e)
+            if !matches!(e, ServiceError::Duplicate(_))
+                && !app.config.planted(PlantedBug::RefuseKeyedRetry) =>
+        {
+            match replay(app, req.user_id, key, &fingerprint).await {
+                Ok(Some(replayed)) => Ok(replayed),
+                _ => Err(e),
+            }
+        }
+        other => other,
+    }
+}
+
+/// One create without looking at its key first: resolve the slot, pre-check, then the transaction.
+async fn attempt(
+    app: &App,
+    req: &CreateBookingRequest,
+    fingerprint: &str,
+) -> Result<Success<BookingResponse>> {
     let slot = resolve_slot(app, req.game_time_slot_id).await?;
     if req.player_count > slot.max_players {
         return Err(ServiceError::Validation(format!(
@@ -147,10 +171,10 @@ pub(crate) async fn create(
     if slot.available_players < req.player_count {
         return Err(full(slot.available_players, req.player_count));
     }
-    match insert(app, &req, &slot, &fingerprint).await {
+    match insert(app, req, &slot, fingerprint).await {
         Err(Conflict::Key) => {
             let key = req.idempotency_key.as_deref().unwrap_or_default();
-            replay(app, req.user_id, key, &fingerprint)
+            replay(app, req.user_id, key, fingerprint)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("idempotency key vanished during replay").into())
         }

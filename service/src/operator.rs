@@ -1,0 +1,78 @@
+//! The operator's view of the outbox over HTTP (on `HTTP_ADDR`, beside `/metrics`):
+//! `GET /outbox` lists the rows that are not sent (REJECTED first, at most 100, with the peer's
+//! answer or the last error), and `POST /outbox/redrive` puts REJECTED rows back in line
+//! (all of them, or one with `?id=N`) once the cause is fixed on course-service's side. A re-driven
+//! row keeps its event id, so a peer that did apply it deduplicates the second copy.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::app::App;
+
+/// Rows `GET /outbox` returns at most.
+const LISTED: i64 = 100;
+
+/// One unsent row.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct UnsentRow {
+    id: i64,
+    event_id: uuid::Uuid,
+    event_type: String,
+    aggregate_id: String,
+    status: String,
+    retry_count: i32,
+    last_error: Option<String>,
+    payload: serde_json::Value,
+}
+
+/// `GET /outbox`.
+pub(crate) async fn unsent(
+    State(app): State<Arc<App>>,
+) -> Result<Json<Vec<UnsentRow>>, (StatusCode, String)> {
+    sqlx::query_as(
+        "SELECT id, event_id, event_type, aggregate_id, status, retry_count, last_error, payload \
+         FROM outbox_events WHERE status <> 'SENT' ORDER BY (status = 'REJECTED') DESC, id LIMIT $1",
+    )
+    .bind(LISTED)
+    .fetch_all(&app.pool)
+    .await
+    .map(Json)
+    .map_err(database)
+}
+
+/// `POST /outbox/redrive` parameters.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Redrive {
+    /// Only this row.
+    id: Option<i64>,
+}
+
+/// `POST /outbox/redrive`: REJECTED → PENDING, due now; answers how many rows moved.
+pub(crate) async fn redrive(
+    State(app): State<Arc<App>>,
+    Query(which): Query<Redrive>,
+) -> Result<Json<serde_json::Value>, (StatusCode, String)> {
+    let moved = sqlx::query(
+        "UPDATE outbox_events SET status = 'PENDING', next_attempt_at = now(), processed_at = NULL \
+         WHERE status = 'REJECTED' AND ($1::int8 IS NULL OR id = $1)",
+    )
+    .bind(which.id)
+    .execute(&app.pool)
+    .await
+    .map_err(database)?
+    .rows_affected();
+    tracing::warn!(moved, id = ?which.id, "operator re-drove rejected outbox rows");
+    let _ = sqlx::query("SELECT pg_notify('outbox_events', '')")
+        .execute(&app.pool)
+        .await;
+    Ok(Json(serde_json::json!({ "redriven": moved })))
+}
+
+fn database(e: sqlx::Error) -> (StatusCode, String) {
+    (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}"))
+}
