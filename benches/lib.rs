@@ -68,6 +68,7 @@ impl Bench {
                 stub_args: Vec::new(),
                 fsync: true,
                 service_env: vec![("RUST_LOG".into(), "error".into())],
+                ..StackOptions::default()
             },
             log_dir,
         )
@@ -313,14 +314,16 @@ pub async fn direct_create(pool: &sqlx::PgPool, user: i32, slot: i32) -> anyhow:
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, event_type, payload) \
-         VALUES ($1, 'Booking', $3, 'gameTimeSlots.book', $4), ($2, 'Booking', $3, 'booking.confirmed', $5)",
+        "INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, event_type, payload, channel, lane) \
+         VALUES ($1, 'Booking', $3, 'gameTimeSlots.book', $4, 'course', $6), \
+         ($2, 'Booking', $3, 'booking.confirmed', $5, 'events', 'booking:' || $3)",
     )
     .bind(uuid::Uuid::new_v4())
     .bind(uuid::Uuid::new_v4())
     .bind(id.to_string())
     .bind(serde_json::json!({"timeSlotId": slot, "playerCount": 1}))
     .bind(serde_json::json!({"bookingId": id, "bookingNumber": number}))
+    .bind(format!("slot:{slot}"))
     .execute(&mut *tx)
     .await?;
     sqlx::query(

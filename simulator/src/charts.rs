@@ -422,7 +422,7 @@ pub fn html(r: &Report) -> anyhow::Result<String> {
     for v in &r.invariants {
         let _ = write!(
             page,
-            "<li><b>{}</b> {}: <span class=\"{}\">{}</span> ({} checked{})</li>",
+            "<li><b>{}</b> {}: <span class=\"{}\">{}</span> ({} checked{}){}</li>",
             v.id,
             escape(&v.name),
             if v.held { "good" } else { "bad" },
@@ -436,6 +436,11 @@ pub fn html(r: &Report) -> anyhow::Result<String> {
                     v.violations,
                     escape(&v.witnesses.join("; "))
                 )
+            },
+            if v.notes.is_empty() {
+                String::new()
+            } else {
+                format!("<br>noted: {}", escape(&v.notes.join("; ")))
             }
         );
     }

@@ -24,6 +24,10 @@ pub struct Verdict {
     pub violations: usize,
     /// Up to [`WITNESSES`] of them, readable.
     pub witnesses: Vec<String>,
+    /// Things that did not break it but a reader must see: divergences accounted for by recorded
+    /// refusals, rows an operator must look at (up to [`WITNESSES`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Verdict {
@@ -36,6 +40,14 @@ impl Verdict {
             checked: 0,
             violations: 0,
             witnesses: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Records something seen that holds but must be shown.
+    pub fn note(&mut self, what: String) {
+        if self.notes.len() < WITNESSES {
+            self.notes.push(what);
         }
     }
 
@@ -88,22 +100,54 @@ pub fn check_slots(t_ms: u64, slots: &[SlotSnapshot], i1: &mut Verdict, i2: &mut
     }
 }
 
-/// I3: course-stub's count for every slot equals booking-service's sum once everything healed.
+/// Why course-service's count for one slot may rightly differ from booking-service's sum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accounted {
+    /// Seats course-service booked on its own (its desk), which booking-service never sold.
+    pub external: i64,
+    /// Net seats of outbox rows not delivered because course-service refused them (or a row of
+    /// the same booking before them): refused books count negative, refused releases positive.
+    pub undelivered: i64,
+    /// The first refusal's answer, for the reader.
+    pub why: Option<String>,
+}
+
+/// I3: once everything healed, course-stub's count for every slot equals booking-service's sum,
+/// plus exactly what is accounted for: seats course-service booked itself and rows it refused,
+/// which the outbox holds as REJECTED (those slots are listed as notes, not hidden).
 pub fn check_convergence(
     stub: &BTreeMap<i32, i32>,
     sums: &HashMap<i32, i64>,
+    accounted: &HashMap<i32, Accounted>,
     converged_after_s: Option<f64>,
 ) -> Verdict {
     let mut v = Verdict::new(
         "I3",
-        "course-service bookedPlayers = booking sums after the faults heal",
+        "course-service bookedPlayers = booking sums after the faults heal (refusals accounted)",
     );
     v.checked = stub.len();
     for (slot, theirs) in stub {
+        let theirs = i64::from(*theirs);
         let ours = sums.get(slot).copied().unwrap_or(0);
-        if i64::from(*theirs) != ours {
-            v.violate(format!(
-                "slot {slot}: course-stub {theirs}, bookings {ours}"
+        let a = accounted.get(slot).cloned().unwrap_or_default();
+        let expected = ours + a.external + a.undelivered;
+        if theirs != expected {
+            if a == Accounted::default() {
+                v.violate(format!("slot {slot}: course-stub {theirs}, bookings {ours}"));
+            } else {
+                v.violate(format!(
+                    "slot {slot}: course-stub {theirs}, expected {expected} (bookings {ours}, \
+                     {} booked by course-service itself, {:+} in refused rows)",
+                    a.external, a.undelivered
+                ));
+            }
+        } else if theirs != ours {
+            v.note(format!(
+                "slot {slot}: course-stub {theirs}, bookings {ours}: {} booked by course-service \
+                 itself, {:+} in rows it refused ({})",
+                a.external,
+                a.undelivered,
+                a.why.as_deref().unwrap_or("no refusal")
             ));
         }
     }
@@ -145,12 +189,15 @@ pub fn check_acknowledged(acks: &[Acknowledged], stored: &HashMap<String, String
     v
 }
 
-/// I5: no operation (however often retried with its key) made more than one booking, and every
-/// successful attempt of one operation saw the same booking. `per_op` maps operation index → the
+/// I5: no operation (however often retried with its key) made more than one booking, every
+/// successful attempt of one operation saw the same booking, and no keyed attempt was refused
+/// while its key owns a booking. `refusals` lists (operation, attempt, code) of every keyed
+/// attempt answered with a `BUS_*` refusal. `per_op` maps operation index → the
 /// booking numbers stored for it; `replies` maps operation index → numbers its replies carried.
 pub fn check_retries(
     per_op: &HashMap<u32, Vec<String>>,
     replies: &HashMap<u32, Vec<String>>,
+    refusals: &[(u32, u32, String)],
     keyed_ops: usize,
 ) -> Verdict {
     let mut v = Verdict::new("I5", "a retried create never makes a second booking");
@@ -171,7 +218,28 @@ pub fn check_retries(
             ));
         }
     }
+    for (op, attempt, code) in refusals {
+        if let Some(numbers) = per_op.get(op).filter(|n| !n.is_empty()) {
+            v.violate(format!(
+                "op {op} attempt {attempt}: refused with {code} although its key made booking {}",
+                numbers[0]
+            ));
+        }
+    }
     v
+}
+
+/// A booking event's row, with how often a core subscriber saw its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSeen {
+    /// Event id (`Nats-Msg-Id`).
+    pub id: String,
+    /// Times a subscriber received it.
+    pub seen: u64,
+    /// Delivery attempts on the row.
+    pub attempts: i32,
+    /// Whether the row is SENT.
+    pub sent: bool,
 }
 
 /// What I6 compares.
@@ -187,17 +255,25 @@ pub struct Deliveries {
     pub deduplicated: u64,
     /// Booking events marked sent.
     pub event_rows: u64,
-    /// Messages in the JetStream stream, when it could be read.
+    /// Messages in the JetStream stream, when there is one.
     pub stream_messages: Option<u64>,
-    /// Outbox rows given up (FAILED).
-    pub failed_rows: u64,
+    /// Without JetStream: every booking event row and how often a subscriber saw it.
+    pub events_seen: Option<Vec<EventSeen>>,
+    /// Rows left PENDING at the end that nothing holds back: (subject, attempts, last error).
+    pub stranded: Vec<(String, i32, String)>,
+    /// Messages course-stub refused whose rows are not REJECTED: (event id, row status).
+    pub refusals_unrecorded: Vec<(String, String)>,
+    /// Rows REJECTED (recorded refusals): (subject, course-service's answer).
+    pub rejected: Vec<(String, String)>,
 }
 
-/// I6: each book/release applied exactly once; each booking event stored once in the stream.
+/// I6: each book/release applied exactly once, each refusal recorded (never marked sent), each
+/// booking event delivered (stored once in the stream, or seen by a subscriber no more often than
+/// it was sent), and no row stranded.
 pub fn check_deliveries(d: &Deliveries) -> Verdict {
     let mut v = Verdict::new(
         "I6",
-        "each book/release applied once; each booking event published with a stable id",
+        "each book/release applied once, each refusal recorded; each booking event delivered with a stable id",
     );
     v.checked = usize::try_from(d.seat_rows + d.event_rows).unwrap_or(usize::MAX);
     if d.applied != d.seat_rows {
@@ -220,8 +296,31 @@ pub fn check_deliveries(d: &Deliveries) -> Verdict {
             ));
         }
     }
-    if d.failed_rows > 0 {
-        v.violate(format!("{} outbox rows FAILED", d.failed_rows));
+    for e in d.events_seen.iter().flatten() {
+        if e.sent && e.seen == 0 {
+            v.violate(format!("event {} is SENT but no subscriber saw it", e.id));
+        } else if e.seen > u64::try_from(e.attempts.max(1)).unwrap_or(0) {
+            v.violate(format!(
+                "event {} seen {} times in {} attempts ({})",
+                e.id,
+                e.seen,
+                e.attempts,
+                if e.sent { "sent" } else { "still not sent" }
+            ));
+        }
+    }
+    for (subject, attempts, error) in &d.stranded {
+        v.violate(format!(
+            "{subject} still PENDING after {attempts} attempts: {error}"
+        ));
+    }
+    for (id, status) in &d.refusals_unrecorded {
+        v.violate(format!(
+            "course-service refused event {id}, but its row is {status}, not REJECTED"
+        ));
+    }
+    for (subject, answer) in &d.rejected {
+        v.note(format!("{subject} REJECTED by course-service: {answer}"));
     }
     v
 }
@@ -296,9 +395,20 @@ mod tests {
             (4, vec!["BK-a".into(), "BK-b".into()]),
             (5, vec!["BK-c".into()]),
         ]);
-        let v = check_retries(&per_op, &HashMap::new(), 2);
+        let v = check_retries(&per_op, &HashMap::new(), &[], 2);
         assert!(!v.held);
         assert!(v.witnesses[0].contains("op 4"));
+    }
+
+    #[test]
+    fn a_refusal_of_a_keyed_attempt_whose_key_owns_a_booking_fails_i5() {
+        let per_op = HashMap::from([(4, vec!["BK-a".into()])]);
+        let refused = [(4, 1, "BUS_004".to_owned()), (9, 0, "BUS_004".to_owned())];
+        let v = check_retries(&per_op, &HashMap::new(), &refused, 2);
+        assert_eq!(
+            v.witnesses,
+            ["op 4 attempt 1: refused with BUS_004 although its key made booking BK-a"]
+        );
     }
 
     #[test]
@@ -310,7 +420,7 @@ mod tests {
             deduplicated: 3,
             event_rows: 10,
             stream_messages: Some(10),
-            failed_rows: 0,
+            ..Deliveries::default()
         };
         assert!(check_deliveries(&good).held);
         let twice = Deliveries {
@@ -320,18 +430,85 @@ mod tests {
         assert!(!check_deliveries(&twice).held);
         let undrained = Deliveries {
             stream_messages: Some(9),
-            ..good
+            ..good.clone()
         };
         assert!(!check_deliveries(&undrained).held);
+        let swallowed = Deliveries {
+            refusals_unrecorded: vec![("e-1".into(), "SENT".into())],
+            ..good.clone()
+        };
+        assert_eq!(
+            check_deliveries(&swallowed).witnesses,
+            ["course-service refused event e-1, but its row is SENT, not REJECTED"]
+        );
+        let recorded = Deliveries {
+            rejected: vec![("gameTimeSlots.book".into(), "no".into())],
+            ..good.clone()
+        };
+        let v = check_deliveries(&recorded);
+        assert!(v.held && v.notes.len() == 1);
+        let resent = Deliveries {
+            stream_messages: None,
+            events_seen: Some(vec![EventSeen {
+                id: "e-2".into(),
+                seen: 12,
+                attempts: 12,
+                sent: false,
+            }]),
+            stranded: vec![("booking.confirmed".into(), 12, "JetStream ack timed out".into())],
+            ..good
+        };
+        assert_eq!(check_deliveries(&resent).violations, 1);
     }
 
     #[test]
     fn convergence_compares_every_slot() {
         let stub = BTreeMap::from([(1, 2), (2, 0)]);
         let sums = HashMap::from([(1, 2)]);
-        assert!(check_convergence(&stub, &sums, Some(0.5)).held);
+        let none = HashMap::new();
+        assert!(check_convergence(&stub, &sums, &none, Some(0.5)).held);
         let sums = HashMap::from([(1, 3)]);
-        let v = check_convergence(&stub, &sums, None);
+        let v = check_convergence(&stub, &sums, &none, None);
         assert_eq!(v.witnesses, ["slot 1: course-stub 2, bookings 3"]);
+    }
+
+    #[test]
+    fn a_divergence_counts_only_when_refusals_do_not_account_for_it() {
+        // Course-service booked 2 seats itself and refused a 2-seat book: 4 = 4 + 2 - 2.
+        let stub = BTreeMap::from([(1, 4)]);
+        let sums = HashMap::from([(1, 4)]);
+        let accounted = HashMap::from([(
+            1,
+            Accounted {
+                external: 2,
+                undelivered: -2,
+                why: Some("Not enough capacity".into()),
+            },
+        )]);
+        assert!(check_convergence(&stub, &sums, &accounted, Some(1.0)).held);
+        // The same refusal marked sent: course-service holds 4, but 6 was expected.
+        let silent = HashMap::from([(
+            1,
+            Accounted {
+                external: 2,
+                undelivered: 0,
+                why: None,
+            },
+        )]);
+        let v = check_convergence(&stub, &sums, &silent, Some(1.0));
+        assert!(!v.held);
+        assert!(v.witnesses[0].starts_with("slot 1: course-stub 4, expected 6"));
+        // A refused 2-seat book alone: course-service holds 2 of booking-service's 4, as recorded.
+        let refused = HashMap::from([(
+            1,
+            Accounted {
+                external: 0,
+                undelivered: -2,
+                why: Some("Not enough capacity".into()),
+            },
+        )]);
+        let stub = BTreeMap::from([(1, 2)]);
+        let v = check_convergence(&stub, &sums, &refused, Some(1.0));
+        assert!(v.held && v.notes[0].contains("Not enough capacity"), "{v:?}");
     }
 }

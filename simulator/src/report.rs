@@ -285,6 +285,9 @@ impl Report {
                 );
             }
             out.push_str(")\n");
+            if !v.notes.is_empty() {
+                let _ = writeln!(out, "  - noted: {}", v.notes.join("; "));
+            }
         }
         for c in &self.thresholds {
             let _ = writeln!(

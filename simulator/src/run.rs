@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::checker::{self, Acknowledged, Deliveries, SlotSnapshot, Verdict};
+use crate::checker::{self, Accounted, Acknowledged, Deliveries, EventSeen, SlotSnapshot, Verdict};
 use crate::report::{
     Bucket, Check, FaultSpan, Happening, Latency, MetricsAt, OpStats, Probe, Report,
 };
@@ -343,6 +343,104 @@ fn drift(stub: &BTreeMap<i32, i32>, slots: &[SlotSnapshot]) -> i64 {
         .sum()
 }
 
+/// Outbox rows still PENDING that nothing holds back (a REJECTED row of the same booking and
+/// channel holds the rows after it): (subject, attempts, last error).
+async fn stranded(pool: &sqlx::PgPool) -> anyhow::Result<Vec<(String, i32, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT o.event_type, o.retry_count, COALESCE(o.last_error, '') FROM outbox_events o \
+         WHERE o.status = 'PENDING' AND NOT EXISTS (SELECT 1 FROM outbox_events e \
+           WHERE e.status = 'REJECTED' AND e.aggregate_type = o.aggregate_type \
+           AND e.aggregate_id = o.aggregate_id AND e.channel = o.channel AND e.id < o.id) \
+         ORDER BY o.id",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Per slot, the seats of book/release rows course-service never applied because it refused them
+/// (REJECTED) or an earlier row of their booking (held PENDING behind it), with the first answer.
+async fn accounted(pool: &sqlx::PgPool) -> anyhow::Result<HashMap<i32, Accounted>> {
+    let rows: Vec<(Option<i32>, String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT (payload->>'timeSlotId')::int4, event_type, (payload->>'playerCount')::int8, \
+         CASE WHEN status = 'REJECTED' THEN last_error END \
+         FROM outbox_events WHERE channel = 'course' AND status <> 'SENT' ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out: HashMap<i32, Accounted> = HashMap::new();
+    for (slot, subject, seats, answer) in rows {
+        let Some(slot) = slot else { continue };
+        let a = out.entry(slot).or_default();
+        a.undelivered += if subject == subjects::SLOTS_BOOK {
+            -seats
+        } else {
+            seats
+        };
+        if a.why.is_none() {
+            a.why = answer;
+        }
+    }
+    Ok(out)
+}
+
+/// Adds course-stub's own seats (its desk) to what is accounted for.
+fn with_external(
+    mut accounted: HashMap<i32, Accounted>,
+    stub: &course_stub::StubState,
+) -> HashMap<i32, Accounted> {
+    for s in stub.slots.iter().filter(|s| s.external != 0) {
+        accounted.entry(s.id).or_default().external = i64::from(s.external);
+    }
+    accounted
+}
+
+fn stub_slots(stub: &course_stub::StubState) -> BTreeMap<i32, i32> {
+    stub.slots
+        .iter()
+        .map(|s| (s.id, s.booked_players))
+        .collect()
+}
+
+/// Counts every booking event a plain subscriber receives, by `Nats-Msg-Id` (with JetStream or
+/// without, a core subscription sees each publish).
+struct EventCounter {
+    task: tokio::task::JoinHandle<()>,
+    seen: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl EventCounter {
+    async fn start(client: &async_nats::Client) -> anyhow::Result<Self> {
+        use futures::StreamExt as _;
+        let subs = vec![
+            client.subscribe(subjects::BOOKING_CONFIRMED).await?,
+            client.subscribe(subjects::BOOKING_CANCELLED).await?,
+        ];
+        client.flush().await?;
+        let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let counts = seen.clone();
+        let task = tokio::spawn(async move {
+            let mut messages = futures::stream::select_all(subs);
+            while let Some(m) = messages.next().await {
+                let id = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(contracts::MSG_ID_HEADER))
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
+                if let Ok(mut c) = counts.lock() {
+                    *c.entry(id).or_default() += 1;
+                }
+            }
+        });
+        Ok(Self { task, seen })
+    }
+
+    fn finish(self) -> HashMap<String, u64> {
+        self.task.abort();
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
 /// Sends a control request to course-stub; failures become happenings.
 async fn stub_control(shared: &Shared, subject: &str, data: Value) {
     if ask(&shared.client, subject, data.clone()).await.is_none() {
@@ -390,6 +488,16 @@ async fn apply(
             stub_control(shared, control::FAULTS, json!({"duplicateFraction": v})).await
         }
         FaultKind::StaleSync => stub_control(shared, control::SYNC, json!({"stale": true})).await,
+        FaultKind::CourseDrift { slots, seats } => {
+            if start {
+                stub_control(
+                    shared,
+                    control::DRIFT,
+                    json!({"slots": slots, "seats": seats}),
+                )
+                .await
+            }
+        }
         FaultKind::KillService { replica } => {
             if start {
                 hold(*replica, true);
@@ -478,10 +586,12 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
         ],
         fsync: options.fsync,
         service_env,
+        jetstream: scenario.jetstream,
     };
     let stack = Arc::new(Stack::start(&stack_options, &options.out.join("logs")).await?);
     let client = stack.client().await?;
     let tap = crate::tap::Tap::start(&client).await?;
+    let events_seen = EventCounter::start(&client).await?;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(3)
         .acquire_timeout(Duration::from_secs(2))
@@ -657,21 +767,20 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
     bar.finish_and_clear();
     let load_end = shared.t0.elapsed();
 
-    // Liveness: the outbox drains and course-stub matches the bookings.
+    // Liveness: the outbox drains (but for rows course-service refused, and what waits behind
+    // them) and course-stub matches the bookings, refusals accounted.
     let settle = Duration::from_secs_f64(scenario.settle_s);
     let healed = Instant::now();
     let mut converged = None;
     while healed.elapsed() < settle {
-        if let (Ok(0), Ok(snapshot), Some(stub)) = (
-            sqlx::query_scalar::<_, i64>(
-                "SELECT count(*) FROM outbox_events WHERE status <> 'SENT'",
-            )
-            .fetch_one(&pool)
-            .await,
+        if let (Ok(0), Ok(snapshot), Some(stub), Ok(accounted)) = (
+            stranded(&pool).await.map(|rows| rows.len()),
             slot_snapshot(&pool).await,
-            stub_counts(&client).await,
+            stack.stub_state(&client).await.ok(),
+            accounted(&pool).await,
         ) {
-            if drift(&stub, &snapshot) == 0 {
+            let sums: HashMap<i32, i64> = snapshot.iter().map(|s| (s.id, s.sum)).collect();
+            if checker::check_convergence(&stub_slots(&stub), &sums, &with_external(accounted, &stub), Some(0.0)).held {
                 converged = Some(healed.elapsed().as_secs_f64());
                 break;
             }
@@ -689,12 +798,12 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
     checker::check_slots(load_end.as_millis() as u64, &snapshot, &mut i1, &mut i2);
     let sums: HashMap<i32, i64> = snapshot.iter().map(|s| (s.id, s.sum)).collect();
     let stub_state = stack.stub_state(&client).await?;
-    let stub: BTreeMap<i32, i32> = stub_state
-        .slots
-        .iter()
-        .map(|s| (s.id, s.booked_players))
-        .collect();
-    let i3 = checker::check_convergence(&stub, &sums, converged);
+    let i3 = checker::check_convergence(
+        &stub_slots(&stub_state),
+        &sums,
+        &with_external(accounted(&pool).await?, &stub_state),
+        converged,
+    );
 
     let history = shared.history.lock().map(|h| h.clone()).unwrap_or_default();
     let stored: Vec<(String, String, Option<String>)> =
@@ -733,7 +842,21 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
             replies.entry(a.i).or_default().push(n.clone());
         }
     }
-    let i5 = checker::check_retries(&per_op, &replies, trace.header.derived.keyed);
+    let keyed: HashSet<u32> = trace
+        .ops
+        .iter()
+        .filter(|op| matches!(&op.action, Action::Create { key: Some(_), .. }))
+        .map(|op| op.i)
+        .collect();
+    let refusals: Vec<(u32, u32, String)> = history
+        .iter()
+        .filter(|a| a.outcome == Outcome::Fail && keyed.contains(&a.i))
+        .filter_map(|a| {
+            let code = a.code.clone()?;
+            code.starts_with("BUS_").then_some((a.i, a.attempt, code))
+        })
+        .collect();
+    let i5 = checker::check_retries(&per_op, &replies, &refusals, trace.header.derived.keyed);
 
     let counts: Vec<(String, String, i64)> =
         sqlx::query_as("SELECT event_type, status, count(*) FROM outbox_events GROUP BY 1, 2")
@@ -752,14 +875,58 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
         Some(stream.info().await.ok()?.state.messages)
     }
     .await;
+    let seen = events_seen.finish();
+    let events_seen = if scenario.jetstream {
+        None
+    } else {
+        let rows: Vec<(uuid::Uuid, i32, String)> = sqlx::query_as(
+            "SELECT event_id, retry_count, status FROM outbox_events WHERE channel = 'events' ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await?;
+        Some(
+            rows.into_iter()
+                .map(|(id, retries, status)| {
+                    let id = id.to_string();
+                    EventSeen {
+                        seen: seen.get(&id).copied().unwrap_or(0),
+                        // A SENT row's last attempt is not counted in retry_count.
+                        attempts: retries + i32::from(status == "SENT"),
+                        sent: status == "SENT",
+                        id,
+                    }
+                })
+                .collect(),
+        )
+    };
+    let refused_ids: Vec<uuid::Uuid> = stub_state
+        .refused_ids
+        .iter()
+        .filter_map(|id| id.parse().ok())
+        .collect();
+    let refusals_unrecorded: Vec<(String, String)> = sqlx::query_as(
+        "SELECT DISTINCT event_id::text, status FROM outbox_events \
+         WHERE event_id = ANY($1) AND status <> 'REJECTED' ORDER BY 1",
+    )
+    .bind(&refused_ids)
+    .fetch_all(&pool)
+    .await?;
+    let rejected: Vec<(String, String)> = sqlx::query_as(
+        "SELECT event_type, COALESCE(last_error, '') FROM outbox_events WHERE status = 'REJECTED' ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await?;
     let i6 = checker::check_deliveries(&Deliveries {
         seat_rows: rows(true, "SENT"),
         applied: stub_state.counts.applied,
         duplicated: stub_state.counts.duplicated,
         deduplicated: stub_state.counts.deduplicated,
         event_rows: rows(false, "SENT"),
-        stream_messages,
-        failed_rows: rows(true, "FAILED") + rows(false, "FAILED"),
+        stream_messages: stream_messages.filter(|_| scenario.jetstream),
+        events_seen,
+        stranded: stranded(&pool).await?,
+        refusals_unrecorded,
+        rejected,
     });
 
     pool.close().await;

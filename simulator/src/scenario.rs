@@ -36,6 +36,13 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../scenarios/postgres-restart.toml"),
     ),
     ("replicas", include_str!("../scenarios/replicas.toml")),
+    (
+        "course-refuses",
+        include_str!("../scenarios/course-refuses.toml"),
+    ),
+    ("no-jetstream", include_str!("../scenarios/no-jetstream.toml")),
+    ("long-outage", include_str!("../scenarios/long-outage.toml")),
+    ("retry-rush", include_str!("../scenarios/retry-rush.toml")),
 ];
 
 /// A whole scenario.
@@ -64,6 +71,9 @@ pub struct Scenario {
     /// Extra environment for every booking-service replica.
     #[serde(default)]
     pub service: BTreeMap<String, String>,
+    /// Run NATS with JetStream (default) or as a core server without it.
+    #[serde(default = "yes")]
+    pub jetstream: bool,
     /// The fault schedule.
     #[serde(default)]
     pub faults: Vec<Fault>,
@@ -74,6 +84,9 @@ pub struct Scenario {
 
 fn one() -> usize {
     1
+}
+fn yes() -> bool {
+    true
 }
 fn settle() -> f64 {
     60.0
@@ -203,6 +216,14 @@ pub enum FaultKind {
     },
     /// course-service broadcasts an outdated catalogue (one shot).
     StaleSync,
+    /// course-service's own count moves without booking-service (one shot): `seats` booked at the
+    /// club's desk on each of the first `slots` slots, so its count disagrees and it refuses.
+    CourseDrift {
+        /// Slots, from the start of the catalogue (the hot ones).
+        slots: u32,
+        /// Seats per slot.
+        seats: i32,
+    },
     /// kill -9 of a replica, restarted after `for_s`.
     KillService {
         /// Which replica.
@@ -239,6 +260,7 @@ impl FaultKind {
             FaultKind::Drop { .. } => "drop",
             FaultKind::Duplicate { .. } => "duplicate",
             FaultKind::StaleSync => "stale-sync",
+            FaultKind::CourseDrift { .. } => "course-drift",
             FaultKind::KillService { .. } => "kill-service",
             FaultKind::NatsRestart => "nats-restart",
             FaultKind::PostgresRestart => "postgres-restart",

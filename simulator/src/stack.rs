@@ -23,6 +23,8 @@ pub struct StackOptions {
     pub fsync: bool,
     /// Extra environment for every booking-service replica.
     pub service_env: Vec<(String, String)>,
+    /// Run NATS with JetStream (the default) or without.
+    pub jetstream: bool,
 }
 
 impl Default for StackOptions {
@@ -33,6 +35,7 @@ impl Default for StackOptions {
             stub_args: Vec::new(),
             fsync: true,
             service_env: Vec::new(),
+            jetstream: true,
         }
     }
 }
@@ -132,7 +135,11 @@ impl Stack {
     pub async fn start(options: &StackOptions, log_dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(log_dir)
             .with_context(|| format!("creating {}", log_dir.display()))?;
-        let world = World::builder().fsync(options.fsync).start().await?;
+        let world = World::builder()
+            .fsync(options.fsync)
+            .jetstream(options.jetstream)
+            .start()
+            .await?;
         let db = world.database().await?;
         let mut http_addrs = Vec::new();
         for _ in 0..options.replicas {

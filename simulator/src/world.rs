@@ -90,6 +90,8 @@ pub struct WorldBuilder {
     nats: bool,
     /// Honour `DATABASE_URL` and `NATS_URL` (default) or always start local servers.
     use_env: bool,
+    /// Start NATS with JetStream (default) or as a plain core server.
+    jetstream: bool,
 }
 
 impl Default for WorldBuilder {
@@ -99,6 +101,7 @@ impl Default for WorldBuilder {
             postgres: true,
             nats: true,
             use_env: true,
+            jetstream: true,
         }
     }
 }
@@ -119,6 +122,15 @@ impl WorldBuilder {
     /// Leaves NATS out.
     pub fn without_nats(mut self) -> Self {
         self.nats = false;
+        self
+    }
+
+    /// Starts NATS without JetStream (`false`), as some deployments run it; implies local servers.
+    pub fn jetstream(mut self, on: bool) -> Self {
+        self.jetstream = on;
+        if !on {
+            self.use_env = false;
+        }
         self
     }
 
@@ -158,7 +170,7 @@ impl WorldBuilder {
         } else if let Some(url) = env("NATS_URL") {
             Some(Nats::External(url))
         } else {
-            let mut server = NatsServer::new(binaries::nats()?, dir.path())?;
+            let mut server = NatsServer::new(binaries::nats()?, dir.path(), self.jetstream)?;
             server.start(true).await?;
             Some(Nats::Local(server))
         };

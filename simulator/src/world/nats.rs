@@ -19,8 +19,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct NatsServer {
     /// The `nats-server` program.
     bin: PathBuf,
-    /// JetStream's storage directory.
-    store_dir: PathBuf,
+    /// JetStream's storage directory; `None` runs a core server without JetStream.
+    store_dir: Option<PathBuf>,
     /// Where the server's output goes.
     log_path: PathBuf,
     /// The loopback port.
@@ -31,10 +31,15 @@ pub(crate) struct NatsServer {
 
 impl NatsServer {
     /// Prepares a server in `dir` (not started yet).
-    pub(crate) fn new(bin: PathBuf, dir: &Path) -> Result<Self, WorldError> {
-        let store_dir = dir.join("jetstream");
-        std::fs::create_dir(&store_dir)
-            .with_context(|| format!("creating {}", store_dir.display()))?;
+    pub(crate) fn new(bin: PathBuf, dir: &Path, jetstream: bool) -> Result<Self, WorldError> {
+        let store_dir = if jetstream {
+            let store_dir = dir.join("jetstream");
+            std::fs::create_dir(&store_dir)
+                .with_context(|| format!("creating {}", store_dir.display()))?;
+            Some(store_dir)
+        } else {
+            None
+        };
         let log_path = dir.join("nats.log");
         std::fs::File::create(&log_path).context("creating the NATS log")?;
         Ok(Self {
@@ -70,11 +75,11 @@ impl NatsServer {
                 .context("opening the NATS log")?;
             let mut cmd = Command::new(&self.bin);
             cmd.args(["-a", "127.0.0.1", "-p"])
-                .arg(self.port.to_string())
-                .arg("-js")
-                .arg("-sd")
-                .arg(&self.store_dir)
-                .stdin(Stdio::null())
+                .arg(self.port.to_string());
+            if let Some(store_dir) = &self.store_dir {
+                cmd.arg("-js").arg("-sd").arg(store_dir);
+            }
+            cmd.stdin(Stdio::null())
                 .stdout(log.try_clone().context("log handle")?)
                 .stderr(log);
             self.child = Some(process::spawn(cmd).context("spawning nats-server")?);
