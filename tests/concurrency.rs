@@ -11,6 +11,7 @@ async fn two_hundred_concurrent_creates_on_one_four_seat_slot_across_two_replica
     let app = spawn_app_with(AppOptions {
         replicas: 2,
         configure: |c| c.db_pool_size = 16,
+        ..AppOptions::default()
     })
     .await;
     app.seed_slot(&slot(300, 1, 10, 4), &game(1)).await;

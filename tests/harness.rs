@@ -101,6 +101,8 @@ pub struct AppOptions {
     pub replicas: usize,
     /// Changes to the default configuration.
     pub configure: fn(&mut Config),
+    /// NATS with JetStream (default) or without.
+    pub jetstream: bool,
 }
 
 impl Default for AppOptions {
@@ -108,6 +110,7 @@ impl Default for AppOptions {
         Self {
             replicas: 1,
             configure: |_| {},
+            jetstream: true,
         }
     }
 }
@@ -123,6 +126,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let nats_world = World::builder()
         .without_postgres()
         .local_only()
+        .jetstream(options.jetstream)
         .start()
         .await
         .unwrap();
@@ -432,4 +436,90 @@ fn found<T: serde::Serialize>(item: Option<T>) -> Value {
         None => serde_json::json!({"success": false,
             "error": {"code": "GAME_TIMESLOT_GET_FAILED", "message": "GameTimeSlot with ID 0 not found"}}),
     }
+}
+
+// ---- the real course-stub, for the delivery suites ----
+
+use contracts::{Codec as StubCodec, MessageId as StubMessageId, ReplyOutcome as StubReply};
+use course_stub::control::{self as stub_control, StubState};
+use course_stub::{Catalog, CatalogSpec, Faults, RunningStub, StubConfig};
+
+/// Starts the real course-stub (strict unless `faults.lenient`) on the app's NATS with a small
+/// catalogue, and waits until its sync has filled the cache.
+pub async fn start_stub(app: &TestApp, faults: Faults) -> (RunningStub, Catalog) {
+    let start = chrono::Utc::now().date_naive() + chrono::Duration::days(10);
+    let catalog = Catalog::generate(11, &CatalogSpec::small(start));
+    let stub = course_stub::start(StubConfig {
+        nats_url: app.nats_world.nats_url().to_owned(),
+        seed: 11,
+        catalog: catalog.clone(),
+        faults,
+        sync_on_start: true,
+    })
+    .await
+    .unwrap();
+    let slots = catalog.slots.len() as i64;
+    eventually(
+        "the catalogue to reach the cache",
+        Duration::from_secs(10),
+        || async { (app.count("game_time_slot_cache").await == slots).then_some(()) },
+    )
+    .await;
+    (stub, catalog)
+}
+
+/// A control request to course-stub; its `data`.
+pub async fn control(app: &TestApp, subject: &str, data: Value) -> Value {
+    let body = StubCodec::default()
+        .encode_request(subject, &data, &StubMessageId::fresh())
+        .unwrap();
+    let reply = app.raw(subject, body).await;
+    match StubCodec::with_max_len(1 << 20)
+        .decode_reply(&reply.payload)
+        .unwrap()
+        .outcome
+    {
+        StubReply::Response(v) => v["data"].clone(),
+        other => panic!("control {subject}: {other:?}"),
+    }
+}
+
+/// course-stub's counts.
+pub async fn stub_state(app: &TestApp) -> StubState {
+    serde_json::from_value(control(app, stub_control::STATE, serde_json::json!({})).await).unwrap()
+}
+
+/// Outbox rows not SENT.
+pub async fn pending(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE status <> 'SENT'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+/// Waits for the outbox to drain and for course-stub's counts to equal the booking sums.
+pub async fn converge(app: &TestApp, catalog: &Catalog) -> StubState {
+    eventually(
+        "the outbox to drain and course-stub to converge",
+        Duration::from_secs(90),
+        || async {
+            if pending(app).await != 0 {
+                return None;
+            }
+            let state = stub_state(app).await;
+            for slot in &catalog.slots {
+                let theirs = state
+                    .slots
+                    .iter()
+                    .find(|s| s.id == slot.id)
+                    .unwrap()
+                    .booked_players;
+                if i64::from(theirs) != app.booked_sum(slot.id).await {
+                    return None;
+                }
+            }
+            Some(state)
+        },
+    )
+    .await
 }

@@ -6,86 +6,11 @@
 
 use std::time::Duration;
 
-use contracts::{subjects as s, Codec, MessageId, ReplyOutcome};
-use course_stub::control::{self, StubState};
-use course_stub::{Catalog, CatalogSpec, Faults, RunningStub, StubConfig};
+use contracts::subjects as s;
+use course_stub::control;
+use course_stub::Faults;
 use integration_tests::*;
-use serde_json::{json, Value};
-
-async fn start_stub(app: &TestApp, faults: Faults) -> (RunningStub, Catalog) {
-    let start = chrono::Utc::now().date_naive() + chrono::Duration::days(10);
-    let catalog = Catalog::generate(11, &CatalogSpec::small(start));
-    let stub = course_stub::start(StubConfig {
-        nats_url: app.nats_world.nats_url().to_owned(),
-        seed: 11,
-        catalog: catalog.clone(),
-        faults,
-        sync_on_start: true,
-    })
-    .await
-    .unwrap();
-    let slots = catalog.slots.len() as i64;
-    eventually(
-        "the catalogue to reach the cache",
-        Duration::from_secs(10),
-        || async { (app.count("game_time_slot_cache").await == slots).then_some(()) },
-    )
-    .await;
-    (stub, catalog)
-}
-
-async fn control(app: &TestApp, subject: &str, data: Value) -> Value {
-    let body = Codec::default()
-        .encode_request(subject, &data, &MessageId::fresh())
-        .unwrap();
-    let reply = app.raw(subject, body).await;
-    match Codec::with_max_len(1 << 20)
-        .decode_reply(&reply.payload)
-        .unwrap()
-        .outcome
-    {
-        ReplyOutcome::Response(v) => v["data"].clone(),
-        other => panic!("control {subject}: {other:?}"),
-    }
-}
-
-async fn stub_state(app: &TestApp) -> StubState {
-    serde_json::from_value(control(app, control::STATE, json!({})).await).unwrap()
-}
-
-async fn pending(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE status <> 'SENT'")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
-}
-
-/// Waits for the outbox to drain and for course-stub's counts to equal the booking sums.
-async fn converge(app: &TestApp, catalog: &Catalog) -> StubState {
-    eventually(
-        "the outbox to drain and course-stub to converge",
-        Duration::from_secs(90),
-        || async {
-            if pending(app).await != 0 {
-                return None;
-            }
-            let state = stub_state(app).await;
-            for slot in &catalog.slots {
-                let theirs = state
-                    .slots
-                    .iter()
-                    .find(|s| s.id == slot.id)
-                    .unwrap()
-                    .booked_players;
-                if i64::from(theirs) != app.booked_sum(slot.id).await {
-                    return None;
-                }
-            }
-            Some(state)
-        },
-    )
-    .await
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bookings_succeed_during_a_course_service_outage_and_every_event_arrives_after_it() {

@@ -12,9 +12,7 @@ use crate::booking::{
     FindByNumber, FindByUserId, SearchBookings, SlotAvailability, UpdateBookingRequest,
 };
 use crate::codec::{Codec, CodecError};
-use crate::course::{
-    CourseReply, Game, GameQuery, SeatsSlot, SlotSeats, TimeSlot, TimeSlotQuery,
-};
+use crate::course::{CourseReply, Game, GameQuery, SeatsSlot, SlotSeats, TimeSlot, TimeSlotQuery};
 use crate::error::ErrorValue;
 use crate::events::{BookingCancelled, BookingConfirmed};
 use crate::reply::{Page, Success, SyncAck};

@@ -67,7 +67,7 @@ pub struct SyncRequest {
 pub struct Drift {
     /// How many slots, from the start of the catalogue.
     pub slots: u32,
-    /// Seats added to each.
+    /// Seats added to each (negative: the desk gives seats back, at most those it booked).
     pub seats: i32,
 }
 

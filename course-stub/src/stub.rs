@@ -25,9 +25,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::catalog::Catalog;
-use crate::control::{
-    self, Counts, Drift, Faults, SlotCount, StubState, SyncReport, SyncRequest,
-};
+use crate::control::{self, Counts, Drift, Faults, SlotCount, StubState, SyncReport, SyncRequest};
 
 /// Refused message ids kept for `courseStub.state`.
 const REFUSED_IDS_KEPT: usize = 10_000;
@@ -399,7 +397,8 @@ impl Stub {
         Some(answer)
     }
 
-    /// Books seats on course-service's side only (capped at capacity); returns the seats moved.
+    /// Books seats on course-service's side only (capped at capacity; negative seats give the
+    /// desk's seats back); returns the seats moved.
     fn drift(&self, drift: &Drift) -> i32 {
         let mut state = self.lock();
         let ids: Vec<i32> = state
@@ -410,15 +409,17 @@ impl Stub {
             .collect();
         let mut moved = 0;
         for id in ids {
+            let external = state.external.get(&id).copied().unwrap_or(0);
             let Some(slot) = state.slots.get_mut(&id) else {
                 continue;
             };
+            // Never past capacity, and never more given back than the desk booked.
             let seats = drift
                 .seats
-                .clamp(0, (slot.max_players - slot.booked_players).max(0));
+                .clamp(-external, (slot.max_players - slot.booked_players).max(0));
             slot.booked_players += seats;
             slot.status = status_for(slot.booked_players, slot.max_players);
-            *state.external.entry(id).or_default() += seats;
+            state.external.insert(id, external + seats);
             moved += seats;
         }
         tracing::info!(moved, "seats booked outside booking-service");

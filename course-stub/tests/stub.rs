@@ -120,9 +120,107 @@ async fn lookups_answer_in_the_seed_shapes_and_unknown_ids_with_success_false() 
         .await,
     );
     assert_eq!(v["data"]["id"], first.game_id);
+    // Unknown ids: course-service's own codes and messages, inside `response`, no timestamp.
     let v = response(request(&t.client, s::SLOTS_GET, json!({"timeSlotId": 99999}), None).await);
+    assert_eq!(
+        v,
+        json!({"success": false, "error": {"code": "GAME_TIMESLOT_GET_FAILED",
+            "message": "GameTimeSlot with ID 99999 not found"}})
+    );
+    let v = response(request(&t.client, s::GAMES_GET, json!({"gameId": 99999}), None).await);
+    assert_eq!(v["error"]["code"], "GAME_GET_FAILED");
+    assert_eq!(v["error"]["message"], "Game with ID 99999 not found");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn book_and_release_refuse_and_clamp_exactly_as_the_real_course_service() {
+    let t = setup(Faults::default()).await;
+    let slot = &t.catalog.slots[3];
+    assert_eq!(slot.max_players, 4);
+    let book = |n: i32| json!({"timeSlotId": slot.id, "playerCount": n});
+    // The reply is the updated row without the game's names.
+    let v = response(request(&t.client, s::SLOTS_BOOK, book(3), Some("r-1")).await);
+    assert_eq!(v["data"]["bookedPlayers"], 3);
+    assert!(v["data"].get("gameName").is_none(), "{v}");
+    // Past capacity: refused, nothing applied.
+    let v = response(request(&t.client, s::SLOTS_BOOK, book(2), Some("r-2")).await);
+    assert_eq!(
+        v,
+        json!({"success": false, "error": {"code": "GAME_TIMESLOT_BOOK_FAILED",
+            "message": "Not enough capacity. Available: 1, Requested: 2"}})
+    );
+    // Full: the status is FULLY_BOOKED, and any book is refused for it.
+    response(request(&t.client, s::SLOTS_BOOK, book(1), Some("r-3")).await);
+    let v = response(request(&t.client, s::SLOTS_BOOK, book(1), Some("r-4")).await);
+    assert_eq!(
+        v["error"]["message"],
+        "Time slot is not available (status: FULLY_BOOKED)"
+    );
+    // Unknown slot.
+    let v = response(
+        request(
+            &t.client,
+            s::SLOTS_RELEASE,
+            json!({"timeSlotId": 99999, "playerCount": 1}),
+            Some("r-5"),
+        )
+        .await,
+    );
+    assert_eq!(v["error"]["code"], "GAME_TIMESLOT_RELEASE_FAILED");
+    // A release past zero is clamped and still answered as a success.
+    let v = response(
+        request(
+            &t.client,
+            s::SLOTS_RELEASE,
+            json!({"timeSlotId": slot.id, "playerCount": 4}),
+            Some("r-6"),
+        )
+        .await,
+    );
+    assert_eq!(v["data"]["bookedPlayers"], 0);
+    let v = response(
+        request(
+            &t.client,
+            s::SLOTS_RELEASE,
+            json!({"timeSlotId": slot.id, "playerCount": 1}),
+            Some("r-7"),
+        )
+        .await,
+    );
+    assert_eq!(
+        (v["success"].clone(), v["data"]["bookedPlayers"].clone()),
+        (json!(true), json!(0))
+    );
+    let st = state(&t.client).await;
+    assert_eq!((st.counts.refused, st.counts.clamped), (3, 1));
+    assert_eq!(st.refused_ids, ["r-2", "r-4", "r-5"]);
+    // A refused message is not "seen": sent again once there is room, it is applied.
+    let v = response(request(&t.client, s::SLOTS_BOOK, book(2), Some("r-2")).await);
+    assert_eq!(v["data"]["bookedPlayers"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drift_books_seats_on_course_services_side_and_lenient_never_refuses() {
+    let t = setup(Faults::default()).await;
+    let slot = t.catalog.slots[0].id;
+    let v = response(
+        request(
+            &t.client,
+            control::DRIFT,
+            json!({"slots": 2, "seats": 3}),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(v["data"], 6);
+    let st = state(&t.client).await;
+    assert_eq!((booked(&st, slot), st.slots[0].external), (3, 3));
+    let book = json!({"timeSlotId": slot, "playerCount": 2});
+    let v = response(request(&t.client, s::SLOTS_BOOK, book.clone(), Some("l-1")).await);
     assert_eq!(v["success"], false);
-    assert_eq!(v["error"]["code"], "BUS_002");
+    response(request(&t.client, control::FAULTS, json!({"lenient": true}), None).await);
+    let v = response(request(&t.client, s::SLOTS_BOOK, book, Some("l-1")).await);
+    assert_eq!(v["data"]["bookedPlayers"], 5, "the kind stand-in overbooks");
 }
 
 #[tokio::test(flavor = "multi_thread")]

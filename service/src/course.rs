@@ -197,7 +197,11 @@ impl CourseClient {
             }
             // Whatever its code (course-service's own `GAME_*_FAILED`, or ours), `success:false` is
             // the peer saying no; its message is passed on.
-            CourseReply::Failed(err) => Err(CourseError::Refused(err.error.message)),
+            CourseReply::Failed(err) => {
+                let refused = CourseError::Refused(err.error.message);
+                self.metrics.course_failure(refused.kind());
+                Err(refused)
+            }
         }
     }
 

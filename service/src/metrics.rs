@@ -272,7 +272,10 @@ pub(crate) async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/outbox", get(crate::operator::unsent))
-        .route("/outbox/redrive", axum::routing::post(crate::operator::redrive))
+        .route(
+            "/outbox/redrive",
+            axum::routing::post(crate::operator::redrive),
+        )
         .with_state(app);
     let task = tokio::spawn(async move {
         let stop = async move {

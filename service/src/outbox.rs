@@ -422,7 +422,9 @@ async fn deliver(app: &App, events: &EventSink, row: &Claimed) -> Result<Deliver
             match codec.decode_reply(&reply.payload)?.outcome {
                 // course-service answers its refusals inside `response` (read liberally: only
                 // `success` matters); anything else there is an acknowledgement.
-                ReplyOutcome::Response(value) if value.get("success") == Some(&Value::Bool(false)) => {
+                ReplyOutcome::Response(value)
+                    if value.get("success") == Some(&Value::Bool(false)) =>
+                {
                     Ok(Delivery::Refused(value.to_string()))
                 }
                 ReplyOutcome::Response(_) => Ok(Delivery::Delivered),

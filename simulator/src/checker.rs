@@ -133,7 +133,9 @@ pub fn check_convergence(
         let expected = ours + a.external + a.undelivered;
         if theirs != expected {
             if a == Accounted::default() {
-                v.violate(format!("slot {slot}: course-stub {theirs}, bookings {ours}"));
+                v.violate(format!(
+                    "slot {slot}: course-stub {theirs}, bookings {ours}"
+                ));
             } else {
                 v.violate(format!(
                     "slot {slot}: course-stub {theirs}, expected {expected} (bookings {ours}, \
@@ -455,7 +457,11 @@ mod tests {
                 attempts: 12,
                 sent: false,
             }]),
-            stranded: vec![("booking.confirmed".into(), 12, "JetStream ack timed out".into())],
+            stranded: vec![(
+                "booking.confirmed".into(),
+                12,
+                "JetStream ack timed out".into(),
+            )],
             ..good
         };
         assert_eq!(check_deliveries(&resent).violations, 1);
@@ -509,6 +515,9 @@ mod tests {
         )]);
         let stub = BTreeMap::from([(1, 2)]);
         let v = check_convergence(&stub, &sums, &refused, Some(1.0));
-        assert!(v.held && v.notes[0].contains("Not enough capacity"), "{v:?}");
+        assert!(
+            v.held && v.notes[0].contains("Not enough capacity"),
+            "{v:?}"
+        );
     }
 }

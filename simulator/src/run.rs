@@ -780,7 +780,14 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
             accounted(&pool).await,
         ) {
             let sums: HashMap<i32, i64> = snapshot.iter().map(|s| (s.id, s.sum)).collect();
-            if checker::check_convergence(&stub_slots(&stub), &sums, &with_external(accounted, &stub), Some(0.0)).held {
+            if checker::check_convergence(
+                &stub_slots(&stub),
+                &sums,
+                &with_external(accounted, &stub),
+                Some(0.0),
+            )
+            .held
+            {
                 converged = Some(healed.elapsed().as_secs_f64());
                 break;
             }

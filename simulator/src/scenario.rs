@@ -40,7 +40,10 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "course-refuses",
         include_str!("../scenarios/course-refuses.toml"),
     ),
-    ("no-jetstream", include_str!("../scenarios/no-jetstream.toml")),
+    (
+        "no-jetstream",
+        include_str!("../scenarios/no-jetstream.toml"),
+    ),
     ("long-outage", include_str!("../scenarios/long-outage.toml")),
     ("retry-rush", include_str!("../scenarios/retry-rush.toml")),
 ];

@@ -68,7 +68,10 @@ pub(crate) async fn cancel(
         // answer; any other cancel of a cancelled booking is refused.
         if is_retry_of_cancel(&mut tx, &booking, &req, &reason, app).await? {
             tx.commit().await?;
-            tracing::info!("Booking {} cancel repeated; answered again.", booking.booking_number);
+            tracing::info!(
+                "Booking {} cancel repeated; answered again.",
+                booking.booking_number
+            );
             return Ok(Success::new(
                 store::booking_by_id(&app.pool, booking.id).await?,
             ));
@@ -150,8 +153,8 @@ async fn is_retry_of_cancel(
     reason: &str,
     app: &App,
 ) -> Result<bool> {
-    let window = chrono::Duration::from_std(app.config.idempotency_ttl)
-        .unwrap_or(chrono::Duration::days(1));
+    let window =
+        chrono::Duration::from_std(app.config.idempotency_ttl).unwrap_or(chrono::Duration::days(1));
     let last: Option<(i32, Option<String>, chrono::NaiveDateTime)> = sqlx::query_as(
         "SELECT user_id, details->>'reason', created_at FROM booking_history \
          WHERE booking_id = $1 AND action = 'CANCELLED' ORDER BY id DESC LIMIT 1",

@@ -1,0 +1,345 @@
+//! The service against peers as strict as production (issue 11): the real course-service's failure
+//! answers and refusals, a NATS server without JetStream, clients that retry after a commit, and a
+//! shutdown with requests still queued. Each test failed on the code before the fix it names.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use contracts::{subjects as s, ErrorCode};
+use course_stub::control;
+use course_stub::Faults;
+use integration_tests::*;
+use serde_json::{json, Value};
+
+async fn http(app: &TestApp, method: reqwest::Method, path: &str) -> String {
+    let url = format!("http://{}{path}", app.replicas[0].http_addr());
+    let response = reqwest::Client::new()
+        .request(method, url)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    response.text().await.unwrap()
+}
+
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = http(app, reqwest::Method::GET, "/metrics").await;
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn statuses(app: &TestApp) -> Vec<(String, String, i32)> {
+    sqlx::query_as(
+        "SELECT event_type, status, retry_count FROM outbox_events WHERE channel = 'course' ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
+/// Before: course-service's `GAME_TIMESLOT_GET_FAILED` was unreadable, so an unknown slot got
+/// `SYS_004` after 3 calls, and five of them opened the breaker for everyone.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_slot_is_bus_002_after_one_call_and_never_opens_the_breaker() {
+    let app = spawn_app().await;
+    let (_stub, _catalog) = start_stub(&app, Faults::default()).await;
+    for user in 1..=7 {
+        let answer = app
+            .call(s::BOOKING_CREATE, create_request(user, 424_242, 1))
+            .await;
+        let Answer::Err(err) = answer else {
+            panic!("created a booking on an unknown slot")
+        };
+        assert_eq!(err.code(), ErrorCode::NotFound, "{err}");
+        assert!(
+            err.error
+                .message
+                .contains("GameTimeSlot with ID 424242 not found"),
+            "{err}"
+        );
+    }
+    assert_eq!(stub_state(&app).await.counts.lookups, 7, "one call each");
+    assert_eq!(
+        metric(&app, "course_service_breaker_state").await,
+        0.0,
+        "still closed"
+    );
+    assert_eq!(
+        metric(&app, "course_service_failures_total{kind=\"refused\"}").await,
+        7.0
+    );
+}
+
+/// Before: a `success:false` answer to `gameTimeSlots.book` was marked SENT, silently.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_book_is_rejected_counted_shown_holds_its_release_and_can_be_redriven() {
+    let app = spawn_app().await;
+    let (_stub, catalog) = start_stub(&app, Faults::default()).await;
+    let slot = catalog.slots[0].id;
+    // The club's desk sells all 4 seats on course-service's side only.
+    control(&app, control::DRIFT, json!({"slots": 1, "seats": 4})).await;
+    let booking = app
+        .call(s::BOOKING_CREATE, create_request(9, slot, 2))
+        .await
+        .ok();
+    eventually(
+        "the book to be refused",
+        Duration::from_secs(10),
+        || async { (statuses(&app).await.first()?.1 == "REJECTED").then_some(()) },
+    )
+    .await;
+    let answer: String =
+        sqlx::query_scalar("SELECT last_error FROM outbox_events WHERE status = 'REJECTED'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(
+        answer.contains("GAME_TIMESLOT_BOOK_FAILED") && answer.contains("FULLY_BOOKED"),
+        "{answer}"
+    );
+    assert_eq!(metric(&app, "outbox_rejected").await, 1.0);
+    assert_eq!(
+        metric(&app, "outbox_rejections_total{kind=\"gameTimeSlots.book\"}").await,
+        1.0
+    );
+    let listed: Vec<Value> =
+        serde_json::from_str(&http(&app, reqwest::Method::GET, "/outbox").await).unwrap();
+    assert_eq!(listed[0]["status"], "REJECTED", "{listed:?}");
+
+    // The booking's release must not reach course-service before its book.
+    app.call(
+        s::BOOKING_CANCEL,
+        json!({"id": booking["data"]["id"], "userId": 9}),
+    )
+    .await
+    .ok();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let rows = statuses(&app).await;
+    assert_eq!(
+        rows[1],
+        (s::SLOTS_RELEASE.to_owned(), "PENDING".to_owned(), 0),
+        "{rows:?}"
+    );
+    assert_eq!(stub_state(&app).await.counts.clamped, 0);
+
+    // The desk gives its seats back; the operator re-drives; book then release arrive.
+    control(&app, control::DRIFT, json!({"slots": 1, "seats": -4})).await;
+    let moved: Value =
+        serde_json::from_str(&http(&app, reqwest::Method::POST, "/outbox/redrive").await).unwrap();
+    assert_eq!(moved["redriven"], 1);
+    let state = converge(&app, &catalog).await;
+    assert_eq!((state.counts.applied, state.counts.clamped), (2, 0));
+}
+
+/// Before: after OUTBOX_MAX_ATTEMPTS the book was FAILED for good and its release went out
+/// alone, so the real course-service clamped and the two counts never met again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exhausted_book_is_still_retried_and_its_release_never_overtakes_it() {
+    let app = spawn_app_with(AppOptions {
+        configure: |c| {
+            c.outbox_max_attempts = 2;
+            c.outbox_retry_cap = Duration::from_millis(300);
+            c.course_timeout = Duration::from_millis(200);
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    let (_stub, catalog) = start_stub(
+        &app,
+        Faults {
+            outage: true,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let slot = catalog.slots[0].id;
+    let booking = app
+        .call(s::BOOKING_CREATE, create_request(5, slot, 2))
+        .await
+        .ok();
+    app.call(
+        s::BOOKING_CANCEL,
+        json!({"id": booking["data"]["id"], "userId": 5}),
+    )
+    .await
+    .ok();
+    eventually(
+        "the book to use up its attempts",
+        Duration::from_secs(20),
+        || async {
+            let rows = statuses(&app).await;
+            (rows[0].2 >= 4).then_some(rows)
+        },
+    )
+    .await;
+    let rows = statuses(&app).await;
+    assert_eq!(
+        (rows[0].1.as_str(), rows[1].1.as_str(), rows[1].2),
+        ("PENDING", "PENDING", 0),
+        "{rows:?}"
+    );
+    assert_eq!(metric(&app, "outbox_stuck").await, 1.0);
+
+    control(&app, control::FAULTS, json!({"outage": false})).await;
+    let state = converge(&app, &catalog).await;
+    assert_eq!((state.counts.applied, state.counts.clamped), (2, 0));
+}
+
+/// Before: without JetStream each event was published, waited for an ack that never came, and
+/// was published again, up to OUTBOX_MAX_ATTEMPTS times.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_jetstream_each_booking_event_is_published_once() {
+    let app = spawn_app_with(AppOptions {
+        jetstream: false,
+        ..AppOptions::default()
+    })
+    .await;
+    let mut confirmed = app.client.subscribe(s::BOOKING_CONFIRMED).await.unwrap();
+    app.client.flush().await.unwrap();
+    app.seed_slot(&slot(31, 1, 10, 20), &game(1)).await;
+    for user in 1..=5 {
+        app.call(s::BOOKING_CREATE, create_request(user, 31, 1))
+            .await
+            .ok();
+    }
+    eventually("the events to be sent", Duration::from_secs(10), || async {
+        let unsent: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM outbox_events WHERE channel = 'events' AND status <> 'SENT'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        (unsent == 0).then_some(())
+    })
+    .await;
+    let mut seen = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(
+        Duration::from_millis(1500),
+        futures::StreamExt::next(&mut confirmed),
+    )
+    .await
+    {
+        seen += 1;
+    }
+    assert_eq!(seen, 5);
+    let retries: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(sum(retry_count), 0)::int8 FROM outbox_events WHERE channel = 'events'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(retries, 0);
+}
+
+/// Before: a copy whose key lookup ran before the first copy committed was told `BUS_004`.
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_copies_of_one_keyed_create_all_get_the_one_booking() {
+    let app = spawn_app().await;
+    app.seed_slot(&slot(41, 1, 10, 4), &game(1)).await;
+    let mut request = create_request(7, 41, 4);
+    request["idempotencyKey"] = json!("k-50");
+    let calls = (0..50).map(|_| app.call(s::BOOKING_CREATE, request.clone()));
+    let answers = futures::future::join_all(calls).await;
+    let mut numbers = Vec::new();
+    for answer in answers {
+        match answer {
+            Answer::Ok(v) => numbers.push(v["data"]["bookingNumber"].as_str().unwrap().to_owned()),
+            Answer::Err(e) => panic!("a copy was refused: {e}"),
+        }
+    }
+    numbers.dedup();
+    assert_eq!(numbers.len(), 1);
+    assert_eq!(app.count("bookings").await, 1);
+}
+
+/// Before: a cancel sent again after it committed was told "already cancelled".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_sent_again_gets_its_own_answer_and_another_cancel_is_refused() {
+    let app = spawn_app().await;
+    app.seed_slot(&slot(51, 1, 10, 4), &game(1)).await;
+    let booking = app
+        .call(s::BOOKING_CREATE, create_request(3, 51, 2))
+        .await
+        .ok();
+    let cancel = json!({"id": booking["data"]["id"], "userId": 3, "reason": "rain"});
+    let first = app.call(s::BOOKING_CANCEL, cancel.clone()).await.ok();
+    let again = app.call(s::BOOKING_CANCEL, cancel).await.ok();
+    assert_eq!(first["data"]["status"], "CANCELLED");
+    assert_eq!(again["data"], first["data"]);
+    let other = app
+        .call(
+            s::BOOKING_CANCEL,
+            json!({"id": booking["data"]["id"], "userId": 3, "reason": "other"}),
+        )
+        .await;
+    assert_eq!(other.code(), ErrorCode::BusinessRule);
+    assert_eq!(app.cached_booked(51).await, 0, "seats given back once");
+    let releases: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE event_type = $1")
+            .bind(s::SLOTS_RELEASE)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(releases, 1);
+}
+
+/// Before: stopping unsubscribed, and requests NATS had already handed to the replica were
+/// dropped unanswered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_answers_every_request_already_queued() {
+    let mut app = spawn_app_with(AppOptions {
+        configure: |c| c.max_in_flight = 2,
+        ..AppOptions::default()
+    })
+    .await;
+    app.seed_slot(&slot(61, 1, 10, 4), &game(1)).await;
+    let booking = app
+        .call(s::BOOKING_CREATE, create_request(1, 61, 1))
+        .await
+        .ok();
+    // Stall the handlers: the first two wait on the lock, the rest wait in the subscription.
+    let mut blocker = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE bookings IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let client = app.client.clone();
+    let id = booking["data"]["id"].clone();
+    let asks = tokio::spawn(async move {
+        let codec = contracts::Codec::default();
+        let calls = (0..12).map(|_| {
+            let body = codec
+                .encode_request(
+                    s::BOOKING_FIND_BY_ID,
+                    &json!({"id": id}),
+                    &contracts::MessageId::fresh(),
+                )
+                .unwrap();
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                client.request(s::BOOKING_FIND_BY_ID, body.into()),
+            )
+        });
+        futures::future::join_all(calls).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let replica = app.replicas.remove(0);
+    let stopping = tokio::spawn(replica.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    blocker.rollback().await.unwrap();
+    let answered = asks
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| matches!(r, Ok(Ok(_))))
+        .count();
+    stopping.await.unwrap().unwrap();
+    assert_eq!(answered, 12);
+}
