@@ -148,13 +148,20 @@ async fn booking_service_calls_a_nestjs_course_service() {
         .ok();
     assert_eq!(created["data"]["gameName"], "게임 6");
     assert_eq!(created["data"]["frontNineCourseId"], 61);
-    // An unknown slot: NestJS answers success:false, booking-service says BUS_002.
-    assert_eq!(
-        app.call(s::BOOKING_CREATE, create_request(1, 602, 1))
-            .await
-            .code(),
-        contracts::ErrorCode::NotFound
-    );
+    // An unknown slot: NestJS answers its own GAME_TIMESLOT_GET_FAILED inside `response`, with no
+    // timestamp; booking-service reads it as the peer's "no": BUS_002 with the peer's message.
+    match app.call(s::BOOKING_CREATE, create_request(1, 602, 1)).await {
+        Answer::Err(e) => {
+            assert_eq!(e.code(), contracts::ErrorCode::NotFound, "{e}");
+            assert!(
+                e.error
+                    .message
+                    .contains("GameTimeSlot with ID 602 not found"),
+                "{e}"
+            );
+        }
+        Answer::Ok(v) => panic!("created on an unknown slot: {v}"),
+    }
     // The outbox delivers gameTimeSlots.book as a NestJS request; the course-service applies it.
     eventually(
         "course-service to count the booked seats",

@@ -1,10 +1,13 @@
 //! A stand-in course-service for tests, `cargo xtask e2e` and the simulator.
 //!
-//! It speaks the NestJS NATS envelope like the real course-service: `gameTimeSlots.get` and
-//! `games.get` from a seeded (or loaded) catalogue, `gameTimeSlots.book`/`release` as events or
-//! requests (answered with the updated slot), applied at most once per `Nats-Msg-Id`; proactive
+//! It speaks the NestJS NATS envelope and answers exactly as the real course-service does (its
+//! codes, its `success:false` answers inside `response`, its refusals and clamps; see [`stub`]):
+//! `gameTimeSlots.get` and `games.get` from a seeded (or loaded) catalogue,
+//! `gameTimeSlots.book`/`release` as events or requests (answered with the updated slot row),
+//! applied at most once per `Nats-Msg-Id`; seats booked at the club's own desk (`courseStub.drift`);
+//! proactive
 //! `booking.game.sync`/`booking.gameTimeSlot.sync`; and fault knobs (outage, latency, dropped and
-//! duplicated book/release, stale sync) changed at run time over `courseStub.*` control subjects.
+//! duplicated book/release, stale sync, lenient) changed at run time over `courseStub.*` control subjects.
 //! `courseStub.state` returns its `bookedPlayers` per slot and its message counters, which the
 //! simulator compares with booking-service's sums.
 //!

@@ -1,7 +1,7 @@
 // A NestJS course-service (createMicroservice, Transport.NATS) holding one game and its slots in
 // memory: gameTimeSlots.get, games.get, and gameTimeSlots.book/release as message handlers that
-// answer with the updated slot, the way the real course-service registers them. A debug pattern
-// returns a slot's current state.
+// answer with the updated slot row, refuse and clamp the way the real course-service does, and
+// answer failures inside `response` with its own codes. A debug pattern returns a slot's state.
 //
 // usage: node course-service.js <nats-url> <catalog.json>   (prints READY when listening)
 'use strict';
@@ -16,34 +16,66 @@ const catalog = JSON.parse(fs.readFileSync(catalogFile, 'utf8'));
 const slots = new Map(catalog.slots.map((s) => [s.id, s]));
 const games = new Map(catalog.games.map((g) => [g.id, g]));
 
-const notFound = (what) => ({
-  success: false,
-  error: { code: 'BUS_002', message: `${what} not found` },
-  timestamp: new Date().toISOString(),
+// As the real course-service does: each handler catches its own exception and answers it inside
+// `response` with its own code and no timestamp.
+const failure = (code, message) => ({ success: false, error: { code, message } });
+const missing = (id) => new Error(`GameTimeSlot with ID ${id} not found`);
+// The book/release answer is the updated row, without the game relation (no game names).
+const row = (slot) => ({
+  id: slot.id, gameId: slot.gameId, date: slot.date, startTime: slot.startTime, endTime: slot.endTime,
+  maxPlayers: slot.maxPlayers, bookedPlayers: slot.bookedPlayers,
+  availablePlayers: slot.maxPlayers - slot.bookedPlayers, price: slot.price, isPremium: slot.isPremium,
+  status: slot.status, isActive: slot.isActive,
 });
+const guarded = (code, work) => {
+  try {
+    return { success: true, data: work() };
+  } catch (e) {
+    return failure(code, e.message);
+  }
+};
 
 class CourseController {
   getSlot(data) {
-    const slot = slots.get(data.timeSlotId);
-    return slot ? { success: true, data: slot } : notFound(`Time slot ${data.timeSlotId}`);
+    return guarded('GAME_TIMESLOT_GET_FAILED', () => {
+      const slot = slots.get(Number(data.timeSlotId));
+      if (!slot) throw missing(data.timeSlotId);
+      return slot;
+    });
   }
   getGame(data) {
-    const game = games.get(data.gameId);
-    return game ? { success: true, data: game } : notFound(`Game ${data.gameId}`);
+    return guarded('GAME_GET_FAILED', () => {
+      const game = games.get(Number(data.gameId));
+      if (!game) throw new Error(`Game with ID ${data.gameId} not found`);
+      return game;
+    });
   }
   book(data) {
-    const slot = slots.get(data.timeSlotId);
-    if (!slot) return notFound(`Time slot ${data.timeSlotId}`);
-    slot.bookedPlayers += data.playerCount;
-    slot.status = slot.bookedPlayers >= slot.maxPlayers ? 'FULLY_BOOKED' : 'AVAILABLE';
-    return { success: true, data: slot };
+    return guarded('GAME_TIMESLOT_BOOK_FAILED', () => {
+      const slot = slots.get(Number(data.timeSlotId));
+      if (!slot) throw missing(data.timeSlotId);
+      if (slot.status !== 'AVAILABLE') {
+        throw new Error(`Time slot is not available (status: ${slot.status})`);
+      }
+      const booked = slot.bookedPlayers + Number(data.playerCount);
+      if (booked > slot.maxPlayers) {
+        throw new Error(
+          `Not enough capacity. Available: ${slot.maxPlayers - slot.bookedPlayers}, Requested: ${data.playerCount}`,
+        );
+      }
+      slot.bookedPlayers = booked;
+      slot.status = booked >= slot.maxPlayers ? 'FULLY_BOOKED' : 'AVAILABLE';
+      return row(slot);
+    });
   }
   release(data) {
-    const slot = slots.get(data.timeSlotId);
-    if (!slot) return notFound(`Time slot ${data.timeSlotId}`);
-    slot.bookedPlayers = Math.max(0, slot.bookedPlayers - data.playerCount);
-    slot.status = 'AVAILABLE';
-    return { success: true, data: slot };
+    return guarded('GAME_TIMESLOT_RELEASE_FAILED', () => {
+      const slot = slots.get(Number(data.timeSlotId));
+      if (!slot) throw missing(data.timeSlotId);
+      slot.bookedPlayers = Math.max(0, slot.bookedPlayers - Number(data.playerCount));
+      slot.status = slot.bookedPlayers < slot.maxPlayers ? 'AVAILABLE' : 'FULLY_BOOKED';
+      return row(slot);
+    });
   }
   debugSlot(data) {
     return this.getSlot(data);
