@@ -143,7 +143,7 @@ pub fn check_convergence(
                     a.external, a.undelivered
                 ));
             }
-        } else if theirs != ours {
+        } else if a != Accounted::default() {
             v.note(format!(
                 "slot {slot}: course-stub {theirs}, bookings {ours}: {} booked by course-service \
                  itself, {:+} in rows it refused ({})",
