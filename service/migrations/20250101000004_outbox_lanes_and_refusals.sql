@@ -22,6 +22,24 @@ UPDATE outbox_events SET
 ALTER TABLE outbox_events ALTER COLUMN channel SET NOT NULL;
 ALTER TABLE outbox_events ALTER COLUMN lane SET NOT NULL;
 
+-- A replica of the previous version (during a rolling upgrade) writes rows without channel and
+-- lane: fill them in the same way.
+CREATE OR REPLACE FUNCTION outbox_events_lane() RETURNS trigger AS $$
+BEGIN
+    IF NEW.channel IS NULL THEN
+        NEW.channel := CASE WHEN NEW.event_type LIKE 'gameTimeSlots.%' THEN 'course' ELSE 'events' END;
+    END IF;
+    IF NEW.lane IS NULL THEN
+        NEW.lane := CASE WHEN NEW.channel = 'course' THEN 'slot:' || (NEW.payload->>'timeSlotId')
+                         ELSE 'booking:' || NEW.aggregate_id END;
+    END IF;
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS outbox_events_lane ON outbox_events;
+CREATE TRIGGER outbox_events_lane BEFORE INSERT ON outbox_events
+    FOR EACH ROW EXECUTE FUNCTION outbox_events_lane();
+
 -- Claiming asks two questions of earlier rows: is one in this lane still in flight, and is one of
 -- this booking on this channel not yet sent (whatever its state)?
 DROP INDEX IF EXISTS outbox_events_aggregate_pending_idx;

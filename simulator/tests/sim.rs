@@ -180,3 +180,47 @@ async fn a_planted_outbox_drop_is_caught_with_a_witness() {
         i3.witnesses
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_planted_swallowed_refusal_is_caught_on_course_refuses() {
+    let mut scenario = Scenario::load("course-refuses").unwrap();
+    // It never converges with the bug: do not wait the full minute for it.
+    scenario.settle_s = 5.0;
+    let dir = tempfile::tempdir().unwrap();
+    let report = execute(
+        &Trace::expand(&scenario, 1),
+        &options(dir.path(), &[("PLANTED_BUG", "accept-refusals")]),
+    )
+    .await
+    .unwrap();
+    let i6 = report.invariants.iter().find(|v| v.id == "I6").unwrap();
+    assert!(!i6.held, "{}", report.markdown());
+    assert!(
+        i6.witnesses
+            .iter()
+            .any(|w| w.contains("but its row is SENT, not REJECTED")),
+        "{:?}",
+        i6.witnesses
+    );
+    let i3 = report.invariants.iter().find(|v| v.id == "I3").unwrap();
+    assert!(!i3.held, "{}", report.markdown());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_planted_refusal_of_a_keyed_retry_is_caught_on_retry_rush() {
+    let scenario = Scenario::load("retry-rush").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let report = execute(
+        &Trace::expand(&scenario, 1),
+        &options(dir.path(), &[("PLANTED_BUG", "refuse-keyed-retry")]),
+    )
+    .await
+    .unwrap();
+    let i5 = report.invariants.iter().find(|v| v.id == "I5").unwrap();
+    assert!(!i5.held, "{}", report.markdown());
+    assert!(
+        i5.witnesses[0].contains("refused with BUS_004 although its key made booking"),
+        "{:?}",
+        i5.witnesses
+    );
+}
