@@ -238,6 +238,52 @@ async fn without_jetstream_each_booking_event_is_published_once() {
     assert_eq!(retries, 0);
 }
 
+/// Before: the relay waited for a whole batch, so one slow book held back every booking event
+/// created after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_course_service_does_not_hold_back_booking_events() {
+    let app = spawn_app_with(AppOptions {
+        configure: |c| c.course_timeout = Duration::from_secs(8),
+        ..AppOptions::default()
+    })
+    .await;
+    let (_stub, catalog) = start_stub(&app, Faults::default()).await;
+    control(&app, control::FAULTS, json!({"latencyMs": 6000})).await;
+    let mut confirmed = app.client.subscribe(s::BOOKING_CONFIRMED).await.unwrap();
+    app.client.flush().await.unwrap();
+    app.call(s::BOOKING_CREATE, create_request(1, catalog.slots[0].id, 1))
+        .await
+        .ok();
+    // Let the relay take the first booking's rows; its book now waits 6 s for an answer.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = app
+        .call(s::BOOKING_CREATE, create_request(2, catalog.slots[1].id, 1))
+        .await
+        .ok();
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let message = tokio::time::timeout(
+            Duration::from_secs(10),
+            futures::StreamExt::next(&mut confirmed),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let data = contracts::Codec::default()
+            .decode_inbound(&message.payload)
+            .unwrap()
+            .data;
+        seen.push(data["bookingId"].clone());
+    }
+    assert!(seen.contains(&second["data"]["id"]));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the second booking's event waited {:?} for the first booking's book",
+        started.elapsed()
+    );
+}
+
 /// Before: a copy whose key lookup ran before the first copy committed was told `BUS_004`.
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_copies_of_one_keyed_create_all_get_the_one_booking() {
@@ -281,6 +327,17 @@ async fn a_cancel_sent_again_gets_its_own_answer_and_another_cancel_is_refused()
         .await;
     assert_eq!(other.code(), ErrorCode::BusinessRule);
     assert_eq!(app.cached_booked(51).await, 0, "seats given back once");
+    // An update sent twice: the second finds the change made and answers the same booking.
+    let kept = app
+        .call(s::BOOKING_CREATE, create_request(4, 51, 1))
+        .await
+        .ok();
+    let update = json!({"id": kept["data"]["id"], "userId": 4, "dto": {"playerCount": 3}});
+    let once = app.call(s::BOOKING_UPDATE, update.clone()).await.ok();
+    let twice = app.call(s::BOOKING_UPDATE, update).await.ok();
+    assert_eq!(once["data"]["playerCount"], 3);
+    assert_eq!(twice["data"]["totalPrice"], once["data"]["totalPrice"]);
+    assert_eq!(app.cached_booked(51).await, 3, "seats taken once");
     let releases: i64 =
         sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE event_type = $1")
             .bind(s::SLOTS_RELEASE)

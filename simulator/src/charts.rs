@@ -368,6 +368,11 @@ pub fn charts(r: &Report) -> anyhow::Result<Vec<(String, String)>> {
             "breaker state (0 closed, 1 open, 2 half-open)",
         ),
         metric("outbox_backlog", "outbox_backlog (service's view)"),
+        metric(
+            "outbox_rejected",
+            "outbox_rejected (refused by course-service)",
+        ),
+        metric("outbox_stuck", "outbox_stuck (past OUTBOX_MAX_ATTEMPTS)"),
     ];
     out.push((
         "Breaker".into(),
