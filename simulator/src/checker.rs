@@ -194,7 +194,7 @@ pub fn check_acknowledged(acks: &[Acknowledged], stored: &HashMap<String, String
 /// I5: no operation (however often retried with its key) made more than one booking, every
 /// successful attempt of one operation saw the same booking, and no keyed attempt was refused
 /// while its key owns a booking. `refusals` lists (operation, attempt, code) of every keyed
-/// attempt answered with a `BUS_*` refusal. `per_op` maps operation index → the
+/// attempt answered with a `BUS_*` refusal after the operation's booking was written. `per_op` maps operation index → the
 /// booking numbers stored for it; `replies` maps operation index → numbers its replies carried.
 pub fn check_retries(
     per_op: &HashMap<u32, Vec<String>>,

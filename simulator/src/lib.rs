@@ -11,7 +11,8 @@
 //! - [`scenario`]: scenarios in TOML (`simulator/scenarios/`, compiled in).
 //! - [`trace`]: a scenario and a seed expanded into the exact operations and faults (JSONL + hash).
 //! - [`run`]: executes a trace (open-model load, faults, probes, scraping) and judges it.
-//! - [`checker`]: invariants I1–I6 with witnesses.
+//! - [`checker`]: invariants I1–I6 with witnesses and notes.
+//! - `delivery`: what the run reads of the outbox, course-stub and the event subscriber for I3/I6.
 //! - [`report`], [`charts`]: `report.json`, `summary.md`, `index.html`; `sim compare`.
 //! - [`scrape`]: the `/metrics` reader.
 //! - [`capacity`]: rate × replicas sweeps, the knee, replicas for a target.
@@ -20,6 +21,7 @@
 pub mod capacity;
 pub mod charts;
 pub mod checker;
+mod delivery;
 pub mod report;
 pub mod run;
 pub mod scenario;

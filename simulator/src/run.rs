@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::checker::{self, Accounted, Acknowledged, Deliveries, EventSeen, SlotSnapshot, Verdict};
+use crate::checker::{self, Acknowledged, Deliveries, EventSeen, SlotSnapshot, Verdict};
+use crate::delivery::{accounted, stranded, stub_slots, with_external, EventCounter};
 use crate::report::{
     Bucket, Check, FaultSpan, Happening, Latency, MetricsAt, OpStats, Probe, Report,
 };
@@ -90,6 +91,8 @@ struct Made {
 struct Shared {
     client: async_nats::Client,
     t0: Instant,
+    /// The wall clock at `t0` (UTC), to compare history times with times the service stored.
+    t0_wall: chrono::NaiveDateTime,
     timeout: Duration,
     retries: u32,
     start_date: chrono::NaiveDate,
@@ -343,104 +346,6 @@ fn drift(stub: &BTreeMap<i32, i32>, slots: &[SlotSnapshot]) -> i64 {
         .sum()
 }
 
-/// Outbox rows still PENDING that nothing holds back (a REJECTED row of the same booking and
-/// channel holds the rows after it): (subject, attempts, last error).
-async fn stranded(pool: &sqlx::PgPool) -> anyhow::Result<Vec<(String, i32, String)>> {
-    Ok(sqlx::query_as(
-        "SELECT o.event_type, o.retry_count, COALESCE(o.last_error, '') FROM outbox_events o \
-         WHERE o.status = 'PENDING' AND NOT EXISTS (SELECT 1 FROM outbox_events e \
-           WHERE e.status = 'REJECTED' AND e.aggregate_type = o.aggregate_type \
-           AND e.aggregate_id = o.aggregate_id AND e.channel = o.channel AND e.id < o.id) \
-         ORDER BY o.id",
-    )
-    .fetch_all(pool)
-    .await?)
-}
-
-/// Per slot, the seats of book/release rows course-service never applied because it refused them
-/// (REJECTED) or an earlier row of their booking (held PENDING behind it), with the first answer.
-async fn accounted(pool: &sqlx::PgPool) -> anyhow::Result<HashMap<i32, Accounted>> {
-    let rows: Vec<(Option<i32>, String, i64, Option<String>)> = sqlx::query_as(
-        "SELECT (payload->>'timeSlotId')::int4, event_type, (payload->>'playerCount')::int8, \
-         CASE WHEN status = 'REJECTED' THEN last_error END \
-         FROM outbox_events WHERE channel = 'course' AND status <> 'SENT' ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut out: HashMap<i32, Accounted> = HashMap::new();
-    for (slot, subject, seats, answer) in rows {
-        let Some(slot) = slot else { continue };
-        let a = out.entry(slot).or_default();
-        a.undelivered += if subject == subjects::SLOTS_BOOK {
-            -seats
-        } else {
-            seats
-        };
-        if a.why.is_none() {
-            a.why = answer;
-        }
-    }
-    Ok(out)
-}
-
-/// Adds course-stub's own seats (its desk) to what is accounted for.
-fn with_external(
-    mut accounted: HashMap<i32, Accounted>,
-    stub: &course_stub::StubState,
-) -> HashMap<i32, Accounted> {
-    for s in stub.slots.iter().filter(|s| s.external != 0) {
-        accounted.entry(s.id).or_default().external = i64::from(s.external);
-    }
-    accounted
-}
-
-fn stub_slots(stub: &course_stub::StubState) -> BTreeMap<i32, i32> {
-    stub.slots
-        .iter()
-        .map(|s| (s.id, s.booked_players))
-        .collect()
-}
-
-/// Counts every booking event a plain subscriber receives, by `Nats-Msg-Id` (with JetStream or
-/// without, a core subscription sees each publish).
-struct EventCounter {
-    task: tokio::task::JoinHandle<()>,
-    seen: Arc<Mutex<HashMap<String, u64>>>,
-}
-
-impl EventCounter {
-    async fn start(client: &async_nats::Client) -> anyhow::Result<Self> {
-        use futures::StreamExt as _;
-        let subs = vec![
-            client.subscribe(subjects::BOOKING_CONFIRMED).await?,
-            client.subscribe(subjects::BOOKING_CANCELLED).await?,
-        ];
-        client.flush().await?;
-        let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-        let counts = seen.clone();
-        let task = tokio::spawn(async move {
-            let mut messages = futures::stream::select_all(subs);
-            while let Some(m) = messages.next().await {
-                let id = m
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(contracts::MSG_ID_HEADER))
-                    .map(|v| v.to_string())
-                    .unwrap_or_default();
-                if let Ok(mut c) = counts.lock() {
-                    *c.entry(id).or_default() += 1;
-                }
-            }
-        });
-        Ok(Self { task, seen })
-    }
-
-    fn finish(self) -> HashMap<String, u64> {
-        self.task.abort();
-        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-}
-
 /// Sends a control request to course-stub; failures become happenings.
 async fn stub_control(shared: &Shared, subject: &str, data: Value) {
     if ask(&shared.client, subject, data.clone()).await.is_none() {
@@ -616,6 +521,7 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
     let shared = Arc::new(Shared {
         client: client.clone(),
         t0: Instant::now(),
+        t0_wall: chrono::Utc::now().naive_utc(),
         timeout: Duration::from_millis(scenario.workload.client_timeout_ms),
         retries: scenario.workload.retries,
         start_date,
@@ -855,9 +761,26 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
         .filter(|op| matches!(&op.action, Action::Create { key: Some(_), .. }))
         .map(|op| op.i)
         .collect();
+    // When each operation's booking was written (under its slot lock, just before the commit).
+    let made_at: HashMap<u32, chrono::NaiveDateTime> =
+        sqlx::query_as::<_, (Option<String>, chrono::NaiveDateTime)>(
+            "SELECT special_requests, created_at FROM bookings",
+        )
+        .fetch_all(&pool)
+        .await?
+        .into_iter()
+        .filter_map(|(tag, at)| Some((tag?.strip_prefix("sim-op-")?.parse().ok()?, at)))
+        .collect();
+    // A refusal counts against I5 only if the booking was already written when it was answered:
+    // an abandoned attempt that commits after its retry was refused is another story.
     let refusals: Vec<(u32, u32, String)> = history
         .iter()
         .filter(|a| a.outcome == Outcome::Fail && keyed.contains(&a.i))
+        .filter(|a| {
+            let answered =
+                shared.t0_wall + chrono::Duration::microseconds((a.end_ms * 1000.0) as i64);
+            made_at.get(&a.i).is_some_and(|at| *at < answered)
+        })
         .filter_map(|a| {
             let code = a.code.clone()?;
             code.starts_with("BUS_").then_some((a.i, a.attempt, code))
