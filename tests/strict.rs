@@ -400,3 +400,40 @@ async fn a_stop_answers_every_request_already_queued() {
     stopping.await.unwrap().unwrap();
     assert_eq!(answered, 12);
 }
+
+/// A replica of the previous version, during a rolling upgrade, writes outbox rows without
+/// `channel` and `lane`; the migration's trigger fills them and the relay delivers them in line.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_written_by_the_previous_version_is_filled_in_and_delivered() {
+    let app = spawn_app().await;
+    let (_stub, catalog) = start_stub(&app, Faults::default()).await;
+    let slot = catalog.slots[2].id;
+    sqlx::query(
+        "INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, event_type, payload) \
+         VALUES (gen_random_uuid(), 'Booking', '900', 'gameTimeSlots.book', $1)",
+    )
+    .bind(json!({"timeSlotId": slot, "playerCount": 2}))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let (channel, lane): (String, String) =
+        sqlx::query_as("SELECT channel, lane FROM outbox_events WHERE aggregate_id = '900'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!((channel.as_str(), lane), ("course", format!("slot:{slot}")));
+    eventually(
+        "the old row to be delivered",
+        Duration::from_secs(10),
+        || async { (pending(&app).await == 0).then_some(()) },
+    )
+    .await;
+    let state = stub_state(&app).await;
+    let booked = state
+        .slots
+        .iter()
+        .find(|s| s.id == slot)
+        .unwrap()
+        .booked_players;
+    assert_eq!(booked, 2);
+}

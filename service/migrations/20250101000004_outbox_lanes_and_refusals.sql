@@ -23,7 +23,7 @@ ALTER TABLE outbox_events ALTER COLUMN channel SET NOT NULL;
 ALTER TABLE outbox_events ALTER COLUMN lane SET NOT NULL;
 
 -- A replica of the previous version (during a rolling upgrade) writes rows without channel and
--- lane: fill them in the same way.
+-- lane: fill them in the same way. Rows from this version carry both and skip the function.
 CREATE OR REPLACE FUNCTION outbox_events_lane() RETURNS trigger AS $$
 BEGIN
     IF NEW.channel IS NULL THEN
@@ -38,7 +38,8 @@ END;
 $$ LANGUAGE plpgsql;
 DROP TRIGGER IF EXISTS outbox_events_lane ON outbox_events;
 CREATE TRIGGER outbox_events_lane BEFORE INSERT ON outbox_events
-    FOR EACH ROW EXECUTE FUNCTION outbox_events_lane();
+    FOR EACH ROW WHEN (NEW.channel IS NULL OR NEW.lane IS NULL)
+    EXECUTE FUNCTION outbox_events_lane();
 
 -- Claiming asks two questions of earlier rows: is one in this lane still in flight, and is one of
 -- this booking on this channel not yet sent (whatever its state)?
