@@ -188,6 +188,15 @@ impl Metrics {
         out
     }
 
+    /// Counts one refusal of `subject` by course-service.
+    pub(crate) fn outbox_rejection(&self, subject: &str) {
+        self.outbox_rejections
+            .get_or_create(&Kind {
+                kind: subject.to_owned(),
+            })
+            .inc();
+    }
+
     /// Counts a course-service failure.
     pub(crate) fn course_failure(&self, kind: &str) {
         self.course_failures
@@ -214,17 +223,6 @@ pub(crate) async fn refresh_outbox(app: &App) {
         app.metrics.outbox_oldest_pending_seconds.set(oldest);
         app.metrics.outbox_stuck.set(stuck);
         app.metrics.outbox_rejected.set(rejected);
-    }
-}
-
-/// Counts one refusal of `subject` by course-service.
-impl Metrics {
-    pub(crate) fn outbox_rejection(&self, subject: &str) {
-        self.outbox_rejections
-            .get_or_create(&Kind {
-                kind: subject.to_owned(),
-            })
-            .inc();
     }
 }
 

@@ -5,9 +5,10 @@
 //! booking events: `course` sends `gameTimeSlots.book`/`release` as NestJS requests, `events` sends
 //! `booking.confirmed`/`booking.cancelled` to JetStream (or, where the server has no JetStream, as
 //! core NATS messages: detected at start and checked again every few seconds and after a failure).
-//! Each loop wakes on `LISTEN outbox_events` and polls as a back-up, claims due rows with
-//! `FOR UPDATE SKIP LOCKED` and pushes each row's `next_attempt_at` forward (a lease), so replicas
-//! never hold the same row and a crashed relay's rows come back when the lease runs out. Up to
+//! Each loop wakes on `LISTEN outbox_events` and polls as a back-up, reads the rows that may go
+//! next and leases them by pushing `next_attempt_at` forward in an `UPDATE` that re-checks each row
+//! under its lock, so replicas never hold the same row and a crashed relay's rows come back when
+//! the lease runs out. Up to
 //! `OUTBOX_BATCH` rows are in flight per loop; each is recorded as soon as it settles, so one slow
 //! answer delays only its own lane.
 //!

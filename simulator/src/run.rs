@@ -719,13 +719,14 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
     );
 
     let history = shared.history.lock().map(|h| h.clone()).unwrap_or_default();
-    let stored: Vec<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT booking_number, status::text, special_requests FROM bookings")
-            .fetch_all(&pool)
-            .await?;
+    let stored: Vec<(String, String, Option<String>, chrono::NaiveDateTime)> = sqlx::query_as(
+        "SELECT booking_number, status::text, special_requests, created_at FROM bookings",
+    )
+    .fetch_all(&pool)
+    .await?;
     let status: HashMap<String, String> = stored
         .iter()
-        .map(|(n, s, _)| (n.clone(), s.clone()))
+        .map(|(n, s, _, _)| (n.clone(), s.clone()))
         .collect();
     let acks: Vec<Acknowledged> = history
         .iter()
@@ -739,14 +740,18 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
         })
         .collect();
     let i4 = checker::check_acknowledged(&acks, &status);
+    // Each create tags its booking with its operation index; when the booking was written (under
+    // its slot lock, just before the commit) decides which refusals count against I5.
     let mut per_op: HashMap<u32, Vec<String>> = HashMap::new();
-    for (number, _, tag) in &stored {
+    let mut made_at: HashMap<u32, chrono::NaiveDateTime> = HashMap::new();
+    for (number, _, tag, at) in &stored {
         if let Some(op) = tag
             .as_deref()
             .and_then(|t| t.strip_prefix("sim-op-"))
             .and_then(|t| t.parse::<u32>().ok())
         {
             per_op.entry(op).or_default().push(number.clone());
+            made_at.entry(op).or_insert(*at);
         }
     }
     let mut replies: HashMap<u32, Vec<String>> = HashMap::new();
@@ -760,16 +765,6 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
         .iter()
         .filter(|op| matches!(&op.action, Action::Create { key: Some(_), .. }))
         .map(|op| op.i)
-        .collect();
-    // When each operation's booking was written (under its slot lock, just before the commit).
-    let made_at: HashMap<u32, chrono::NaiveDateTime> =
-        sqlx::query_as::<_, (Option<String>, chrono::NaiveDateTime)>(
-            "SELECT special_requests, created_at FROM bookings",
-        )
-        .fetch_all(&pool)
-        .await?
-        .into_iter()
-        .filter_map(|(tag, at)| Some((tag?.strip_prefix("sim-op-")?.parse().ok()?, at)))
         .collect();
     // A refusal counts against I5 only if the booking was already written when it was answered:
     // an abandoned attempt that commits after its retry was refused is another story.
