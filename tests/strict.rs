@@ -9,6 +9,7 @@ use std::time::Duration;
 use contracts::{subjects as s, ErrorCode};
 use course_stub::control;
 use course_stub::Faults;
+use futures::StreamExt as _;
 use integration_tests::*;
 use serde_json::{json, Value};
 
@@ -367,36 +368,42 @@ async fn a_stop_answers_every_request_already_queued() {
         .execute(&mut *blocker)
         .await
         .unwrap();
-    let client = app.client.clone();
-    let id = booking["data"]["id"].clone();
-    let asks = tokio::spawn(async move {
-        let codec = contracts::Codec::default();
-        let calls = (0..12).map(|_| {
-            let body = codec
-                .encode_request(
-                    s::BOOKING_FIND_BY_ID,
-                    &json!({"id": id}),
-                    &contracts::MessageId::fresh(),
-                )
-                .unwrap();
-            tokio::time::timeout(
-                Duration::from_secs(10),
-                client.request(s::BOOKING_FIND_BY_ID, body.into()),
+    // Publish the requests with one reply inbox, then prove NATS has routed all twelve to the
+    // replica before the stop: a message to our own inbox comes back only after NATS processed
+    // everything this connection sent before it.
+    let codec = contracts::Codec::default();
+    let inbox = app.client.new_inbox();
+    let mut replies = app.client.subscribe(inbox.clone()).await.unwrap();
+    for _ in 0..12 {
+        let body = codec
+            .encode_request(
+                s::BOOKING_FIND_BY_ID,
+                &json!({"id": booking["data"]["id"]}),
+                &contracts::MessageId::fresh(),
             )
-        });
-        futures::future::join_all(calls).await
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+            .unwrap();
+        app.client
+            .publish_with_reply(s::BOOKING_FIND_BY_ID, inbox.clone(), body.into())
+            .await
+            .unwrap();
+    }
+    let echo = app.client.new_inbox();
+    let mut echoes = app.client.subscribe(echo.clone()).await.unwrap();
+    app.client.publish(echo, Vec::new().into()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), echoes.next())
+        .await
+        .expect("NATS echoes our own message");
     let replica = app.replicas.remove(0);
     let stopping = tokio::spawn(replica.stop());
     tokio::time::sleep(Duration::from_millis(300)).await;
     blocker.rollback().await.unwrap();
-    let answered = asks
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| matches!(r, Ok(Ok(_))))
-        .count();
+    let mut answered = 0;
+    while answered < 12 {
+        match tokio::time::timeout(Duration::from_secs(10), replies.next()).await {
+            Ok(Some(_)) => answered += 1,
+            _ => break,
+        }
+    }
     stopping.await.unwrap().unwrap();
     assert_eq!(answered, 12);
 }

@@ -71,6 +71,11 @@ pub(crate) async fn serve(
     let _ = permits
         .acquire_many(u32::try_from(limit).unwrap_or(u32::MAX))
         .await;
+    // A publish only queues the reply in the client; closing the connection right after can lose
+    // the last ones. The round trip proves NATS has every reply before the caller goes on to close.
+    if let Err(e) = barrier(&app.nats).await {
+        tracing::warn!(error = %e, "could not confirm that NATS received the last replies");
+    }
     tracing::info!("booking-service stopped taking requests");
     Ok(())
 }
