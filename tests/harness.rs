@@ -21,6 +21,7 @@ use contracts::sync::{GameSync, GameTimeSlotSync};
 use contracts::{subjects, Codec, ErrorCode, ErrorValue, MessageId, ReplyOutcome, Success, Won};
 use futures::StreamExt as _;
 use serde_json::Value;
+use simulator::{NatsRole, WorldBuilder};
 
 pub use simulator::{TestDatabase, World};
 
@@ -103,6 +104,8 @@ pub struct AppOptions {
     pub configure: fn(&mut Config),
     /// NATS with JetStream (default) or without.
     pub jetstream: bool,
+    /// Changes to the NATS server (`max_payload`, users and permissions).
+    pub nats: fn(WorldBuilder) -> WorldBuilder,
 }
 
 impl Default for AppOptions {
@@ -111,6 +114,7 @@ impl Default for AppOptions {
             replicas: 1,
             configure: |_| {},
             jetstream: true,
+            nats: |world| world,
         }
     }
 }
@@ -123,14 +127,23 @@ pub async fn spawn_app() -> TestApp {
 /// A service on a fresh database and a NATS server of its own.
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let db = migrated_database().await;
-    let nats_world = World::builder()
-        .without_postgres()
-        .local_only()
-        .jetstream(options.jetstream)
-        .start()
-        .await
-        .unwrap();
+    let nats_world = (options.nats)(
+        World::builder()
+            .without_postgres()
+            .local_only()
+            .jetstream(options.jetstream),
+    )
+    .start()
+    .await
+    .unwrap();
     let mut config = Config::new(db.url(), nats_world.nats_url()).unwrap();
+    // On a secured NATS the service logs in as itself, through its own settings.
+    if let Some((user, password)) = nats_world.nats_credentials(NatsRole::BookingService) {
+        config.nats_auth = booking_service::config::NatsAuth::UserPassword {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        };
+    }
     config.course_timeout = Duration::from_millis(500);
     config.outbox_poll = Duration::from_millis(100);
     config.db_pool_size = 8;
@@ -145,7 +158,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .connect(db.url())
         .await
         .unwrap();
-    let client = async_nats::connect(nats_world.nats_url()).await.unwrap();
+    let client = nats_world.nats_connect(NatsRole::Harness).await.unwrap();
     TestApp {
         db,
         pool,

@@ -180,11 +180,23 @@ impl Validate for FindByNumber {
 pub struct FindByUserId {
     /// The user id.
     pub user_id: i32,
+    /// 1-based page, newest bookings first (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<i64>,
+    /// Bookings per page (default and most: [`limits::MAX_USER_BOOKINGS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
 }
 
 impl Validate for FindByUserId {
     fn check(&self, c: &mut Checker) {
         c.id("userId", self.user_id);
+        if let Some(page) = self.page {
+            c.range("page", page, 1, i64::from(i32::MAX));
+        }
+        if let Some(limit) = self.limit {
+            c.range("limit", limit, 1, limits::MAX_USER_BOOKINGS);
+        }
     }
 }
 
@@ -286,9 +298,10 @@ impl Validate for SearchBookings {
     }
 }
 
-/// The changes of `booking.update`; absent fields stay as they are.
+/// The changes of `booking.update`; absent fields stay as they are. Only what a user may change is
+/// accepted: any other field (`status`, `totalPrice`, `userId`, …) is refused, not ignored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateBookingDto {
     /// New number of players; capacity is re-checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -315,11 +328,15 @@ impl Validate for UpdateBookingDto {
     }
 }
 
-/// `booking.update` request: `{id, dto}` as the reference's gateway sends it.
+/// `booking.update` request: `{id, dto}` as the reference's gateway sends it, plus the caller's
+/// `userId` at the top level (as in `booking.cancel`): when given, only the owner may update.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct UpdateBookingRequest {
     /// The booking id.
     pub id: i32,
+    /// The user asking; when present it must own the booking.
+    #[serde(rename = "userId", default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i32>,
     /// The changes.
     pub dto: UpdateBookingDto,
 }
@@ -327,6 +344,9 @@ pub struct UpdateBookingRequest {
 impl Validate for UpdateBookingRequest {
     fn check(&self, c: &mut Checker) {
         c.id("id", self.id);
+        if let Some(user) = self.user_id {
+            c.id("userId", user);
+        }
         c.nested("dto", &self.dto);
     }
 }

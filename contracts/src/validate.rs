@@ -175,6 +175,10 @@ pub mod limits {
     pub const MAX_PLAYERS: i64 = 100;
     /// Largest page size a search may ask for.
     pub const MAX_PAGE_SIZE: i64 = 100;
+    /// Most bookings one `booking.findByUserId` reply carries: with every text field at its limit
+    /// in four-byte characters a booking serialises to under 8 KiB, so a full page stays under
+    /// NATS's default 1 MiB `max_payload`.
+    pub const MAX_USER_BOOKINGS: i64 = 100;
 }
 
 impl Validate for serde_json::Value {

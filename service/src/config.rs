@@ -30,8 +30,23 @@ pub struct Config {
     pub cache_ttl: Duration,
     /// `CANCEL_CUTOFF_DAYS` (default 3): cancelling is refused closer than this to the booking date.
     pub cancel_cutoff_days: i64,
-    /// `MAX_IN_FLIGHT` (default 512): requests handled at once; more wait in NATS.
+    /// `MAX_IN_FLIGHT` (default 512): requests handled at once; more wait in the queue. Each
+    /// subscription's client buffer holds as many messages.
     pub max_in_flight: usize,
+    /// `MAX_QUEUED_MIB` (default 32): bytes of request bodies waiting for a handler; past it a
+    /// request is answered `SYS_004` (overloaded) at once and counted, so memory stays bounded
+    /// whatever arrives.
+    pub max_queued_bytes: usize,
+    /// How the NATS connection authenticates: `NATS_USER` + `NATS_PASSWORD`, `NATS_TOKEN`,
+    /// `NATS_NKEY` (a user seed) or `NATS_CREDS` (a `.creds` file); at most one.
+    pub nats_auth: NatsAuth,
+    /// `NATS_TLS_CA` (a PEM root), `NATS_TLS_CERT` + `NATS_TLS_KEY` (a client certificate),
+    /// `NATS_TLS_REQUIRED` (default false; implied by any of the others or a `tls://` URL).
+    pub nats_tls: NatsTls,
+    /// `UPDATE_REQUIRES_CALLER` (default false): refuse a `booking.update` without the caller's
+    /// top-level `userId` (`BUS_001`). Off by default because the reference user-api sends only
+    /// `{id, dto}`; without the caller anyone who can publish `booking.update` changes any booking.
+    pub update_requires_caller: bool,
     /// `IDEMPOTENCY_TTL_SECS` (default 86400): how long an idempotency key is remembered.
     pub idempotency_ttl: Duration,
     /// `OUTBOX_POLL_MS` (default 1000): relay poll interval, a back-up to LISTEN/NOTIFY.
@@ -92,6 +107,51 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// How the NATS connection proves who it is.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum NatsAuth {
+    /// Anonymous (or credentials in `NATS_URL`).
+    #[default]
+    None,
+    /// `NATS_USER` and `NATS_PASSWORD`.
+    UserPassword {
+        /// The user.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// `NATS_TOKEN`.
+    Token(String),
+    /// `NATS_NKEY`: an nkey user seed (`SU…`).
+    Nkey(String),
+    /// `NATS_CREDS`: a decentralised-auth credentials file (JWT and seed).
+    Creds(std::path::PathBuf),
+}
+
+impl std::fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets never reach logs: only the method (and the user or the file) is shown.
+        match self {
+            NatsAuth::None => f.write_str("None"),
+            NatsAuth::UserPassword { user, .. } => write!(f, "UserPassword({user}, ***)"),
+            NatsAuth::Token(_) => f.write_str("Token(***)"),
+            NatsAuth::Nkey(_) => f.write_str("Nkey(***)"),
+            NatsAuth::Creds(path) => write!(f, "Creds({})", path.display()),
+        }
+    }
+}
+
+/// TLS towards NATS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatsTls {
+    /// Refuse a plaintext connection.
+    pub required: bool,
+    /// Extra PEM root certificates.
+    pub ca: Option<std::path::PathBuf>,
+    /// A client certificate and its key (mutual TLS).
+    pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// Where a chaos run may crash the process.
@@ -183,6 +243,15 @@ impl Config {
                 },
             }
         };
+        let flag = |name: &str| -> Result<bool, ConfigError> {
+            match get(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+                None | Some("false" | "0" | "no" | "off") => Ok(false),
+                Some("true" | "1" | "yes" | "on") => Ok(true),
+                Some(other) => Err(ConfigError(format!(
+                    "{name}={other:?} must be true or false"
+                ))),
+            }
+        };
         let millis = |name: &str, default: u64| {
             number(name, default, 1, 3_600_000).map(Duration::from_millis)
         };
@@ -201,6 +270,49 @@ impl Config {
             cache_ttl: Duration::from_secs(number("CACHE_TTL_SECS", 300, 0, 86_400 * 30)?),
             cancel_cutoff_days: number("CANCEL_CUTOFF_DAYS", 3, 0, 365)? as i64,
             max_in_flight: number("MAX_IN_FLIGHT", 512, 1, 100_000)? as usize,
+            update_requires_caller: flag("UPDATE_REQUIRES_CALLER")?,
+            max_queued_bytes: number("MAX_QUEUED_MIB", 32, 1, 65_536)? as usize * 1024 * 1024,
+            nats_auth: {
+                let mut given = Vec::new();
+                match (get("NATS_USER"), get("NATS_PASSWORD")) {
+                    (Some(user), Some(password)) => {
+                        given.push(NatsAuth::UserPassword { user, password })
+                    }
+                    (None, None) => {}
+                    _ => {
+                        return Err(ConfigError(
+                            "NATS_USER and NATS_PASSWORD must be given together".into(),
+                        ))
+                    }
+                }
+                given.extend(get("NATS_TOKEN").map(NatsAuth::Token));
+                given.extend(get("NATS_NKEY").map(NatsAuth::Nkey));
+                given.extend(get("NATS_CREDS").map(|p| NatsAuth::Creds(p.into())));
+                if given.len() > 1 {
+                    return Err(ConfigError(
+                        "give at most one of NATS_USER/NATS_PASSWORD, NATS_TOKEN, NATS_NKEY, NATS_CREDS"
+                            .into(),
+                    ));
+                }
+                given.pop().unwrap_or_default()
+            },
+            nats_tls: {
+                let ca = get("NATS_TLS_CA").map(std::path::PathBuf::from);
+                let client = match (get("NATS_TLS_CERT"), get("NATS_TLS_KEY")) {
+                    (Some(cert), Some(key)) => Some((cert.into(), key.into())),
+                    (None, None) => None,
+                    _ => {
+                        return Err(ConfigError(
+                            "NATS_TLS_CERT and NATS_TLS_KEY must be given together".into(),
+                        ))
+                    }
+                };
+                NatsTls {
+                    required: flag("NATS_TLS_REQUIRED")? || ca.is_some() || client.is_some(),
+                    ca,
+                    client,
+                }
+            },
             idempotency_ttl: Duration::from_secs(number(
                 "IDEMPOTENCY_TTL_SECS",
                 86_400,
@@ -302,6 +414,38 @@ mod tests {
         assert_eq!(c.course_timeout, Duration::from_secs(5));
         assert_eq!(c.cache_ttl, Duration::from_secs(300));
         assert_eq!(c.cancel_cutoff_days, 3);
+    }
+
+    #[test]
+    fn nats_credentials_are_read_checked_and_never_printed() {
+        let c = with(&[
+            ("DATABASE_URL", "postgres://h/db"),
+            ("NATS_USER", "booking-service"),
+            ("NATS_PASSWORD", "s3cret"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.nats_auth,
+            NatsAuth::UserPassword {
+                user: "booking-service".into(),
+                password: "s3cret".into()
+            }
+        );
+        assert!(!format!("{:?}", c.nats_auth).contains("s3cret"));
+        let both = with(&[
+            ("DATABASE_URL", "postgres://h/db"),
+            ("NATS_TOKEN", "t"),
+            ("NATS_CREDS", "/x.creds"),
+        ]);
+        assert!(both.unwrap_err().to_string().contains("at most one"));
+        let half = with(&[("DATABASE_URL", "postgres://h/db"), ("NATS_USER", "u")]);
+        assert!(half.unwrap_err().to_string().contains("NATS_PASSWORD"));
+        let tls = with(&[
+            ("DATABASE_URL", "postgres://h/db"),
+            ("NATS_TLS_CA", "/ca.pem"),
+        ])
+        .unwrap();
+        assert!(tls.nats_tls.required);
     }
 
     #[test]

@@ -26,6 +26,19 @@ pub enum ServiceError {
     /// Course-service is unavailable (`SYS_004`).
     #[error("{0}")]
     Unavailable(String),
+    /// Too many requests are already waiting (`SYS_004`): retry later.
+    #[error("booking-service is overloaded; retry later")]
+    Overloaded,
+    /// The answer does not fit NATS's `max_payload` (`SYS_001`): ask for less (a smaller page).
+    #[error(
+        "the reply ({bytes} bytes) exceeds NATS max_payload ({max} bytes); ask for a smaller page"
+    )]
+    ReplyTooLarge {
+        /// The reply's size.
+        bytes: usize,
+        /// What the connection accepts.
+        max: usize,
+    },
     /// The database failed (`SYS_002`).
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -43,7 +56,10 @@ impl ServiceError {
             ServiceError::Duplicate(_) => ErrorCode::Duplicate,
             ServiceError::Rule(_) => ErrorCode::BusinessRule,
             ServiceError::Forbidden(_) => ErrorCode::Forbidden,
-            ServiceError::Unavailable(_) => ErrorCode::ServiceUnavailable,
+            ServiceError::Unavailable(_) | ServiceError::Overloaded => {
+                ErrorCode::ServiceUnavailable
+            }
+            ServiceError::ReplyTooLarge { .. } => ErrorCode::System,
             ServiceError::Database(_) => ErrorCode::Database,
             ServiceError::Internal(_) => ErrorCode::System,
         }

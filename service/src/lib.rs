@@ -28,6 +28,7 @@ mod course;
 pub mod error;
 mod handlers;
 mod metrics;
+mod nats;
 mod operator;
 mod outbox;
 mod server;
@@ -111,12 +112,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             )
         })?;
     MIGRATOR.run(&pool).await.context("applying migrations")?;
-    let nats = async_nats::ConnectOptions::new()
-        .name(config.service_name.clone())
-        .retry_on_initial_connect()
-        .connect(&config.nats_url)
-        .await
-        .with_context(|| format!("connecting to NATS at {}", config::redact(&config.nats_url)))?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let nats = nats::connect(&config, metrics.clone()).await?;
     // With retry-on-connect the client returns before it is connected; subscribing then would
     // leave a window in which requests find no responders.
     let deadline = std::time::Instant::now() + NATS_CONNECT_TIMEOUT;
@@ -129,7 +126,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let metrics = Arc::new(metrics::Metrics::default());
     let app = Arc::new(app::App {
         course: course::CourseClient::new(nats.clone(), &config, metrics.clone()),
         metrics,

@@ -68,6 +68,12 @@ pub(crate) struct Metrics {
     pub(crate) outbox_rejections: Family<Kind, Counter>,
     /// The course-service breaker: 0 closed, 1 open, 2 half-open.
     pub(crate) breaker_state: Gauge,
+    /// Replies larger than the connection's `max_payload`, answered with an error instead.
+    pub(crate) replies_too_large: Counter,
+    /// Requests answered "overloaded" because the queue's byte budget was full.
+    pub(crate) requests_shed: Counter,
+    /// Messages the NATS client dropped because a subscription's buffer was full.
+    pub(crate) nats_slow_consumer: Counter,
 }
 
 impl Default for Metrics {
@@ -89,6 +95,9 @@ impl Default for Metrics {
             outbox_rejected: Gauge::default(),
             outbox_rejections: Family::default(),
             breaker_state: Gauge::default(),
+            replies_too_large: Counter::default(),
+            requests_shed: Counter::default(),
+            nats_slow_consumer: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -130,6 +139,21 @@ impl Default for Metrics {
             "nats_publish_failures",
             "Failed attempts to deliver an outbox event",
             m.nats_publish_failures.clone(),
+        );
+        registry.register(
+            "replies_too_large",
+            "Replies over the connection's max_payload, answered with an error instead",
+            m.replies_too_large.clone(),
+        );
+        registry.register(
+            "requests_shed",
+            "Requests answered overloaded because the queue's byte budget was full",
+            m.requests_shed.clone(),
+        );
+        registry.register(
+            "nats_slow_consumer",
+            "Messages the NATS client dropped because a subscription buffer was full",
+            m.nats_slow_consumer.clone(),
         );
         registry.register(
             "malformed_messages",

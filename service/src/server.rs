@@ -41,18 +41,17 @@ pub(crate) async fn serve(
     let mut messages = futures::stream::select_all(subscriptions);
     let limit = app.config.max_in_flight;
     let permits = Arc::new(Semaphore::new(limit));
+    // Bodies waiting for a handler, in KiB: the queue is bounded by bytes, not by count.
+    let budget_kib = u32::try_from(app.config.max_queued_bytes / 1024).unwrap_or(u32::MAX);
+    let queued = Arc::new(Semaphore::new(budget_kib as usize));
+    let mut tasks = tokio::task::JoinSet::new();
     let mut draining = false;
     loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit?,
-            _ = shutdown.changed(), if !draining => {
-                drain(&mut messages).await;
-                draining = true;
-                continue;
-            }
-        };
+        // Messages are taken from the client's buffers as soon as they arrive (never waiting for
+        // a handler), so those buffers stay small; the wait happens below, bounded by bytes.
         let message = tokio::select! {
             message = messages.next() => message,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             _ = shutdown.changed(), if !draining => {
                 drain(&mut messages).await;
                 draining = true;
@@ -61,16 +60,34 @@ pub(crate) async fn serve(
         };
         // After a drain the stream ends once every message NATS had already handed us is read.
         let Some(message) = message else { break };
-        let app = app.clone();
-        tokio::spawn(async move {
+        if message.payload.len() > app.codec.max_len() {
+            // Refused before it is queued: the body is dropped here.
             handle(&app, message).await;
-            drop(permit);
+            continue;
+        }
+        let kib = u32::try_from(message.payload.len() / 1024 + 1).unwrap_or(u32::MAX);
+        let Ok(ticket) = queued.clone().try_acquire_many_owned(kib) else {
+            app.metrics.requests_shed.inc();
+            tracing::warn!(
+                subject = %message.subject,
+                "request shed: MAX_QUEUED_MIB of requests are already waiting"
+            );
+            refuse(&app, message, ServiceError::Overloaded).await;
+            continue;
+        };
+        let app = app.clone();
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            handle(&app, message).await;
+            // The body's bytes count until it is answered: waiting or in flight.
+            drop(ticket);
         });
     }
     // Every message taken is answered before the process goes on to stop.
-    let _ = permits
-        .acquire_many(u32::try_from(limit).unwrap_or(u32::MAX))
-        .await;
+    while tasks.join_next().await.is_some() {}
     // A publish only queues the reply in the client; closing the connection right after can lose
     // the last ones. The round trip proves NATS has every reply before the caller goes on to close.
     if let Err(e) = barrier(&app.nats).await {
@@ -78,6 +95,22 @@ pub(crate) async fn serve(
     }
     tracing::info!("booking-service stopped taking requests");
     Ok(())
+}
+
+/// Answers a request with `error` without running its handler.
+async fn refuse(app: &App, message: async_nats::Message, error: ServiceError) {
+    let Some(reply) = message.reply else { return };
+    let body = match app.codec.decode_inbound(&message.payload) {
+        Ok(inbound) => match inbound.kind {
+            InboundKind::Request(id) => app.codec.encode_error(&id, &error.to_error_value()),
+            InboundKind::Event => return,
+            InboundKind::External => app.codec.encode_bare(&error.to_error_value()),
+        },
+        Err(_) => app.codec.encode_bare(&error.to_error_value()),
+    };
+    if let Ok(body) = body {
+        let _ = app.nats.publish(reply, body.into()).await;
+    }
 }
 
 /// Stops new messages (NATS gives them to other replicas) while keeping the ones already queued for
@@ -145,6 +178,23 @@ async fn handle(app: &App, message: async_nats::Message) {
         (InboundKind::External, Ok(value)) => app.codec.encode_bare(value),
         (InboundKind::External, Err(e)) => app.codec.encode_bare(&e.to_error_value()),
     };
+    let body = match (body, &inbound.kind) {
+        (Ok(body), InboundKind::Request(id)) if body.len() > max_reply(app) => {
+            app.metrics.replies_too_large.inc();
+            tracing::warn!(
+                subject,
+                bytes = body.len(),
+                max_payload = max_reply(app),
+                "reply too large for NATS: answered with an error instead"
+            );
+            let error = ServiceError::ReplyTooLarge {
+                bytes: body.len(),
+                max: max_reply(app),
+            };
+            app.codec.encode_error(id, &error.to_error_value())
+        }
+        (body, _) => body,
+    };
     match body {
         Ok(body) => {
             if let Err(e) = app.nats.publish(reply, body.into()).await {
@@ -153,4 +203,10 @@ async fn handle(app: &App, message: async_nats::Message) {
         }
         Err(e) => tracing::error!(subject, error = %e, "could not encode the reply"),
     }
+}
+
+/// The largest reply the server accepts on this connection (its `max_payload`, less room for the
+/// protocol line).
+fn max_reply(app: &App) -> usize {
+    app.nats.server_info().max_payload.saturating_sub(512)
 }

@@ -309,20 +309,28 @@ pub(crate) async fn with_details(
     } else {
         Vec::new()
     };
+    // Group once by booking (linear); each list keeps the order its query gave.
+    let mut pays_of: std::collections::HashMap<i32, Vec<PaymentRow>> = Default::default();
+    for p in payments {
+        pays_of.entry(p.booking_id).or_default().push(p);
+    }
+    let mut hist_of: std::collections::HashMap<i32, Vec<HistoryRow>> = Default::default();
+    for h in history {
+        hist_of.entry(h.booking_id).or_default().push(h);
+    }
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let can_cancel = cutoff_days.map(|days| row.can_cancel(days));
-        let id = row.id;
-        let pays = payments
-            .iter()
-            .filter(|p| p.booking_id == id)
-            .cloned()
+        let pays = pays_of
+            .remove(&row.id)
+            .unwrap_or_default()
+            .into_iter()
             .map(PaymentRow::into_wire)
             .collect::<Result<Vec<_>>>()?;
-        let hist = history
-            .iter()
-            .filter(|h| h.booking_id == id)
-            .cloned()
+        let hist = hist_of
+            .remove(&row.id)
+            .unwrap_or_default()
+            .into_iter()
             .map(HistoryRow::into_wire)
             .collect();
         let mut response = row.into_response(pays, hist)?;

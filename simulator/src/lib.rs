@@ -31,4 +31,4 @@ pub mod tap;
 pub mod trace;
 pub mod world;
 
-pub use world::{TestDatabase, World, WorldBuilder, WorldError};
+pub use world::{NatsRole, TestDatabase, World, WorldBuilder, WorldError};

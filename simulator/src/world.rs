@@ -30,7 +30,8 @@ use anyhow::Context as _;
 use sqlx::{Connection as _, Executor as _};
 use tokio::sync::{Mutex, OnceCell};
 
-use self::nats::NatsServer;
+pub use self::nats::NatsRole;
+use self::nats::{NatsServer, NatsSetup};
 use self::postgres::PgServer;
 
 /// Why a world could not do what was asked.
@@ -92,6 +93,10 @@ pub struct WorldBuilder {
     use_env: bool,
     /// Start NATS with JetStream (default) or as a plain core server.
     jetstream: bool,
+    /// NATS `max_payload`, when not the default 1 MiB.
+    max_payload: Option<u32>,
+    /// NATS with a user and permissions per [`NatsRole`].
+    secured: bool,
 }
 
 impl Default for WorldBuilder {
@@ -102,6 +107,8 @@ impl Default for WorldBuilder {
             nats: true,
             use_env: true,
             jetstream: true,
+            max_payload: None,
+            secured: false,
         }
     }
 }
@@ -131,6 +138,22 @@ impl WorldBuilder {
         if !on {
             self.use_env = false;
         }
+        self
+    }
+
+    /// Caps NATS's `max_payload` (bytes); implies local servers.
+    pub fn nats_max_payload(mut self, bytes: u32) -> Self {
+        self.max_payload = Some(bytes);
+        self.use_env = false;
+        self
+    }
+
+    /// Secures NATS as production does: anonymous clients are refused and each [`NatsRole`] has
+    /// its own user with only the subjects it needs; [`World::nats_connect`] logs in as a role.
+    /// Implies local servers.
+    pub fn secured_nats(mut self) -> Self {
+        self.secured = true;
+        self.use_env = false;
         self
     }
 
@@ -170,7 +193,12 @@ impl WorldBuilder {
         } else if let Some(url) = env("NATS_URL") {
             Some(Nats::External(url))
         } else {
-            let mut server = NatsServer::new(binaries::nats()?, dir.path(), self.jetstream)?;
+            let setup = NatsSetup {
+                jetstream: self.jetstream,
+                max_payload: self.max_payload,
+                secured: self.secured,
+            };
+            let mut server = NatsServer::new(binaries::nats()?, dir.path(), setup)?;
             server.start(true).await?;
             Some(Nats::Local(server))
         };
@@ -184,6 +212,13 @@ impl WorldBuilder {
                 Nats::Local(server) => server.url(),
                 Nats::External(url) => url.clone(),
             }),
+            nats_roles: match &nats {
+                Some(Nats::Local(server)) => NatsRole::ALL
+                    .iter()
+                    .filter_map(|&role| Some((role, server.credentials(role)?)))
+                    .collect(),
+                _ => Vec::new(),
+            },
             pg: pg.map(Mutex::new),
             nats: nats.map(Mutex::new),
             templates: Mutex::new(HashSet::new()),
@@ -203,6 +238,8 @@ pub struct World {
     pg_admin_url: Option<String>,
     /// The NATS URL, fixed for the world's life.
     nats_url: Option<String>,
+    /// On a secured NATS: each role's `(user, password)`.
+    nats_roles: Vec<(NatsRole, (String, String))>,
     /// Template databases already prepared.
     templates: Mutex<HashSet<String>>,
     /// Every file of the world; dropped last.
@@ -242,6 +279,31 @@ impl World {
     /// The NATS URL.
     pub fn nats_url(&self) -> &str {
         self.nats_url.as_deref().unwrap_or("")
+    }
+
+    /// Connection options for `role`: its credentials when NATS is secured, none otherwise.
+    pub fn nats_options(&self, role: NatsRole) -> async_nats::ConnectOptions {
+        match self.nats_credentials(role) {
+            Some((user, password)) => async_nats::ConnectOptions::new()
+                .user_and_password(user.to_owned(), password.to_owned()),
+            None => async_nats::ConnectOptions::new(),
+        }
+    }
+
+    /// Connects to NATS as `role`.
+    pub async fn nats_connect(
+        &self,
+        role: NatsRole,
+    ) -> Result<async_nats::Client, async_nats::ConnectError> {
+        self.nats_options(role).connect(self.nats_url()).await
+    }
+
+    /// `(user, password)` of `role` when NATS is secured.
+    pub fn nats_credentials(&self, role: NatsRole) -> Option<(&str, &str)> {
+        self.nats_roles
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, (user, password))| (user.as_str(), password.as_str()))
     }
 
     /// Pids of the servers this world runs: PostgreSQL's postmaster, then NATS.

@@ -5,6 +5,7 @@
 use contracts::booking::{
     BookingResponse, BookingStatus, CancelBookingRequest, UpdateBookingRequest,
 };
+use contracts::course::SlotStatus;
 use contracts::events::BookingCancelled;
 use contracts::{subjects, Success, Won};
 
@@ -172,8 +173,18 @@ pub(crate) async fn update(
     app: &App,
     req: UpdateBookingRequest,
 ) -> Result<Success<BookingResponse>> {
+    if req.user_id.is_none() && app.config.update_requires_caller {
+        return Err(ServiceError::Validation(
+            "userId: the caller is required to update a booking".into(),
+        ));
+    }
     let mut tx = app.pool.begin().await?;
     let booking = lock_booking(&mut tx, req.id).await?;
+    if req.user_id.is_some_and(|user| user != booking.user_id) {
+        return Err(ServiceError::Forbidden(
+            "Unauthorized to update this booking".into(),
+        ));
+    }
     let status = booking.status()?;
     if !status.holds_seats() {
         return Err(ServiceError::Rule(
@@ -183,11 +194,18 @@ pub(crate) async fn update(
     let dto = &req.dto;
     let players = dto.player_count.unwrap_or(booking.player_count);
     let delta = players - booking.player_count;
+    let cutoff = app.config.cancel_cutoff_days;
+    if delta < 0 && booking.booking_date < now() + chrono::Duration::days(cutoff) {
+        // Fewer players gives seats back, which cancel refuses this close to the day.
+        return Err(ServiceError::Rule(format!(
+            "Cannot reduce players less than {cutoff} days before the booking date"
+        )));
+    }
     if delta != 0 {
         // The reference changed playerCount without looking at the slot; capacity is re-checked
         // under the slot's row lock, like a create.
-        let (max, booked): (i32, i32) = sqlx::query_as(
-            "SELECT max_players, booked_players FROM game_time_slot_cache WHERE game_time_slot_id = $1 FOR UPDATE",
+        let (max, booked, slot_status): (i32, i32, String) = sqlx::query_as(
+            "SELECT max_players, booked_players, status FROM game_time_slot_cache WHERE game_time_slot_id = $1 FOR UPDATE",
         )
         .bind(booking.game_time_slot_id)
         .fetch_optional(&mut *tx)
@@ -197,6 +215,11 @@ pub(crate) async fn update(
             return Err(ServiceError::Validation(format!(
                 "playerCount must be between 1 and {max} for this slot, got {players}"
             )));
+        }
+        if delta > 0 && slot_status == SlotStatus::Closed.as_str() {
+            return Err(ServiceError::Rule(
+                "Selected time slot is not available".into(),
+            ));
         }
         if delta > 0 && max - booked < delta {
             return Err(ServiceError::Rule(format!(
@@ -246,7 +269,7 @@ pub(crate) async fn update(
     )
     .bind(booking.id)
     .bind(serde_json::to_value(dto).unwrap_or_default())
-    .bind(booking.user_id)
+    .bind(req.user_id.unwrap_or(booking.user_id))
     .bind(at)
     .execute(&mut *tx)
     .await?;

@@ -6,6 +6,7 @@ use contracts::booking::{
     AvailabilityRequest, BookingResponse, FindById, FindByNumber, FindByUserId, SearchBookings,
     SlotAvailability, SortBy, SortOrder, TimeFilter,
 };
+use contracts::validate::limits;
 use contracts::{Page, Success};
 use sqlx::{Postgres, QueryBuilder};
 
@@ -44,9 +45,16 @@ pub(crate) async fn find_by_user_id(
     app: &App,
     req: FindByUserId,
 ) -> Result<Success<Vec<BookingResponse>>> {
+    // The reference returned every booking; a long-time user's list outgrew NATS's max_payload and
+    // the caller never heard back. A page is bounded, newest first; callers that send neither
+    // `page` nor `limit` get the newest page, still as a bare array.
+    let limit = req.limit.unwrap_or(limits::MAX_USER_BOOKINGS);
+    let offset = (req.page.unwrap_or(1) - 1) * limit;
     let rows = store::bookings_where(
         &app.pool,
-        "b.user_id = $1 ORDER BY b.created_at DESC, b.id DESC",
+        &format!(
+            "b.user_id = $1 ORDER BY b.created_at DESC, b.id DESC LIMIT {limit} OFFSET {offset}"
+        ),
         Key::Int(req.user_id),
     )
     .await?;

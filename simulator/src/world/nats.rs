@@ -1,5 +1,7 @@
 //! One throwaway nats-server: JetStream on, loopback only, a free port kept across restarts, and
-//! the JetStream store in the world's directory so streams survive a restart.
+//! the JetStream store in the world's directory so streams survive a restart. Its configuration
+//! file can cap `max_payload` and secure the server with users and per-subject permissions, as a
+//! production deployment does (see [`NatsRole`]).
 
 use std::io::Read as _;
 use std::net::TcpStream;
@@ -14,6 +16,97 @@ use super::{free_port, log_tail, process, WorldError};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Who connects to a secured NATS: each role has its own user and only the permissions it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatsRole {
+    /// The test driver, the simulator and operators: every subject.
+    Harness,
+    /// booking-service: serves `booking.*`, calls course-service, publishes booking events.
+    BookingService,
+    /// course-service: serves `gameTimeSlots.*` and `games.get`, the only publisher of
+    /// `booking.*.sync`.
+    CourseService,
+    /// The gateway (user-api): may call the `booking.*` request subjects and nothing else.
+    UserApi,
+}
+
+impl NatsRole {
+    /// Every role.
+    pub const ALL: [NatsRole; 4] = [
+        NatsRole::Harness,
+        NatsRole::BookingService,
+        NatsRole::CourseService,
+        NatsRole::UserApi,
+    ];
+
+    /// The NATS user name.
+    pub fn user(self) -> &'static str {
+        match self {
+            NatsRole::Harness => "harness",
+            NatsRole::BookingService => "booking-service",
+            NatsRole::CourseService => "course-service",
+            NatsRole::UserApi => "user-api",
+        }
+    }
+
+    /// The role's permissions block in nats-server's configuration syntax; the README recommends
+    /// the same rules for production.
+    pub fn permissions(self) -> String {
+        use contracts::subjects as s;
+        let list = |subjects: &[&str]| {
+            subjects
+                .iter()
+                .map(|v| format!("\"{v}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let requests: Vec<&str> = s::BOOKING_HANDLERS
+            .iter()
+            .copied()
+            .filter(|v| *v != s::BOOKING_GAME_SYNC && *v != s::BOOKING_SLOT_SYNC)
+            .collect();
+        match self {
+            NatsRole::Harness => String::new(),
+            NatsRole::BookingService => format!(
+                "permissions: {{ publish: {{ allow: [{}] }}, subscribe: {{ allow: [{}] }}, allow_responses: true }}",
+                list(&[
+                    s::SLOTS_GET,
+                    s::GAMES_GET,
+                    s::SLOTS_BOOK,
+                    s::SLOTS_RELEASE,
+                    s::BOOKING_CONFIRMED,
+                    s::BOOKING_CANCELLED,
+                    "$JS.API.>",
+                    "_INBOX.>",
+                ]),
+                list(&["booking.>", "_INBOX.>"]),
+            ),
+            NatsRole::CourseService => format!(
+                "permissions: {{ publish: {{ allow: [{}] }}, subscribe: {{ allow: [{}] }}, allow_responses: true }}",
+                list(&[s::BOOKING_GAME_SYNC, s::BOOKING_SLOT_SYNC, "_INBOX.>"]),
+                // `courseStub.>` is the stand-in's control plane, not course-service's.
+                list(&["gameTimeSlots.>", "games.>", "courseStub.>", "_INBOX.>"]),
+            ),
+            NatsRole::UserApi => format!(
+                "permissions: {{ publish: {{ allow: [{}] }}, subscribe: {{ allow: [{}] }} }}",
+                list(&requests),
+                list(&["_INBOX.>", s::BOOKING_CONFIRMED, s::BOOKING_CANCELLED]),
+            ),
+        }
+    }
+}
+
+/// How the world's nats-server is set up.
+#[derive(Debug, Clone)]
+pub(crate) struct NatsSetup {
+    /// JetStream on.
+    pub(crate) jetstream: bool,
+    /// `max_payload` in bytes, when not the server's default (1 MiB).
+    pub(crate) max_payload: Option<u32>,
+    /// Users and permissions per [`NatsRole`]; anonymous clients are refused.
+    pub(crate) secured: bool,
+}
+
 /// A nats-server this world owns.
 #[derive(Debug)]
 pub(crate) struct NatsServer {
@@ -21,6 +114,12 @@ pub(crate) struct NatsServer {
     bin: PathBuf,
     /// JetStream's storage directory; `None` runs a core server without JetStream.
     store_dir: Option<PathBuf>,
+    /// The configuration file, rewritten at every start (the port may change).
+    config_path: PathBuf,
+    /// How the server is set up.
+    setup: NatsSetup,
+    /// The password of every role when secured (one per world).
+    secret: String,
     /// Where the server's output goes.
     log_path: PathBuf,
     /// The loopback port.
@@ -31,8 +130,8 @@ pub(crate) struct NatsServer {
 
 impl NatsServer {
     /// Prepares a server in `dir` (not started yet).
-    pub(crate) fn new(bin: PathBuf, dir: &Path, jetstream: bool) -> Result<Self, WorldError> {
-        let store_dir = if jetstream {
+    pub(crate) fn new(bin: PathBuf, dir: &Path, setup: NatsSetup) -> Result<Self, WorldError> {
+        let store_dir = if setup.jetstream {
             let store_dir = dir.join("jetstream");
             std::fs::create_dir(&store_dir)
                 .with_context(|| format!("creating {}", store_dir.display()))?;
@@ -45,15 +144,63 @@ impl NatsServer {
         Ok(Self {
             bin,
             store_dir,
+            config_path: dir.join("nats.conf"),
+            setup,
+            secret: uuid::Uuid::new_v4().simple().to_string(),
             log_path,
             port: free_port()?,
             child: None,
         })
     }
 
-    /// The client URL.
+    /// The client URL (credentials, when secured, go through [`NatsServer::credentials`]: the
+    /// Rust client ignores any in the URL).
     pub(crate) fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// `(user, password)` of `role` on a secured server.
+    pub(crate) fn credentials(&self, role: NatsRole) -> Option<(String, String)> {
+        self.setup
+            .secured
+            .then(|| (role.user().to_owned(), self.secret.clone()))
+    }
+
+    /// The configuration file's text.
+    fn config(&self) -> String {
+        let mut conf = format!("listen: \"127.0.0.1:{}\"\n", self.port);
+        if let Some(bytes) = self.setup.max_payload {
+            conf.push_str(&format!("max_payload: {bytes}\n"));
+        }
+        if let Some(store_dir) = &self.store_dir {
+            conf.push_str(&format!(
+                "jetstream: {{ store_dir: {:?} }}\n",
+                store_dir.display().to_string()
+            ));
+        }
+        if self.setup.secured {
+            let users: Vec<String> = NatsRole::ALL
+                .iter()
+                .map(|role| {
+                    format!(
+                        "      {{ user: \"{}\", password: \"{}\", {} }}",
+                        role.user(),
+                        self.secret,
+                        role.permissions()
+                    )
+                })
+                .collect();
+            let jetstream = if self.store_dir.is_some() {
+                "jetstream: enabled\n    "
+            } else {
+                ""
+            };
+            conf.push_str(&format!(
+                "accounts: {{\n  BOOKING: {{\n    {jetstream}users: [\n{}\n    ]\n  }}\n}}\n",
+                users.join(",\n")
+            ));
+        }
+        conf
     }
 
     /// The server's pid, when running.
@@ -73,12 +220,10 @@ impl NatsServer {
                 .append(true)
                 .open(&self.log_path)
                 .context("opening the NATS log")?;
+            std::fs::write(&self.config_path, self.config())
+                .context("writing the NATS configuration")?;
             let mut cmd = Command::new(&self.bin);
-            cmd.args(["-a", "127.0.0.1", "-p"])
-                .arg(self.port.to_string());
-            if let Some(store_dir) = &self.store_dir {
-                cmd.arg("-js").arg("-sd").arg(store_dir);
-            }
+            cmd.arg("-c").arg(&self.config_path);
             cmd.stdin(Stdio::null())
                 .stdout(log.try_clone().context("log handle")?)
                 .stderr(log);

@@ -1,0 +1,66 @@
+//! The NATS connection: credentials and TLS from the configuration, a client buffer per
+//! subscription tied to the in-flight limit, and every connection event made visible (slow
+//! consumers counted, permission errors logged).
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::config::{self, Config, NatsAuth};
+use crate::metrics::Metrics;
+
+/// Connects as `config` says; returns before the connection is up (the caller waits for it).
+pub(crate) async fn connect(
+    config: &Config,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<async_nats::Client> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name(config.service_name.clone())
+        .retry_on_initial_connect()
+        // async-nats buffers 65,536 messages per subscription by default, before any size check of
+        // ours runs; the serve loop drains these buffers eagerly, so a small one suffices.
+        .subscription_capacity(config.max_in_flight.max(16))
+        .event_callback(move |event| {
+            let metrics = metrics.clone();
+            async move {
+                match event {
+                    async_nats::Event::SlowConsumer(sid) => {
+                        metrics.nats_slow_consumer.inc();
+                        tracing::warn!(sid, "NATS client buffer full: a message was dropped");
+                    }
+                    async_nats::Event::ServerError(e) => {
+                        tracing::error!(error = %e, "NATS server error");
+                    }
+                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+                    async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    other => tracing::info!(event = %other, "NATS event"),
+                }
+            }
+        });
+    options = match &config.nats_auth {
+        NatsAuth::None => options,
+        NatsAuth::UserPassword { user, password } => {
+            options.user_and_password(user.clone(), password.clone())
+        }
+        NatsAuth::Token(token) => options.token(token.clone()),
+        NatsAuth::Nkey(seed) => options.nkey(seed.clone()),
+        NatsAuth::Creds(path) => options
+            .credentials_file(path)
+            .await
+            .with_context(|| format!("reading NATS_CREDS {}", path.display()))?,
+    };
+    let tls = &config.nats_tls;
+    if tls.required {
+        options = options.require_tls(true);
+    }
+    if let Some(ca) = &tls.ca {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let Some((cert, key)) = &tls.client {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    options
+        .connect(&config.nats_url)
+        .await
+        .with_context(|| format!("connecting to NATS at {}", config::redact(&config.nats_url)))
+}

@@ -1,0 +1,383 @@
+//! A hostile or buggy client, from outside over NATS: someone else's booking, fields a user may not
+//! touch, a user with thousands of bookings, replies larger than NATS carries, and publishers the
+//! deployment's permissions must stop. Each case names the answer it must get.
+
+use std::time::Duration;
+
+use contracts::{subjects as s, ErrorCode};
+use integration_tests::*;
+use serde_json::{json, Value};
+use simulator::NatsRole;
+
+async fn booked(app: &TestApp, slot_id: i32, days: i64, players: i32) -> Value {
+    app.seed_slot(&slot(slot_id, 1, days, 4), &game(1)).await;
+    app.call(s::BOOKING_CREATE, create_request(1, slot_id, players))
+        .await
+        .ok()["data"]
+        .clone()
+}
+
+async fn outbox_rows(app: &TestApp, subject: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE event_type = $1")
+        .bind(subject)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+/// Before: anyone could change anyone's booking, including booking extra seats on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_by_someone_else_is_forbidden_and_changes_nothing() {
+    let app = spawn_app().await;
+    let booking = booked(&app, 201, 10, 1).await;
+    let theirs = app
+        .call(
+            s::BOOKING_UPDATE,
+            json!({"id": booking["id"], "userId": 2, "dto": {"playerCount": 3}}),
+        )
+        .await;
+    assert_eq!(theirs.code(), ErrorCode::Forbidden);
+    assert_eq!(app.cached_booked(201).await, 1);
+    assert_eq!(
+        outbox_rows(&app, s::SLOTS_BOOK).await,
+        1,
+        "no extra seats booked"
+    );
+    let mine = app
+        .call(
+            s::BOOKING_UPDATE,
+            json!({"id": booking["id"], "userId": 1, "dto": {"playerCount": 2}}),
+        )
+        .await
+        .ok();
+    assert_eq!(mine["data"]["playerCount"], 2);
+    // The reference's user-api sends only {id, dto}: still accepted unless the knob says otherwise.
+    let anonymous = app
+        .call(
+            s::BOOKING_UPDATE,
+            json!({"id": booking["id"], "dto": {"specialRequests": "카트"}}),
+        )
+        .await
+        .ok();
+    assert_eq!(anonymous["data"]["specialRequests"], "카트");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_update_requires_caller_an_update_without_user_id_is_refused() {
+    let app = spawn_app_with(AppOptions {
+        configure: |c| c.update_requires_caller = true,
+        ..AppOptions::default()
+    })
+    .await;
+    let booking = booked(&app, 202, 10, 1).await;
+    let answer = app
+        .call(
+            s::BOOKING_UPDATE,
+            json!({"id": booking["id"], "dto": {"playerCount": 2}}),
+        )
+        .await;
+    assert_eq!(answer.code(), ErrorCode::Validation);
+    assert_eq!(app.cached_booked(202).await, 1);
+}
+
+/// Before: unknown fields in `dto` were silently ignored, so a caller could not tell that its
+/// `status` or `totalPrice` was not applied (and a later version might apply it).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_may_change_only_what_a_user_owns() {
+    let app = spawn_app().await;
+    let booking = booked(&app, 203, 10, 1).await;
+    for dto in [
+        json!({"status": "CANCELLED"}),
+        json!({"totalPrice": 0}),
+        json!({"userId": 2}),
+        json!({"gameTimeSlotId": 999}),
+    ] {
+        let answer = app
+            .call(s::BOOKING_UPDATE, json!({"id": booking["id"], "dto": dto}))
+            .await;
+        assert_eq!(answer.code(), ErrorCode::Validation, "{dto}");
+    }
+    let now = app
+        .call(s::BOOKING_FIND_BY_ID, json!({"id": booking["id"]}))
+        .await
+        .ok();
+    assert_eq!(now["data"]["status"], "CONFIRMED");
+    assert_eq!(now["data"]["totalPrice"], booking["totalPrice"]);
+}
+
+/// Before: `playerCount` went up on a CLOSED slot and down inside the cancel cutoff.
+#[tokio::test(flavor = "multi_thread")]
+async fn closed_slots_and_the_cutoff_hold_for_updates_as_for_create_and_cancel() {
+    let app = spawn_app().await;
+    let booking = booked(&app, 204, 10, 1).await;
+    let mut closed = slot(204, 1, 10, 4);
+    closed.status = contracts::course::SlotStatus::Closed;
+    app.call(
+        s::BOOKING_SLOT_SYNC,
+        serde_json::to_value(slot_sync(&closed)).unwrap(),
+    )
+    .await
+    .ok();
+    let more = app
+        .call(
+            s::BOOKING_UPDATE,
+            json!({"id": booking["id"], "dto": {"playerCount": 2}}),
+        )
+        .await;
+    assert_eq!(more.code(), ErrorCode::BusinessRule);
+    assert_eq!(app.cached_booked(204).await, 1);
+
+    let soon = booked(&app, 205, 1, 3).await;
+    let fewer = app
+        .call(
+            s::BOOKING_UPDATE,
+            json!({"id": soon["id"], "dto": {"playerCount": 1}}),
+        )
+        .await;
+    assert_eq!(fewer.code(), ErrorCode::BusinessRule);
+    assert_eq!(app.cached_booked(205).await, 3);
+    assert_eq!(outbox_rows(&app, s::SLOTS_RELEASE).await, 0);
+    // What does not move seats is still allowed close to the day.
+    app.call(
+        s::BOOKING_UPDATE,
+        json!({"id": soon["id"], "dto": {"specialRequests": "늦게 도착"}}),
+    )
+    .await
+    .ok();
+}
+
+/// Copies booking `id` `n` times for the same user, one second apart, each with its payment.
+async fn clone_booking(app: &TestApp, id: i64, n: i32, special: &str) {
+    sqlx::query(
+        "INSERT INTO bookings (booking_number, user_id, game_id, game_time_slot_id, game_name, game_code, \
+         booking_date, start_time, end_time, player_count, price_per_person, service_fee, total_price, \
+         status, payment_method, special_requests, user_email, user_name, user_phone, created_at, updated_at) \
+         SELECT 'BK-CLONE-' || g, user_id, game_id, game_time_slot_id, game_name, game_code, booking_date, \
+         start_time, end_time, player_count, price_per_person, service_fee, total_price, status, \
+         payment_method, $3, user_email, user_name, user_phone, \
+         created_at - make_interval(secs => g), updated_at \
+         FROM bookings, generate_series(1, $2) g WHERE id = $1",
+    )
+    .bind(id as i32)
+    .bind(n)
+    .bind(special)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO payments (booking_id, amount, payment_method, payment_status, created_at, updated_at) \
+         SELECT id, total_price, 'CARD', 'PENDING', created_at, updated_at FROM bookings \
+         WHERE booking_number LIKE 'BK-CLONE-%'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+/// Before: past ~1,400 bookings the reply outgrew NATS's 1 MiB, the publish failed with a WARN and
+/// the caller waited forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_with_thousands_of_bookings_gets_a_bounded_page_newest_first() {
+    let app = spawn_app().await;
+    let newest = booked(&app, 206, 10, 1).await;
+    clone_booking(&app, newest["id"].as_i64().unwrap(), 1_999, "").await;
+    let first = app
+        .call(s::BOOKING_FIND_BY_USER_ID, json!({"userId": 1}))
+        .await
+        .ok();
+    let list = first["data"].as_array().expect("still a bare array");
+    assert_eq!(list.len(), 100);
+    assert_eq!(list[0]["id"], newest["id"], "newest first");
+    assert_eq!(list[0]["payments"].as_array().unwrap().len(), 1);
+    assert_eq!(list[1]["bookingNumber"], "BK-CLONE-1");
+    let page = app
+        .call(
+            s::BOOKING_FIND_BY_USER_ID,
+            json!({"userId": 1, "page": 3, "limit": 50}),
+        )
+        .await
+        .ok();
+    let page = page["data"].as_array().unwrap();
+    assert_eq!(page.len(), 50);
+    assert_eq!(page[0]["bookingNumber"], "BK-CLONE-100");
+    let last = app
+        .call(
+            s::BOOKING_FIND_BY_USER_ID,
+            json!({"userId": 1, "page": 20, "limit": 100}),
+        )
+        .await
+        .ok();
+    assert_eq!(last["data"].as_array().unwrap().len(), 100);
+    let beyond = app
+        .call(
+            s::BOOKING_FIND_BY_USER_ID,
+            json!({"userId": 1, "page": 21, "limit": 100}),
+        )
+        .await
+        .ok();
+    assert_eq!(beyond["data"].as_array().unwrap().len(), 0);
+    let greedy = app
+        .call(
+            s::BOOKING_FIND_BY_USER_ID,
+            json!({"userId": 1, "limit": 5000}),
+        )
+        .await;
+    assert_eq!(greedy.code(), ErrorCode::Validation);
+}
+
+/// Any reply too large for the connection is answered with a clear error and counted, never
+/// dropped with only a log line.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_over_max_payload_is_a_clear_error_and_counted() {
+    let app = spawn_app_with(AppOptions {
+        nats: |world| world.nats_max_payload(64 * 1024),
+        ..AppOptions::default()
+    })
+    .await;
+    let first = booked(&app, 207, 10, 1).await;
+    clone_booking(
+        &app,
+        first["id"].as_i64().unwrap(),
+        99,
+        &"긴 요청".repeat(200),
+    )
+    .await;
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.call(s::BOOKING_FIND_BY_USER_ID, json!({"userId": 1})),
+    )
+    .await
+    .expect("the caller hears back");
+    let Answer::Err(e) = answer else {
+        panic!("a reply over 64 KiB cannot be sent")
+    };
+    assert_eq!(e.error.code, ErrorCode::System);
+    assert!(
+        e.error.message.contains("max_payload"),
+        "{}",
+        e.error.message
+    );
+    let metrics = metrics_text(&app).await;
+    assert!(metrics.contains("replies_too_large_total 1"), "{metrics}");
+    // A page that fits is still served.
+    let small = app
+        .call(s::BOOKING_FIND_BY_USER_ID, json!({"userId": 1, "limit": 5}))
+        .await
+        .ok();
+    assert_eq!(small["data"].as_array().unwrap().len(), 5);
+}
+
+async fn metrics_text(app: &TestApp) -> String {
+    let addr = app.replicas[0].http_addr();
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Before: anyone who could publish `booking.gameTimeSlot.sync` repriced slots. With the
+/// recommended permissions only course-service may; the gateway may only call `booking.*`.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_secured_nats_only_course_service_may_sync_and_the_gateway_may_only_call() {
+    let app = spawn_app_with(AppOptions {
+        nats: |world| world.secured_nats(),
+        ..AppOptions::default()
+    })
+    .await;
+    let booking = booked(&app, 208, 10, 1).await;
+    // Anonymous clients are refused outright.
+    let anonymous = async_nats::ConnectOptions::new()
+        .connect(app.nats_world.nats_url())
+        .await;
+    assert!(anonymous.is_err(), "anonymous connection accepted");
+
+    let (errors_tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
+    let gateway = app
+        .nats_world
+        .nats_options(NatsRole::UserApi)
+        .event_callback(move |event| {
+            let errors_tx = errors_tx.clone();
+            async move {
+                if let async_nats::Event::ServerError(e) = event {
+                    let _ = errors_tx.send(e.to_string());
+                }
+            }
+        })
+        .connect(app.nats_world.nats_url())
+        .await
+        .unwrap();
+    let mut forged = slot(208, 1, 10, 4);
+    forged.price = contracts::Won(0);
+    forged.max_players = 100;
+    let codec = contracts::Codec::default();
+    let body = codec
+        .encode_event(
+            s::BOOKING_SLOT_SYNC,
+            &serde_json::to_value(slot_sync(&forged)).unwrap(),
+        )
+        .unwrap();
+    gateway
+        .publish(s::BOOKING_SLOT_SYNC, body.into())
+        .await
+        .unwrap();
+    gateway.flush().await.unwrap();
+    let refusal = tokio::time::timeout(Duration::from_secs(5), errors.recv())
+        .await
+        .expect("NATS answers a forbidden publish with an error")
+        .unwrap();
+    assert!(
+        refusal.to_lowercase().contains("permissions violation"),
+        "{refusal}"
+    );
+    let (max, price): (i32, i64) = sqlx::query_as(
+        "SELECT max_players, price::int8 FROM game_time_slot_cache WHERE game_time_slot_id = 208",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((max, price), (4, 15_000), "the forged sync changed nothing");
+
+    // The gateway's own calls work; course-service's user cannot call booking.create.
+    let reply = gateway
+        .request(
+            s::BOOKING_FIND_BY_ID,
+            codec
+                .encode_request(
+                    s::BOOKING_FIND_BY_ID,
+                    &json!({"id": booking["id"]}),
+                    &contracts::MessageId::fresh(),
+                )
+                .unwrap()
+                .into(),
+        )
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&reply.payload).contains("bookingNumber"));
+    let course = app
+        .nats_world
+        .nats_connect(NatsRole::CourseService)
+        .await
+        .unwrap();
+    let call = tokio::time::timeout(
+        Duration::from_secs(2),
+        course.request(
+            s::BOOKING_CREATE,
+            codec
+                .encode_request(
+                    s::BOOKING_CREATE,
+                    &create_request(9, 208, 1),
+                    &contracts::MessageId::fresh(),
+                )
+                .unwrap()
+                .into(),
+        ),
+    )
+    .await;
+    assert!(
+        !matches!(call, Ok(Ok(_))),
+        "course-service's user created a booking"
+    );
+    assert_eq!(app.cached_booked(208).await, 1);
+}
