@@ -18,8 +18,10 @@ pub(crate) async fn connect(
         .name(config.service_name.clone())
         .retry_on_initial_connect()
         // async-nats buffers 65,536 messages per subscription by default, before any size check of
-        // ours runs; the serve loop drains these buffers eagerly, so a small one suffices.
-        .subscription_capacity(config.max_in_flight.max(16))
+        // ours runs. The serve loop drains these buffers eagerly, but one socket read can carry
+        // hundreds of small requests at once: four times the in-flight limit (at least 1,024)
+        // absorbs such a burst, and an overflow is counted, never silent.
+        .subscription_capacity((config.max_in_flight * 4).max(1024))
         .event_callback(move |event| {
             let metrics = metrics.clone();
             async move {

@@ -61,8 +61,20 @@ pub(crate) async fn serve(
         // After a drain the stream ends once every message NATS had already handed us is read.
         let Some(message) = message else { break };
         if message.payload.len() > app.codec.max_len() {
-            // Refused before it is queued: the body is dropped here.
-            handle(&app, message).await;
+            // Refused before it is queued, and the body dropped before the answer goes out.
+            let bytes = message.payload.len();
+            let reply = message.reply;
+            app.metrics.malformed_messages.inc();
+            tracing::warn!(subject = %message.subject, bytes, "request body over the size limit");
+            if let Some(reply) = reply {
+                let error = ServiceError::Codec(contracts::CodecError::TooLarge {
+                    len: bytes,
+                    max: app.codec.max_len(),
+                });
+                if let Ok(body) = app.codec.encode_bare(&error.to_error_value()) {
+                    let _ = app.nats.publish(reply, body.into()).await;
+                }
+            }
             continue;
         }
         let kib = u32::try_from(message.payload.len() / 1024 + 1).unwrap_or(u32::MAX);
