@@ -92,6 +92,44 @@ impl CodecError {
     }
 }
 
+/// What serde found wrong, without the offending value: replies and logs carry the field path and
+/// the kind of error, never input (an e-mail, a phone number, 200 KB of text). `invalid type:
+/// string "x@y.z", expected i32` becomes `invalid type, expected i32`.
+fn error_kind(message: &str) -> String {
+    const WITH_VALUE: [&str; 5] = [
+        "invalid type",
+        "invalid value",
+        "invalid length",
+        "unknown variant",
+        "unknown field",
+    ];
+    if let Some(kind) = WITH_VALUE.iter().find(|k| message.starts_with(*k)) {
+        return match message.find(", expected") {
+            Some(at) => printable(&format!("{kind}{}", &message[at..]), 300),
+            None => (*kind).to_owned(),
+        };
+    }
+    printable(message, 300)
+}
+
+/// `text` safe for one log line: control characters escaped (a newline cannot forge a line) and at
+/// most `max` characters.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Encodes and decodes the NestJS envelope and its payloads within a size limit.
 #[derive(Debug, Clone, Copy)]
 pub struct Codec {
@@ -176,10 +214,10 @@ impl Codec {
             });
         }
         let typed: T = serde_path_to_error::deserialize(data).map_err(|e| {
-            let path = e.path().to_string();
+            let path = printable(&e.path().to_string(), 120);
             CodecError::Shape {
                 path,
-                message: e.into_inner().to_string(),
+                message: error_kind(&e.into_inner().to_string()),
             }
         })?;
         typed.validate().map_err(CodecError::Invalid)?;
@@ -466,5 +504,31 @@ mod tests {
             none,
             json!({"id":"abc","status":"error","err":crate::envelope::NO_HANDLER_MESSAGE})
         );
+    }
+
+    #[test]
+    fn a_shape_error_names_the_field_and_the_kind_never_the_value() {
+        let err = Codec::decode_data::<crate::booking::FindById>(
+            json!({"id": "someone@example.com 010-1234-5678"}),
+        )
+        .unwrap_err();
+        let shown = format!("{err} {:?}", err.to_error_value());
+        assert!(shown.contains("invalid type, expected i32"), "{shown}");
+        assert!(
+            !shown.contains("example.com") && !shown.contains("5678"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_newline_in_a_key_cannot_forge_a_log_line() {
+        let err = Codec::decode_data::<crate::booking::UpdateBookingRequest>(
+            json!({"id": 1, "dto": {"x\nERROR forged line": 1}}),
+        )
+        .unwrap_err();
+        let shown = err.to_string();
+        assert!(!shown.contains('\n'), "{shown}");
+        assert!(printable("a\nb\u{1b}[31m", 100) == "a\\nb\\u{1b}[31m");
+        assert_eq!(printable(&"x".repeat(500), 10).chars().count(), 11);
     }
 }

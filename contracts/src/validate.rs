@@ -53,17 +53,14 @@ impl Checker {
     /// A database id: a positive 32-bit integer.
     pub fn id(&mut self, field: &str, value: i32) {
         if value <= 0 {
-            self.fail(field, format!("must be a positive id, got {value}"));
+            self.fail(field, "must be a positive id");
         }
     }
 
     /// An integer in `min..=max`.
     pub fn range(&mut self, field: &str, value: i64, min: i64, max: i64) {
         if value < min || value > max {
-            self.fail(
-                field,
-                format!("must be between {min} and {max}, got {value}"),
-            );
+            self.fail(field, format!("must be between {min} and {max}"));
         }
     }
 
@@ -112,7 +109,7 @@ impl Checker {
     /// A calendar date `YYYY-MM-DD`.
     pub fn date(&mut self, field: &str, value: &str) {
         if chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").is_err() || value.len() != 10 {
-            self.fail(field, format!("must be a date YYYY-MM-DD, got {value:?}"));
+            self.fail(field, "must be a date YYYY-MM-DD");
         }
     }
 
@@ -129,7 +126,7 @@ impl Checker {
     /// A clock time `HH:MM`.
     pub fn clock(&mut self, field: &str, value: &str) {
         if !crate::time::is_clock_time(value) {
-            self.fail(field, format!("must be a time HH:MM, got {value:?}"));
+            self.fail(field, "must be a time HH:MM");
         }
     }
 

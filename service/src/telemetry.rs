@@ -1,4 +1,5 @@
-//! Logging: `tracing` with an `RUST_LOG`-style filter, and masks for personal data.
+//! Logging: `tracing` with an `RUST_LOG`-style filter, no colour codes off a terminal, and masks
+//! for personal data.
 
 use tracing_subscriber::EnvFilter;
 
@@ -6,8 +7,11 @@ use tracing_subscriber::EnvFilter;
 /// twice (the second call does nothing).
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal as _;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a person at a terminal, never in files or log collectors.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();

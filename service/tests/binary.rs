@@ -341,3 +341,79 @@ async fn crashes_after_commit_under_load_lose_no_acknowledged_booking() {
 async fn crashes_before_marking_sent_under_load_deliver_every_event_once() {
     crash_under_load("before-mark-sent").await;
 }
+
+/// Before: a validation error printed the input (an e-mail, a phone number, a 200 KB value), a
+/// newline in a key name forged a log line, a lost race for the last seat logged at ERROR, and the
+/// log file held ANSI colour codes.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_name_fields_never_values_escape_control_characters_and_hold_no_colour() {
+    let world = local_world().await;
+    let db = world.database().await.unwrap();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.env("DATABASE_URL", db.url())
+        .env("NATS_URL", world.nats_url())
+        .env("RUST_LOG", "info")
+        .env("HTTP_ADDR", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let client = async_nats::connect(world.nats_url()).await.unwrap();
+    until("the binary to answer", || {
+        ask(&client, subjects::BOOKING_SEARCH, serde_json::json!({}))
+    })
+    .await;
+    let date = (chrono::Utc::now() + chrono::Duration::days(10)).date_naive();
+    let slot = serde_json::json!({
+        "gameTimeSlotId": 31, "gameId": 3, "gameName": "게임", "gameCode": "G3",
+        "frontNineCourseName": "A", "backNineCourseName": "B", "clubName": "클럽",
+        "date": date.to_string(), "startTime": "09:00", "endTime": "12:00",
+        "maxPlayers": 1, "bookedPlayers": 0, "price": 10000, "isPremium": false,
+        "status": "AVAILABLE", "isActive": true
+    });
+    let synced = ask(&client, subjects::BOOKING_SLOT_SYNC, slot).await;
+    assert!(synced.is_some(), "slot synced");
+    let hostile = [
+        serde_json::json!({"id": "mallory@example.com 010-9999-8888"}),
+        serde_json::json!({"id": "x".repeat(200_000)}),
+        serde_json::json!({"id": 1, "x\nERROR forged line": 1}),
+    ];
+    for data in hostile {
+        let _ = ask(&client, subjects::BOOKING_FIND_BY_ID, data).await;
+    }
+    // Ten callers race for the last seat: nine lose, as expected.
+    let creates = (1..=10).map(|user| {
+        ask(
+            &client,
+            subjects::BOOKING_CREATE,
+            serde_json::json!({
+                "userId": user, "gameTimeSlotId": 31, "playerCount": 1,
+                "paymentMethod": "card", "userEmail": format!("u{user}@example.com"),
+                "userName": "이름", "userPhone": "010-1234-5678"
+            }),
+        )
+    });
+    futures::future::join_all(creates).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(wait_exit(&mut child).success());
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    assert!(text.contains("request refused"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a file:\n{text}");
+    assert!(
+        !text.contains("mallory") && !text.contains("9999-8888") && !text.contains("xxxxxxxx"),
+        "input values logged:\n{text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("ERROR forged")),
+        "forged line:\n{text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.contains(" ERROR ")),
+        "an expected refusal logged at ERROR:\n{text}"
+    );
+    assert!(text.len() < 64 * 1024, "log grew to {} bytes", text.len());
+}

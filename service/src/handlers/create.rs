@@ -179,7 +179,11 @@ async fn attempt(
                 .ok_or_else(|| anyhow::anyhow!("idempotency key vanished during replay").into())
         }
         Err(Conflict::Service(e)) => {
-            tracing::error!("Failed to create booking: {e}");
+            // Losing a race for the last seats is expected, not an error of ours; the caller is
+            // answered and server.rs logs every refusal once at INFO.
+            if matches!(e, ServiceError::Database(_) | ServiceError::Internal(_)) {
+                tracing::error!("Failed to create booking: {e}");
+            }
             Err(e)
         }
         Ok(booking) => {
