@@ -2,6 +2,8 @@
 //! touch, a user with thousands of bookings, replies larger than NATS carries, and publishers the
 //! deployment's permissions must stop. Each case names the answer it must get.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use contracts::{subjects as s, ErrorCode};
@@ -533,4 +535,105 @@ async fn a_flood_of_large_bodies_while_handlers_are_stalled_keeps_memory_bounded
         "peak RSS {} MiB is over 128 MiB",
         peak >> 20
     );
+}
+
+/// Before: SENT outbox rows and expired idempotency keys were kept for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn delivered_rows_and_expired_keys_are_pruned_and_nothing_else() {
+    let app = spawn_app_with(AppOptions {
+        configure: |c| c.prune_interval = Duration::from_millis(200),
+        ..AppOptions::default()
+    })
+    .await;
+    let booking = booked(&app, 209, 10, 1).await;
+    let insert = |status: &'static str, processed_days_ago: Option<i32>| {
+        sqlx::query(
+            "INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, event_type, payload, status, processed_at) \
+             VALUES (gen_random_uuid(), 'booking', '999999', 'booking.confirmed', '{}', $1, \
+             now() - make_interval(days => $2))",
+        )
+        .bind(status)
+        .bind(processed_days_ago)
+        .execute(&app.pool)
+    };
+    insert("SENT", Some(8)).await.unwrap();
+    insert("SENT", Some(8)).await.unwrap();
+    insert("SENT", Some(1)).await.unwrap();
+    insert("REJECTED", Some(30)).await.unwrap();
+    for (key, expired) in [("old", true), ("live", false)] {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (user_id, key, request_hash, booking_id, expires_at) \
+             VALUES (1, $1, 'h', $2, now() + CASE WHEN $3 THEN interval '-1 hour' ELSE interval '1 hour' END)",
+        )
+        .bind(key)
+        .bind(booking["id"].as_i64().unwrap() as i32)
+        .bind(expired)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+    eventually("retention to run", Duration::from_secs(10), || async {
+        let old: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM outbox_events WHERE status = 'SENT' AND processed_at < now() - interval '7 days'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        (old == 0).then_some(())
+    })
+    .await;
+    let left: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT status, processed_at > now() - interval '2 days' FROM outbox_events \
+         WHERE aggregate_id = '999999' ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        left,
+        vec![("SENT".to_owned(), true), ("REJECTED".to_owned(), false)],
+        "recent deliveries and refusals stay"
+    );
+    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM idempotency_keys ORDER BY key")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(keys, vec!["live".to_owned()]);
+    let metrics = metrics_text(&app).await;
+    assert!(metrics.contains("pruned_outbox_rows_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("pruned_idempotency_keys_total 1"),
+        "{metrics}"
+    );
+}
+
+/// Before: the events stream had no limits, and the `/metrics` backlog query scanned the outbox.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_events_stream_is_bounded_and_the_gauges_query_uses_an_index() {
+    let app = spawn_app().await;
+    booked(&app, 210, 10, 1).await;
+    let js = async_nats::jetstream::new(app.client.clone());
+    // The relay creates the stream when it first delivers.
+    let mut stream = eventually("the events stream", Duration::from_secs(10), || async {
+        js.get_stream("BOOKING_EVENTS").await.ok()
+    })
+    .await;
+    let config = &stream.info().await.unwrap().config;
+    assert_eq!(config.max_age, Duration::from_secs(168 * 3600));
+    assert_eq!(config.max_bytes, 1024 * 1024 * 1024);
+
+    let mut conn = app.pool.acquire().await.unwrap();
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN {}",
+        booking_service::OUTBOX_GAUGES_SQL.replace("$1", "50")
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
 }

@@ -508,10 +508,9 @@ mod tests {
 
     #[test]
     fn a_shape_error_names_the_field_and_the_kind_never_the_value() {
-        let err = Codec::decode_data::<crate::booking::FindById>(
-            json!({"id": "someone@example.com 010-1234-5678"}),
-        )
-        .unwrap_err();
+        let err =
+            Codec::decode_data::<FindById>(json!({"id": "someone@example.com 010-1234-5678"}))
+                .unwrap_err();
         let shown = format!("{err} {:?}", err.to_error_value());
         assert!(shown.contains("invalid type, expected i32"), "{shown}");
         assert!(

@@ -62,6 +62,17 @@ pub struct Config {
     pub outbox_max_attempts: i32,
     /// `OUTBOX_RETRY_CAP_MS` (default 60000): the longest wait between two attempts of one row.
     pub outbox_retry_cap: Duration,
+    /// `OUTBOX_KEEP_SENT_HOURS` (default 168): delivered outbox rows are kept this long (for
+    /// audits and `/outbox`), then pruned.
+    pub outbox_keep_sent: Duration,
+    /// `PRUNE_INTERVAL_SECS` (default 600): how often delivered rows and expired idempotency keys
+    /// are pruned.
+    pub prune_interval: Duration,
+    /// `EVENTS_MAX_AGE_HOURS` (default 168): the events stream keeps a message this long (never
+    /// less than its deduplication window).
+    pub events_max_age: Duration,
+    /// `EVENTS_MAX_MIB` (default 1024): the events stream's size limit; the oldest go first.
+    pub events_max_bytes: i64,
     /// `EVENTS_STREAM` (default `BOOKING_EVENTS`): JetStream stream for booking events.
     pub events_stream: String,
     /// `FAULT_POINT` (default none): for chaos runs only, abort the process at this point:
@@ -324,6 +335,14 @@ impl Config {
             outbox_lease: millis("OUTBOX_LEASE_MS", 30_000)?,
             outbox_max_attempts: number("OUTBOX_MAX_ATTEMPTS", 50, 1, 1_000_000)? as i32,
             outbox_retry_cap: millis("OUTBOX_RETRY_CAP_MS", 60_000)?,
+            outbox_keep_sent: Duration::from_secs(
+                3600 * number("OUTBOX_KEEP_SENT_HOURS", 168, 0, 24 * 3650)?,
+            ),
+            prune_interval: Duration::from_secs(number("PRUNE_INTERVAL_SECS", 600, 1, 86_400)?),
+            events_max_age: Duration::from_secs(
+                3600 * number("EVENTS_MAX_AGE_HOURS", 168, 1, 24 * 3650)?,
+            ),
+            events_max_bytes: number("EVENTS_MAX_MIB", 1024, 1, 1 << 20)? as i64 * 1024 * 1024,
             events_stream: get("EVENTS_STREAM").unwrap_or_else(|| "BOOKING_EVENTS".into()),
             fault_point: match get("FAULT_POINT").as_deref() {
                 None => None,

@@ -28,9 +28,12 @@ mod course;
 pub mod error;
 mod handlers;
 mod metrics;
+#[doc(hidden)]
+pub use metrics::OUTBOX_GAUGES_SQL;
 mod nats;
 mod operator;
 mod outbox;
+mod retention;
 mod server;
 mod store;
 pub mod telemetry;
@@ -69,6 +72,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<anyhow::Result<()>>,
     relay: JoinHandle<()>,
+    retention: JoinHandle<()>,
     nats: async_nats::Client,
     pool: sqlx::PgPool,
     http: JoinHandle<()>,
@@ -81,6 +85,7 @@ impl Running {
         let _ = self.shutdown.send(true);
         let served = self.server.await.context("server task panicked")?;
         let _ = self.relay.await;
+        let _ = self.retention.await;
         let _ = self.http.await;
         let _ = self.nats.drain().await;
         self.pool.close().await;
@@ -138,6 +143,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (http_addr, http) =
         metrics::serve(app.clone(), app.config.http_addr, signal.clone()).await?;
     let relay = tokio::spawn(outbox::relay(app.clone(), signal.clone()));
+    let retention = tokio::spawn(retention::run(app.clone(), signal.clone()));
     let server_app = app.clone();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(async move {
@@ -160,6 +166,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown,
         server,
         relay,
+        retention,
         nats,
         pool,
         http,

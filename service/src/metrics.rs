@@ -74,6 +74,10 @@ pub(crate) struct Metrics {
     pub(crate) requests_shed: Counter,
     /// Messages the NATS client dropped because a subscription's buffer was full.
     pub(crate) nats_slow_consumer: Counter,
+    /// Delivered outbox rows deleted by retention.
+    pub(crate) pruned_outbox_rows: Counter,
+    /// Expired idempotency keys deleted by retention.
+    pub(crate) pruned_idempotency_keys: Counter,
 }
 
 impl Default for Metrics {
@@ -98,6 +102,8 @@ impl Default for Metrics {
             replies_too_large: Counter::default(),
             requests_shed: Counter::default(),
             nats_slow_consumer: Counter::default(),
+            pruned_outbox_rows: Counter::default(),
+            pruned_idempotency_keys: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -154,6 +160,16 @@ impl Default for Metrics {
             "nats_slow_consumer",
             "Messages the NATS client dropped because a subscription buffer was full",
             m.nats_slow_consumer.clone(),
+        );
+        registry.register(
+            "pruned_outbox_rows",
+            "Delivered outbox rows deleted by retention",
+            m.pruned_outbox_rows.clone(),
+        );
+        registry.register(
+            "pruned_idempotency_keys",
+            "Expired idempotency keys deleted by retention",
+            m.pruned_idempotency_keys.clone(),
         );
         registry.register(
             "malformed_messages",
@@ -231,17 +247,20 @@ impl Metrics {
     }
 }
 
+/// The outbox gauges' query, run at every scrape. Its `status <> 'SENT'` matches the predicate of
+/// the partial index `outbox_events_aggregate_unsent_idx`, so it reads the unsent rows only, not
+/// the whole (mostly delivered) table.
+pub const OUTBOX_GAUGES_SQL: &str = "SELECT count(*) FILTER (WHERE status = 'PENDING'), \
+     COALESCE(EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE status = 'PENDING')), 0)::int8, \
+     count(*) FILTER (WHERE status = 'PENDING' AND retry_count >= $1), \
+     count(*) FILTER (WHERE status = 'REJECTED') FROM outbox_events WHERE status <> 'SENT'";
+
 /// Refreshes the outbox gauges from the database.
 pub(crate) async fn refresh_outbox(app: &App) {
-    let row: Result<(i64, i64, i64, i64), _> = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE status = 'PENDING'), \
-         COALESCE(EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE status = 'PENDING')), 0)::int8, \
-         count(*) FILTER (WHERE status = 'PENDING' AND retry_count >= $1), \
-         count(*) FILTER (WHERE status = 'REJECTED') FROM outbox_events WHERE status <> 'SENT'",
-    )
-    .bind(app.config.outbox_max_attempts)
-    .fetch_one(&app.pool)
-    .await;
+    let row: Result<(i64, i64, i64, i64), _> = sqlx::query_as(OUTBOX_GAUGES_SQL)
+        .bind(app.config.outbox_max_attempts)
+        .fetch_one(&app.pool)
+        .await;
     if let Ok((backlog, oldest, stuck, rejected)) = row {
         app.metrics.outbox_backlog.set(backlog);
         app.metrics.outbox_oldest_pending_seconds.set(oldest);

@@ -245,8 +245,8 @@ impl EventSink {
             }
             *checked = Some(Instant::now());
         }
-        let available = match self.js.query_account().await {
-            Ok(_) => ensure_stream(app, &self.js).await,
+        let available = match jetstream_enabled(&app.nats).await {
+            Ok(()) => ensure_stream(app, &self.js).await,
             Err(e) => {
                 tracing::debug!(error = %e, "no JetStream on this server");
                 false
@@ -263,23 +263,58 @@ impl EventSink {
     }
 }
 
+/// Whether the server answers JetStream's account-info request. Read liberally: the typed
+/// `query_account` of async-nats 0.51 cannot parse the answer of nats-server 2.9 (the version
+/// Debian ships), which once made every JetStream server look like a core one.
+async fn jetstream_enabled(nats: &async_nats::Client) -> anyhow::Result<()> {
+    let reply = tokio::time::timeout(
+        Duration::from_secs(5),
+        nats.request("$JS.API.INFO", bytes::Bytes::new()),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("no answer to $JS.API.INFO within 5 s"))??;
+    let info: Value = serde_json::from_slice(&reply.payload)?;
+    match info.get("error") {
+        None if info.get("type").is_some() || info.get("limits").is_some() => Ok(()),
+        None => anyhow::bail!("unexpected answer to $JS.API.INFO"),
+        Some(error) => anyhow::bail!("JetStream refused: {error}"),
+    }
+}
+
 /// Creates the booking-events stream if it is missing.
 async fn ensure_stream(app: &App, js: &async_nats::jetstream::Context) -> bool {
+    let window = duplicate_window(
+        app.config.outbox_max_attempts,
+        app.config.outbox_retry_cap,
+        app.config.outbox_lease,
+    );
     let config = async_nats::jetstream::stream::Config {
         name: app.config.events_stream.clone(),
         subjects: vec![
             subjects::BOOKING_CONFIRMED.into(),
             subjects::BOOKING_CANCELLED.into(),
         ],
-        duplicate_window: duplicate_window(
-            app.config.outbox_max_attempts,
-            app.config.outbox_retry_cap,
-            app.config.outbox_lease,
-        ),
+        duplicate_window: window,
+        // Bounded: a stream without limits grows until the disk is full.
+        max_age: app.config.events_max_age.max(window),
+        max_bytes: app.config.events_max_bytes,
         ..Default::default()
     };
-    match js.get_or_create_stream(config).await {
-        Ok(_) => true,
+    // Create it, or bring an existing stream's limits up to date.
+    let result = match js.get_stream(&config.name).await {
+        Ok(_) => js
+            .update_stream(config)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Err(_) => js
+            .create_stream(config)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => true,
         Err(e) => {
             tracing::warn!(error = %e, "JetStream stream unavailable");
             false
