@@ -176,6 +176,12 @@ async fn clone_booking(app: &TestApp, id: i64, n: i32, special: &str) {
     .unwrap();
 }
 
+/// `booking.findByUserId`'s answer, which must be a bare array.
+async fn user_bookings(app: &TestApp, query: Value) -> Vec<Value> {
+    let answer = app.call(s::BOOKING_FIND_BY_USER_ID, query).await.ok();
+    answer["data"].as_array().expect("a bare array").clone()
+}
+
 /// Before: past ~1,400 bookings the reply outgrew NATS's 1 MiB, the publish failed with a WARN and
 /// the caller waited forever.
 #[tokio::test(flavor = "multi_thread")]
@@ -183,41 +189,18 @@ async fn a_user_with_thousands_of_bookings_gets_a_bounded_page_newest_first() {
     let app = spawn_app().await;
     let newest = booked(&app, 206, 10, 1).await;
     clone_booking(&app, newest["id"].as_i64().unwrap(), 1_999, "").await;
-    let first = app
-        .call(s::BOOKING_FIND_BY_USER_ID, json!({"userId": 1}))
-        .await
-        .ok();
-    let list = first["data"].as_array().expect("still a bare array");
-    assert_eq!(list.len(), 100);
+    let list = user_bookings(&app, json!({"userId": 1})).await;
+    assert_eq!(list.len(), 100, "still a bare array, bounded");
     assert_eq!(list[0]["id"], newest["id"], "newest first");
     assert_eq!(list[0]["payments"].as_array().unwrap().len(), 1);
     assert_eq!(list[1]["bookingNumber"], "BK-CLONE-1");
-    let page = app
-        .call(
-            s::BOOKING_FIND_BY_USER_ID,
-            json!({"userId": 1, "page": 3, "limit": 50}),
-        )
-        .await
-        .ok();
-    let page = page["data"].as_array().unwrap();
+    let page = user_bookings(&app, json!({"userId": 1, "page": 3, "limit": 50})).await;
     assert_eq!(page.len(), 50);
     assert_eq!(page[0]["bookingNumber"], "BK-CLONE-100");
-    let last = app
-        .call(
-            s::BOOKING_FIND_BY_USER_ID,
-            json!({"userId": 1, "page": 20, "limit": 100}),
-        )
-        .await
-        .ok();
-    assert_eq!(last["data"].as_array().unwrap().len(), 100);
-    let beyond = app
-        .call(
-            s::BOOKING_FIND_BY_USER_ID,
-            json!({"userId": 1, "page": 21, "limit": 100}),
-        )
-        .await
-        .ok();
-    assert_eq!(beyond["data"].as_array().unwrap().len(), 0);
+    let last = user_bookings(&app, json!({"userId": 1, "page": 20, "limit": 100})).await;
+    assert_eq!(last.len(), 100);
+    let beyond = user_bookings(&app, json!({"userId": 1, "page": 21, "limit": 100})).await;
+    assert_eq!(beyond.len(), 0);
     let greedy = app
         .call(
             s::BOOKING_FIND_BY_USER_ID,
@@ -262,11 +245,8 @@ async fn a_reply_over_max_payload_is_a_clear_error_and_counted() {
     let metrics = metrics_text(&app).await;
     assert!(metrics.contains("replies_too_large_total 1"), "{metrics}");
     // A page that fits is still served.
-    let small = app
-        .call(s::BOOKING_FIND_BY_USER_ID, json!({"userId": 1, "limit": 5}))
-        .await
-        .ok();
-    assert_eq!(small["data"].as_array().unwrap().len(), 5);
+    let small = user_bookings(&app, json!({"userId": 1, "limit": 5})).await;
+    assert_eq!(small.len(), 5);
 }
 
 async fn metrics_text(app: &TestApp) -> String {

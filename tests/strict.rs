@@ -387,12 +387,7 @@ async fn a_stop_answers_every_request_already_queued() {
             .await
             .unwrap();
     }
-    let echo = app.client.new_inbox();
-    let mut echoes = app.client.subscribe(echo.clone()).await.unwrap();
-    app.client.publish(echo, Vec::new().into()).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), echoes.next())
-        .await
-        .expect("NATS echoes our own message");
+    barrier(&app.client).await;
     let replica = app.replicas.remove(0);
     let stopping = tokio::spawn(replica.stop());
     tokio::time::sleep(Duration::from_millis(300)).await;

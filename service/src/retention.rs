@@ -31,39 +31,43 @@ pub(crate) async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
 
 /// One pass: deletes SENT rows older than the retention and expired keys; returns both counts.
 pub(crate) async fn prune(app: &App) -> Result<(u64, u64), sqlx::Error> {
-    let keep = app.config.outbox_keep_sent;
-    let mut sent = 0;
-    loop {
-        let done = sqlx::query(
-            "DELETE FROM outbox_events WHERE id IN (SELECT id FROM outbox_events \
-             WHERE status = 'SENT' AND processed_at < now() - $1 LIMIT $2)",
-        )
-        .bind(keep)
-        .bind(BATCH)
-        .execute(&app.pool)
-        .await?
-        .rows_affected();
-        sent += done;
-        if done < BATCH as u64 {
-            break;
-        }
-    }
-    let mut keys = 0;
-    loop {
-        let done = sqlx::query(
-            "DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys \
-             WHERE expires_at < now() LIMIT $1)",
-        )
-        .bind(BATCH)
-        .execute(&app.pool)
-        .await?
-        .rows_affected();
-        keys += done;
-        if done < BATCH as u64 {
-            break;
-        }
-    }
+    let sent = delete_in_batches(
+        app,
+        "DELETE FROM outbox_events WHERE id IN (SELECT id FROM outbox_events \
+         WHERE status = 'SENT' AND processed_at < now() - $1 LIMIT $2)",
+        app.config.outbox_keep_sent,
+    )
+    .await?;
+    let keys = delete_in_batches(
+        app,
+        "DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys \
+         WHERE expires_at < now() - $1 LIMIT $2)",
+        std::time::Duration::ZERO,
+    )
+    .await?;
     app.metrics.pruned_outbox_rows.inc_by(sent);
     app.metrics.pruned_idempotency_keys.inc_by(keys);
     Ok((sent, keys))
+}
+
+/// Runs `sql` (a DELETE of at most `$2` rows older than `$1`) until a batch comes back short;
+/// returns the rows deleted.
+async fn delete_in_batches(
+    app: &App,
+    sql: &'static str,
+    older_than: std::time::Duration,
+) -> Result<u64, sqlx::Error> {
+    let mut deleted = 0;
+    loop {
+        let done = sqlx::query(sql)
+            .bind(older_than)
+            .bind(BATCH)
+            .execute(&app.pool)
+            .await?
+            .rows_affected();
+        deleted += done;
+        if done < BATCH as u64 {
+            return Ok(deleted);
+        }
+    }
 }

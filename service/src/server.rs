@@ -62,19 +62,11 @@ pub(crate) async fn serve(
         let Some(message) = message else { break };
         if message.payload.len() > app.codec.max_len() {
             // Refused before it is queued, and the body dropped before the answer goes out.
-            let bytes = message.payload.len();
-            let reply = message.reply;
-            app.metrics.malformed_messages.inc();
-            tracing::warn!(subject = %message.subject, bytes, "request body over the size limit");
-            if let Some(reply) = reply {
-                let error = ServiceError::Codec(contracts::CodecError::TooLarge {
-                    len: bytes,
-                    max: app.codec.max_len(),
-                });
-                if let Ok(body) = app.codec.encode_bare(&error.to_error_value()) {
-                    let _ = app.nats.publish(reply, body.into()).await;
-                }
-            }
+            let error = contracts::CodecError::TooLarge {
+                len: message.payload.len(),
+                max: app.codec.max_len(),
+            };
+            answer_unreadable(&app, &message.subject, message.reply, error).await;
             continue;
         }
         let kib = u32::try_from(message.payload.len() / 1024 + 1).unwrap_or(u32::MAX);
@@ -112,15 +104,48 @@ pub(crate) async fn serve(
 /// Answers a request with `error` without running its handler.
 async fn refuse(app: &App, message: async_nats::Message, error: ServiceError) {
     let Some(reply) = message.reply else { return };
-    let body = match app.codec.decode_inbound(&message.payload) {
-        Ok(inbound) => match inbound.kind {
-            InboundKind::Request(id) => app.codec.encode_error(&id, &error.to_error_value()),
-            InboundKind::Event => return,
-            InboundKind::External => app.codec.encode_bare(&error.to_error_value()),
-        },
-        Err(_) => app.codec.encode_bare(&error.to_error_value()),
-    };
-    if let Ok(body) = body {
+    // An unreadable body has no id to echo: it gets the bare error, as in `answer_unreadable`.
+    let kind = app
+        .codec
+        .decode_inbound(&message.payload)
+        .map_or(InboundKind::External, |inbound| inbound.kind);
+    if let Some(Ok(body)) = encode_answer(app, &kind, &Err(error)) {
+        let _ = app.nats.publish(reply, body.into()).await;
+    }
+}
+
+/// The reply to a request of `kind` with `result`, as the NestJS server would write it; `None` for
+/// an event, which is never answered.
+fn encode_answer(
+    app: &App,
+    kind: &InboundKind,
+    result: &Result<serde_json::Value, ServiceError>,
+) -> Option<Result<Vec<u8>, contracts::CodecError>> {
+    Some(match (kind, result) {
+        (InboundKind::Event, _) => return None,
+        (InboundKind::Request(id), Ok(value)) => app.codec.encode_response(id, value),
+        (InboundKind::Request(id), Err(e)) => app.codec.encode_error(id, &e.to_error_value()),
+        (InboundKind::External, Ok(value)) => app.codec.encode_bare(value),
+        (InboundKind::External, Err(e)) => app.codec.encode_bare(&e.to_error_value()),
+    })
+}
+
+/// A body that could not be read (malformed or too large): logged, counted and, when the sender
+/// waits for a reply, answered with a bare `BUS_001`. Without a readable id the NestJS client
+/// cannot match any reply; a bare error still tells a plain NATS requester what went wrong.
+async fn answer_unreadable(
+    app: &App,
+    subject: &str,
+    reply: Option<async_nats::Subject>,
+    error: contracts::CodecError,
+) {
+    app.metrics.malformed_messages.inc();
+    tracing::warn!(subject, error = %error, "malformed message");
+    let Some(reply) = reply else { return };
+    if let Ok(body) = app
+        .codec
+        .encode_bare(&ServiceError::from(error).to_error_value())
+    {
         let _ = app.nats.publish(reply, body.into()).await;
     }
 }
@@ -152,19 +177,7 @@ async fn handle(app: &App, message: async_nats::Message) {
     let subject = message.subject.as_str();
     let inbound = match app.codec.decode_inbound(&message.payload) {
         Ok(inbound) => inbound,
-        Err(e) => {
-            app.metrics.malformed_messages.inc();
-            tracing::warn!(subject, error = %e, "malformed message");
-            if let Some(reply) = message.reply {
-                // Without a readable id the NestJS client cannot match any reply; a bare error
-                // still tells a plain NATS requester what went wrong.
-                let value = ServiceError::from(e).to_error_value();
-                if let Ok(body) = app.codec.encode_bare(&value) {
-                    let _ = app.nats.publish(reply, body.into()).await;
-                }
-            }
-            return;
-        }
+        Err(e) => return answer_unreadable(app, subject, message.reply, e).await,
     };
     let Some(result) = handlers::dispatch(app, subject, inbound.data).await else {
         if let (InboundKind::Request(id), Some(reply)) = (&inbound.kind, message.reply) {
@@ -183,25 +196,22 @@ async fn handle(app: &App, message: async_nats::Message) {
         }
     }
     let Some(reply) = message.reply else { return };
-    let body = match (&inbound.kind, &result) {
-        (InboundKind::Event, _) => return,
-        (InboundKind::Request(id), Ok(value)) => app.codec.encode_response(id, value),
-        (InboundKind::Request(id), Err(e)) => app.codec.encode_error(id, &e.to_error_value()),
-        (InboundKind::External, Ok(value)) => app.codec.encode_bare(value),
-        (InboundKind::External, Err(e)) => app.codec.encode_bare(&e.to_error_value()),
+    let Some(body) = encode_answer(app, &inbound.kind, &result) else {
+        return;
     };
+    let max = max_reply(app);
     let body = match (body, &inbound.kind) {
-        (Ok(body), InboundKind::Request(id)) if body.len() > max_reply(app) => {
+        (Ok(body), InboundKind::Request(id)) if body.len() > max => {
             app.metrics.replies_too_large.inc();
             tracing::warn!(
                 subject,
                 bytes = body.len(),
-                max_payload = max_reply(app),
+                max_payload = max,
                 "reply too large for NATS: answered with an error instead"
             );
             let error = ServiceError::ReplyTooLarge {
                 bytes: body.len(),
-                max: max_reply(app),
+                max,
             };
             app.codec.encode_error(id, &error.to_error_value())
         }
