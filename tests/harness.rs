@@ -464,6 +464,13 @@ pub async fn start_stub(app: &TestApp, faults: Faults) -> (RunningStub, Catalog)
     let catalog = Catalog::generate(11, &CatalogSpec::small(start));
     let stub = course_stub::start(StubConfig {
         nats_url: app.nats_world.nats_url().to_owned(),
+        login: match app.nats_world.nats_credentials(NatsRole::CourseService) {
+            Some((user, password)) => course_stub::NatsLogin::UserPassword {
+                user: user.to_owned(),
+                password: password.to_owned(),
+            },
+            None => course_stub::NatsLogin::Anonymous,
+        },
         seed: 11,
         catalog: catalog.clone(),
         faults,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use course_stub::{Catalog, CatalogSpec, Faults, StubConfig};
+use course_stub::{Catalog, CatalogSpec, Faults, NatsLogin, StubConfig};
 
 /// A stand-in course-service on NATS with a seeded catalogue and fault knobs.
 #[derive(Parser, Debug)]
@@ -12,6 +12,23 @@ struct Args {
     /// NATS server.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    /// NATS user (with `--nats-password`); secrets are best passed in the environment.
+    #[arg(long, env = "NATS_USER", requires = "nats_password")]
+    nats_user: Option<String>,
+    /// NATS password of `--nats-user`.
+    #[arg(
+        long,
+        env = "NATS_PASSWORD",
+        hide_env_values = true,
+        requires = "nats_user"
+    )]
+    nats_password: Option<String>,
+    /// NATS token.
+    #[arg(long, env = "NATS_TOKEN", hide_env_values = true, conflicts_with_all = ["nats_user", "nats_creds"])]
+    nats_token: Option<String>,
+    /// NATS credentials file (JWT and seed).
+    #[arg(long, env = "NATS_CREDS", conflicts_with = "nats_user")]
+    nats_creds: Option<PathBuf>,
     /// Seed of the catalogue and of every fault decision.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -98,8 +115,20 @@ async fn main() -> anyhow::Result<()> {
         duplicate_fraction: args.duplicate_fraction,
         lenient: args.lenient,
     };
+    let login = match (
+        args.nats_user,
+        args.nats_password,
+        args.nats_token,
+        args.nats_creds,
+    ) {
+        (Some(user), Some(password), _, _) => NatsLogin::UserPassword { user, password },
+        (_, _, Some(token), _) => NatsLogin::Token(token),
+        (_, _, _, Some(path)) => NatsLogin::Creds(path),
+        _ => NatsLogin::Anonymous,
+    };
     let stub = course_stub::start(StubConfig {
         nats_url: args.nats_url,
+        login,
         seed: args.seed,
         catalog,
         faults,

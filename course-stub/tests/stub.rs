@@ -33,6 +33,7 @@ async fn setup(faults: Faults) -> Setup {
     );
     let stub = course_stub::start(StubConfig {
         nats_url: world.nats_url().to_owned(),
+        login: Default::default(),
         seed: 3,
         catalog: catalog.clone(),
         faults,

@@ -121,6 +121,7 @@ async fn crash_and_recover(point: &str, expect_reply: bool) {
     .await;
     let _stub = course_stub::start(course_stub::StubConfig {
         nats_url: world.nats_url().to_owned(),
+        login: Default::default(),
         seed: 2,
         catalog,
         faults: course_stub::Faults::default(),
@@ -210,6 +211,7 @@ async fn crash_under_load(point: &str) {
     .await;
     let _stub = course_stub::start(course_stub::StubConfig {
         nats_url: world.nats_url().to_owned(),
+        login: Default::default(),
         seed: 3,
         catalog: catalog.clone(),
         faults: course_stub::Faults::default(),

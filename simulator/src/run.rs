@@ -89,7 +89,10 @@ struct Made {
 
 /// State shared by the operation tasks.
 struct Shared {
-    client: async_nats::Client,
+    /// The load's connection, logged in as user-api (only `booking.*` requests on a secured NATS).
+    users: async_nats::Client,
+    /// The harness's connection, for the stub's control plane.
+    control: async_nats::Client,
     t0: Instant,
     /// The wall clock at `t0` (UTC), to compare history times with times the service stored.
     t0_wall: chrono::NaiveDateTime,
@@ -126,7 +129,7 @@ async fn call(shared: &Shared, subject: &'static str, data: &Value) -> Answer {
     let Ok(body) = codec.encode_request(subject, data, &MessageId::fresh()) else {
         return Answer::Fail("ENCODE".into());
     };
-    match tokio::time::timeout(shared.timeout, shared.client.request(subject, body.into())).await {
+    match tokio::time::timeout(shared.timeout, shared.users.request(subject, body.into())).await {
         Err(_) => Answer::Unknown,
         Ok(Err(e)) => match e.kind() {
             // Nobody received it: a definite failure, safe to retry.
@@ -348,7 +351,7 @@ fn drift(stub: &BTreeMap<i32, i32>, slots: &[SlotSnapshot]) -> i64 {
 
 /// Sends a control request to course-stub; failures become happenings.
 async fn stub_control(shared: &Shared, subject: &str, data: Value) {
-    if ask(&shared.client, subject, data.clone()).await.is_none() {
+    if ask(&shared.control, subject, data.clone()).await.is_none() {
         shared.happened(format!("course-stub did not take {subject} {data}"));
     }
 }
@@ -492,6 +495,7 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
         fsync: options.fsync,
         service_env,
         jetstream: scenario.jetstream,
+        secured_nats: scenario.secured_nats,
     };
     let stack = Arc::new(Stack::start(&stack_options, &options.out.join("logs")).await?);
     let client = stack.client().await?;
@@ -519,7 +523,8 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
     }
 
     let shared = Arc::new(Shared {
-        client: client.clone(),
+        users: stack.client_as(crate::world::NatsRole::UserApi).await?,
+        control: client.clone(),
         t0: Instant::now(),
         t0_wall: chrono::Utc::now().naive_utc(),
         timeout: Duration::from_millis(scenario.workload.client_timeout_ms),

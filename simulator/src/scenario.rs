@@ -77,6 +77,10 @@ pub struct Scenario {
     /// Run NATS with JetStream (default) or as a core server without it.
     #[serde(default = "yes")]
     pub jetstream: bool,
+    /// Secure NATS as production does (default): anonymous clients refused, a user per role with
+    /// only its subjects; the load logs in as user-api, the stub as course-service.
+    #[serde(default = "yes")]
+    pub secured_nats: bool,
     /// The fault schedule.
     #[serde(default)]
     pub faults: Vec<Fault>,

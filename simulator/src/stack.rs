@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use contracts::{subjects, Codec, MessageId, ReplyOutcome};
 
-use crate::world::{process, TestDatabase, World};
+use crate::world::{process, NatsRole, TestDatabase, World};
 
 /// How to build a stack.
 #[derive(Debug, Clone)]
@@ -25,6 +25,9 @@ pub struct StackOptions {
     pub service_env: Vec<(String, String)>,
     /// Run NATS with JetStream (the default) or without.
     pub jetstream: bool,
+    /// Secure NATS as production does: a user per role with only its subjects (see
+    /// [`NatsRole`]); the replicas, the stub and the stack's clients each log in as their role.
+    pub secured_nats: bool,
 }
 
 impl Default for StackOptions {
@@ -36,6 +39,7 @@ impl Default for StackOptions {
             fsync: true,
             service_env: Vec::new(),
             jetstream: true,
+            secured_nats: false,
         }
     }
 }
@@ -135,11 +139,13 @@ impl Stack {
     pub async fn start(options: &StackOptions, log_dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(log_dir)
             .with_context(|| format!("creating {}", log_dir.display()))?;
-        let world = World::builder()
+        let mut builder = World::builder()
             .fsync(options.fsync)
-            .jetstream(options.jetstream)
-            .start()
-            .await?;
+            .jetstream(options.jetstream);
+        if options.secured_nats {
+            builder = builder.secured_nats();
+        }
+        let world = builder.start().await?;
         let db = world.database().await?;
         let mut http_addrs = Vec::new();
         for _ in 0..options.replicas {
@@ -173,6 +179,7 @@ impl Stack {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file(log_dir, "course-stub.log")?);
+        stack.log_in(&mut stub, NatsRole::CourseService);
         stack.stub = Some(process::spawn(stub).context("starting course-stub")?);
         stack.wait_for_stub().await?;
         stack.write_pids().await?;
@@ -220,6 +227,7 @@ impl Stack {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
+        self.log_in(&mut cmd, NatsRole::BookingService);
         for (k, v) in &self.service_env {
             cmd.env(k, v);
         }
@@ -304,11 +312,26 @@ impl Stack {
             .await
     }
 
-    /// A NATS client on the stack's server.
+    /// Gives a process `role`'s NATS login (in its environment, never on its command line) when
+    /// NATS is secured.
+    fn log_in(&self, cmd: &mut Command, role: NatsRole) {
+        if let Some((user, password)) = self.world.nats_credentials(role) {
+            cmd.env("NATS_USER", user).env("NATS_PASSWORD", password);
+        }
+    }
+
+    /// A NATS client with every permission (the harness's), for probes and the stub's control
+    /// plane.
     pub async fn client(&self) -> anyhow::Result<async_nats::Client> {
-        async_nats::connect(self.world.nats_url())
+        self.client_as(NatsRole::Harness).await
+    }
+
+    /// A NATS client logged in as `role` (anonymous when NATS is not secured).
+    pub async fn client_as(&self, role: NatsRole) -> anyhow::Result<async_nats::Client> {
+        self.world
+            .nats_connect(role)
             .await
-            .map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))
+            .map_err(|e| anyhow::anyhow!("connecting to NATS as {}: {e}", role.user()))
     }
 
     /// A pool on the service's database.

@@ -224,3 +224,70 @@ async fn a_planted_refusal_of_a_keyed_retry_is_caught_on_retry_rush() {
         i5.witnesses
     );
 }
+
+/// The stack on a secured NATS, as production runs it: each process logs in as its role and does
+/// its whole job with only that role's subjects, and the roles do not stretch further.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secured_stack_runs_every_process_as_its_own_role() {
+    use contracts::subjects as s;
+    use simulator::stack::{ask, Stack, StackOptions};
+    use simulator::world::NatsRole;
+    use std::time::{Duration, Instant};
+
+    let logs = tempfile::tempdir().unwrap();
+    let stack = Stack::start(
+        &StackOptions {
+            fsync: false,
+            secured_nats: true,
+            ..Default::default()
+        },
+        logs.path(),
+    )
+    .await
+    .unwrap();
+    // Nobody gets in anonymously.
+    assert!(async_nats::connect(stack.world.nats_url()).await.is_err());
+
+    // The stub synced its catalogue as course-service (or the stack would not have started);
+    // the harness sees it.
+    let harness = stack.client().await.unwrap();
+    let state = stack.stub_state(&harness).await.unwrap();
+    let slot = state.slots.first().unwrap().id;
+
+    // A gateway books: booking-service reads the slot and books it with course-service.
+    let users = stack.client_as(NatsRole::UserApi).await.unwrap();
+    let body = serde_json::json!({"userId": 7, "gameTimeSlotId": slot, "playerCount": 2,
+        "paymentMethod": "card", "userEmail": "user7@example.com", "userName": "홍길동"});
+    let made = ask(&users, s::BOOKING_CREATE, body).await.unwrap();
+    assert_eq!(made["success"], true, "{made}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = stack.stub_state(&harness).await.unwrap();
+        let booked = state.slots.iter().find(|c| c.id == slot).unwrap();
+        if booked.booked_players == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the book never reached course-service"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Neither process was refused anything on the way.
+    for log in ["course-stub.log", "booking-service-0.log"] {
+        let text = std::fs::read_to_string(logs.path().join(log)).unwrap();
+        assert!(!text.contains("NATS server error"), "{log}: {text}");
+    }
+
+    // The gateway cannot drive course-service's control plane, nor course-service book seats.
+    assert!(
+        ask(&users, course_stub::control::STATE, serde_json::json!({}))
+            .await
+            .is_none()
+    );
+    let course = stack.client_as(NatsRole::CourseService).await.unwrap();
+    let body = serde_json::json!({"userId": 8, "gameTimeSlotId": slot, "playerCount": 1,
+        "paymentMethod": "card", "userEmail": "user8@example.com", "userName": "홍길동"});
+    assert!(ask(&course, s::BOOKING_CREATE, body).await.is_none());
+}
