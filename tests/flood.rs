@@ -63,7 +63,12 @@ async fn flood(
 /// Before: with handlers stalled (a table lock) 1,500 bodies of 1 MB took the service from 53 MB
 /// to 2.0 GB: async-nats buffered 65,536 messages per subject before any size check ran. Now the
 /// service takes messages off the client's buffers at once, refuses oversized ones there, queues
-/// the rest under a byte budget and sheds past it, so its peak RSS stays bounded.
+/// the rest under a byte budget and sheds past it, so its peak RSS stays bounded. Two more
+/// findings kept it from holding every time (71-174 MiB over 40 runs): the serve loop shared a
+/// worker with the NATS reader and, woken into tokio's unstealable LIFO slot, waited while the
+/// reader buffered 1 MB bodies; and a small body kept waiting pinned the whole read buffer it was
+/// sliced from. With the loop on its own thread and waiting bodies copied out: 60-68 MiB over 30
+/// runs, 10 of them with both cores kept busy by other processes.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flood_of_large_bodies_while_handlers_are_stalled_keeps_memory_bounded() {
     let logs = tempfile::tempdir().unwrap();

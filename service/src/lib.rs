@@ -146,8 +146,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let retention = tokio::spawn(retention::run(app.clone(), signal.clone()));
     let server_app = app.clone();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(async move {
-        let result = server::serve(server_app, signal, ready_tx).await;
+    // The serve loop gets a thread of its own. On the shared runtime it would be woken into the
+    // NATS reader's worker (tokio's LIFO slot, which no idle worker may steal) and wait there
+    // while the reader buffered up to a scheduling budget's worth of bodies; on its own thread it
+    // takes each message as it arrives. Handlers still run on the shared runtime.
+    let workers = tokio::runtime::Handle::current();
+    let server = tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("nats-serve")
+            .build()
+            .context("building the serve loop's runtime")?;
+        let result = runtime.block_on(server::serve(server_app, workers, signal, ready_tx));
         if let Err(e) = &result {
             tracing::error!("booking-service server stopped: {e:#}");
         }

@@ -19,6 +19,7 @@ use crate::handlers;
 /// queued for this replica is handled and answered, and in-flight ones finish.
 pub(crate) async fn serve(
     app: Arc<App>,
+    workers: tokio::runtime::Handle,
     mut shutdown: watch::Receiver<bool>,
     ready: tokio::sync::oneshot::Sender<()>,
 ) -> anyhow::Result<()> {
@@ -79,16 +80,26 @@ pub(crate) async fn serve(
             refuse(&app, message, ServiceError::Overloaded).await;
             continue;
         };
+        // The client hands out payloads as slices of its read buffer, so a small body kept
+        // waiting would pin the whole buffer it was read into (megabytes, once large bodies
+        // passed through): a copy makes the bytes counted above the bytes held.
+        let message = async_nats::Message {
+            payload: bytes::Bytes::copy_from_slice(&message.payload),
+            ..message
+        };
         let app = app.clone();
         let permits = permits.clone();
-        tasks.spawn(async move {
-            let Ok(_permit) = permits.acquire_owned().await else {
-                return;
-            };
-            handle(&app, message).await;
-            // The body's bytes count until it is answered: waiting or in flight.
-            drop(ticket);
-        });
+        tasks.spawn_on(
+            async move {
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
+                handle(&app, message).await;
+                // The body's bytes count until it is answered: waiting or in flight.
+                drop(ticket);
+            },
+            &workers,
+        );
     }
     // Every message taken is answered before the process goes on to stop.
     while tasks.join_next().await.is_some() {}
