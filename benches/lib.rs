@@ -7,11 +7,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-use contracts::{subjects, Codec, MessageId, ReplyOutcome};
+use contracts::{subjects, NestClient, ReplyOutcome};
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use simulator::stack::{Stack, StackOptions};
+use world::stack::{Stack, StackOptions};
 
 /// Slots the benchmark books on (each with room for every booking it will make).
 pub const SLOTS: i32 = 256;
@@ -129,18 +128,10 @@ impl Bench {
     async fn over_nats(&self, user: i32, slot: i32) -> anyhow::Result<()> {
         let data = serde_json::json!({"userId": user, "gameTimeSlotId": slot, "playerCount": 1,
             "paymentMethod": "card", "userEmail": "bench@example.com", "userName": "bench"});
-        let body = Codec::default().encode_request(
-            subjects::BOOKING_CREATE,
-            &data,
-            &MessageId::fresh(),
-        )?;
-        let reply = tokio::time::timeout(
-            Duration::from_secs(30),
-            self.client.request(subjects::BOOKING_CREATE, body.into()),
-        )
-        .await
-        .context("booking.create timed out")??;
-        match Codec::default().decode_reply(&reply.payload)?.outcome {
+        let reply = NestClient::new(self.client.clone(), Duration::from_secs(30))
+            .request(subjects::BOOKING_CREATE, &data)
+            .await?;
+        match reply.outcome {
             ReplyOutcome::Response(_) => Ok(()),
             other => anyhow::bail!("booking.create failed: {other:?}"),
         }

@@ -72,8 +72,8 @@ async fn flood(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flood_of_large_bodies_while_handlers_are_stalled_keeps_memory_bounded() {
     let logs = tempfile::tempdir().unwrap();
-    let stack = simulator::stack::Stack::start(
-        &simulator::stack::StackOptions {
+    let stack = world::stack::Stack::start(
+        &world::stack::StackOptions {
             fsync: false,
             ..Default::default()
         },

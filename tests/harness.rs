@@ -1,6 +1,6 @@
 //! Shared helpers of the integration suites.
 //!
-//! Every suite runs against real servers from [`simulator::World`]: one shared PostgreSQL per test
+//! Every suite runs against real servers from [`world::World`]: one shared PostgreSQL per test
 //! binary (fsync off) with a fresh database per test cloned from a migrated template, and a NATS
 //! server per test, because the service's subjects are fixed by the wire and two tests' services
 //! on one NATS would answer each other's requests. Suites that kill servers build worlds of their
@@ -21,9 +21,9 @@ use contracts::sync::{GameSync, GameTimeSlotSync};
 use contracts::{subjects, Codec, ErrorCode, ErrorValue, MessageId, ReplyOutcome, Success, Won};
 use futures::StreamExt as _;
 use serde_json::Value;
-use simulator::{NatsRole, WorldBuilder};
+use world::{NatsRole, WorldBuilder};
 
-pub use simulator::{TestDatabase, World};
+pub use world::{TestDatabase, World};
 
 /// The world shared by the tests of this binary.
 pub async fn shared_world() -> &'static World {
@@ -209,14 +209,11 @@ impl TestApp {
 
     /// Sends a NestJS request and decodes the reply envelope (checking the echoed id).
     pub async fn call(&self, subject: &str, data: Value) -> Answer {
-        let codec = Codec::default();
         let id = MessageId::fresh();
-        let reply = self
-            .raw(subject, codec.encode_request(subject, &data, &id).unwrap())
-            .await;
-        let reply = Codec::with_max_len(4 << 20)
-            .decode_reply(&reply.payload)
-            .unwrap();
+        let reply = contracts::NestClient::new(self.client.clone(), Duration::from_secs(10))
+            .request_with(subject, &data, &id, None)
+            .await
+            .unwrap_or_else(|e| panic!("{subject}: {e}"));
         assert_eq!(
             reply.id.as_ref(),
             Some(&id),
@@ -453,7 +450,6 @@ fn found<T: serde::Serialize>(item: Option<T>) -> Value {
 
 // ---- the real course-stub, for the delivery suites ----
 
-use contracts::{Codec as StubCodec, MessageId as StubMessageId, ReplyOutcome as StubReply};
 use course_stub::control::{self as stub_control, StubState};
 use course_stub::{Catalog, CatalogSpec, Faults, RunningStub, StubConfig};
 
@@ -490,23 +486,18 @@ pub async fn start_stub(app: &TestApp, faults: Faults) -> (RunningStub, Catalog)
 
 /// A control request to course-stub; its `data`.
 pub async fn control(app: &TestApp, subject: &str, data: Value) -> Value {
-    let body = StubCodec::default()
-        .encode_request(subject, &data, &StubMessageId::fresh())
-        .unwrap();
-    let reply = app.raw(subject, body).await;
-    match StubCodec::with_max_len(1 << 20)
-        .decode_reply(&reply.payload)
-        .unwrap()
-        .outcome
-    {
-        StubReply::Response(v) => v["data"].clone(),
-        other => panic!("control {subject}: {other:?}"),
-    }
+    stub_control::Control::new(app.client.clone())
+        .send(subject, data)
+        .await
+        .unwrap_or_else(|| panic!("course-stub did not take {subject}"))
 }
 
 /// course-stub's counts.
 pub async fn stub_state(app: &TestApp) -> StubState {
-    serde_json::from_value(control(app, stub_control::STATE, serde_json::json!({})).await).unwrap()
+    stub_control::Control::new(app.client.clone())
+        .state()
+        .await
+        .expect("course-stub's state")
 }
 
 /// Outbox rows not SENT.

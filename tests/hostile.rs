@@ -9,7 +9,7 @@ use std::time::Duration;
 use contracts::{subjects as s, ErrorCode};
 use integration_tests::*;
 use serde_json::{json, Value};
-use simulator::NatsRole;
+use world::NatsRole;
 
 async fn booked(app: &TestApp, slot_id: i32, days: i64, players: i32) -> Value {
     app.seed_slot(&slot(slot_id, 1, days, 4), &game(1)).await;

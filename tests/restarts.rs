@@ -133,7 +133,7 @@ async fn a_nats_restart_is_ridden_out_without_restarting_the_service() {
         || async {
             // Not `call`: "no responders" is expected until the service has resubscribed.
             let reply =
-                simulator::stack::ask(&app.client, s::BOOKING_CREATE, create_request(4, 903, 1))
+                world::stack::ask(&app.client, s::BOOKING_CREATE, create_request(4, 903, 1))
                     .await?;
             (reply["success"] == true).then_some(())
         },

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use integration_tests::{eventually, shared_world};
-use simulator::world::process::is_alive;
-use simulator::World;
 use sqlx::{Connection as _, PgConnection};
+use world::process::is_alive;
+use world::World;
 
 async fn select_one(url: &str) -> Option<i32> {
     let mut conn = tokio::time::timeout(Duration::from_secs(2), PgConnection::connect(url))

@@ -17,10 +17,13 @@
 //! - [`money`], [`time`]: whole-won amounts and JavaScript-compatible dates.
 //! - [`catalog`]: subject → payload and reply types; drives fixtures, schemas and AsyncAPI.
 //! - [`asyncapi`]: the generated AsyncAPI 3.0 document.
+//! - `client` (feature `client`): the one NestJS request client over NATS.
 
 pub mod asyncapi;
 pub mod booking;
 pub mod catalog;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod codec;
 pub mod course;
 pub mod envelope;
@@ -33,6 +36,8 @@ pub mod sync;
 pub mod time;
 pub mod validate;
 
+#[cfg(feature = "client")]
+pub use client::{CallError, NestClient};
 pub use codec::{Codec, CodecError};
 pub use envelope::{Decoded, Inbound, InboundKind, MessageId, Reply, ReplyOutcome, MSG_ID_HEADER};
 pub use error::{ErrorCode, ErrorValue};

@@ -144,3 +144,32 @@ pub struct StubState {
     #[serde(default)]
     pub refused_ids: Vec<String>,
 }
+
+/// The control plane's client: what a test or the simulator uses to drive a running stub.
+#[derive(Debug, Clone)]
+pub struct Control {
+    nest: contracts::NestClient,
+}
+
+impl Control {
+    /// A control client on `nats` (each request waits at most 2 s).
+    pub fn new(nats: async_nats::Client) -> Self {
+        Self {
+            nest: contracts::NestClient::new(nats, std::time::Duration::from_secs(2)),
+        }
+    }
+
+    /// Sends `data` on a control subject and returns the reply's `data`; `None` when the stub
+    /// does not answer or refuses.
+    pub async fn send(&self, subject: &str, data: serde_json::Value) -> Option<serde_json::Value> {
+        let mut response = self.nest.ask(subject, &data).await?;
+        (response.get("success") == Some(&serde_json::Value::Bool(true)))
+            .then(|| response["data"].take())
+    }
+
+    /// The stub's counts and counters ([`STATE`]).
+    pub async fn state(&self) -> Option<StubState> {
+        let data = self.send(STATE, serde_json::json!({})).await?;
+        serde_json::from_value(data).ok()
+    }
+}

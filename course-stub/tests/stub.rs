@@ -11,7 +11,7 @@ use course_stub::control::{self, StubState};
 use course_stub::{Catalog, CatalogSpec, Faults, StubConfig};
 use futures::StreamExt as _;
 use serde_json::{json, Value};
-use simulator::World;
+use world::World;
 
 struct Setup {
     _stub: course_stub::RunningStub,
@@ -57,20 +57,15 @@ async fn request(
     data: Value,
     msg_id: Option<&str>,
 ) -> Option<ReplyOutcome> {
-    let codec = Codec::default();
     let id = MessageId::fresh();
     let mut headers = async_nats::HeaderMap::new();
     if let Some(m) = msg_id {
         headers.insert(MSG_ID_HEADER, m);
     }
-    let req = async_nats::Request::new()
-        .payload(codec.encode_request(subject, &data, &id).unwrap().into())
-        .headers(headers)
-        .timeout(Some(Duration::from_millis(400)));
-    let reply = client.send_request(subject.to_owned(), req).await.ok()?;
-    let reply = Codec::with_max_len(1 << 20)
-        .decode_reply(&reply.payload)
-        .unwrap();
+    let reply = contracts::NestClient::new(client.clone(), Duration::from_millis(400))
+        .request_with(subject, &data, &id, Some(headers))
+        .await
+        .ok()?;
     assert_eq!(reply.id, Some(id), "the stub echoes the request id");
     Some(reply.outcome)
 }

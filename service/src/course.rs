@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use contracts::course::{CourseReply, Game, GameQuery, TimeSlot, TimeSlotQuery};
-use contracts::{subjects, Codec, MessageId, ReplyOutcome};
+use contracts::{subjects, CallError, NestClient, ReplyOutcome};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -56,12 +56,8 @@ impl CourseError {
 /// The course-service client.
 #[derive(Debug)]
 pub struct CourseClient {
-    /// The NATS connection.
-    nats: async_nats::Client,
-    /// Reply decoding (replies may be large: allow NATS's own limit).
-    codec: Codec,
-    /// Per-call timeout.
-    timeout: Duration,
+    /// NestJS requests with the per-call timeout (replies up to NATS's own 1 MiB limit).
+    nest: NestClient,
     /// One lock per slot being fetched, so concurrent misses make one call.
     in_flight: std::sync::Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>,
     /// Latency and failure counts.
@@ -75,14 +71,11 @@ pub struct CourseClient {
 impl CourseClient {
     /// A client on `nats` with a per-call `timeout`.
     pub(crate) fn new(nats: async_nats::Client, config: &Config, metrics: Arc<Metrics>) -> Self {
-        let timeout = config.course_timeout;
         Self {
             metrics,
             retries: config.course_retries,
             breaker: Breaker::new(config.breaker_threshold, config.breaker_open),
-            nats,
-            codec: Codec::with_max_len(1024 * 1024),
-            timeout,
+            nest: NestClient::new(nats, config.course_timeout).with_max_reply(1024 * 1024),
             in_flight: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -144,35 +137,15 @@ impl CourseClient {
         subject: &'static str,
         data: &Req,
     ) -> Result<Resp, CourseError> {
-        let id = MessageId::fresh();
-        let body = self
-            .codec
-            .encode_request(subject, data, &id)
-            .map_err(|e| CourseError::Failed(subject, e.to_string()))?;
-        let request = async_nats::Request::new()
-            .payload(body.into())
-            .timeout(Some(self.timeout));
-        let message = self
-            .nats
-            .send_request(subject, request)
-            .await
-            .map_err(|e| match e.kind() {
-                async_nats::RequestErrorKind::NoResponders => CourseError::NoResponders(subject),
-                async_nats::RequestErrorKind::TimedOut => {
-                    CourseError::Timeout(subject, self.timeout)
-                }
-                _ => CourseError::Failed(subject, e.to_string()),
-            })?;
         let reply = self
-            .codec
-            .decode_reply(&message.payload)
-            .map_err(|e| CourseError::Failed(subject, e.to_string()))?;
-        if reply.id.as_ref().is_some_and(|got| got != &id) {
-            return Err(CourseError::Failed(
-                subject,
-                "reply carries another request's id".into(),
-            ));
-        }
+            .nest
+            .request(subject, data)
+            .await
+            .map_err(|e| match e {
+                CallError::NoResponders(_) => CourseError::NoResponders(subject),
+                CallError::Timeout(_, after) => CourseError::Timeout(subject, after),
+                other => CourseError::Failed(subject, other.to_string()),
+            })?;
         let value = match reply.outcome {
             ReplyOutcome::Response(value) => value,
             ReplyOutcome::Err(err) => return Err(CourseError::Failed(subject, err.to_string())),

@@ -466,22 +466,14 @@ async fn deliver(app: &App, events: &EventSink, row: &Claimed) -> Result<Deliver
     let subject = row.event_type.clone();
     match row.event_type.as_str() {
         subjects::SLOTS_BOOK | subjects::SLOTS_RELEASE => {
-            let id = MessageId::fresh();
-            let body = codec.encode_request(&subject, &row.payload, &id)?;
-            let request = async_nats::Request::new()
-                .payload(body.into())
-                .headers(headers)
-                .timeout(Some(app.config.course_timeout));
-            let reply = app.nats.send_request(subject, request).await.map_err(|e| {
-                // Nobody listening (NATS 503) and a slow listener need different fixes.
-                let why = match e.kind() {
-                    async_nats::RequestErrorKind::NoResponders => "no responders",
-                    async_nats::RequestErrorKind::TimedOut => "timed out",
-                    _ => "request failed",
-                };
-                ServiceError::Unavailable(format!("{}: {why}: {e}", row.event_type))
-            })?;
-            match codec.decode_reply(&reply.payload)?.outcome {
+            let nest = contracts::NestClient::new(app.nats.clone(), app.config.course_timeout);
+            let reply = nest
+                .request_with(&subject, &row.payload, &MessageId::fresh(), Some(headers))
+                .await
+                // Nobody listening (NATS 503) and a slow listener need different fixes; the
+                // error says which.
+                .map_err(|e| ServiceError::Unavailable(format!("{}: {e}", row.event_type)))?;
+            match reply.outcome {
                 // course-service answers its refusals inside `response` (read liberally: only
                 // `success` matters); anything else there is an acknowledgement.
                 ReplyOutcome::Response(value)

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use contracts::subjects;
-use simulator::stack::{ask, stub_state};
+use world::stack::ask;
 
 const BIN: &str = env!("CARGO_BIN_EXE_booking-service");
 
@@ -54,8 +54,8 @@ async fn sigterm_stops_a_serving_binary_cleanly() {
 }
 
 /// Servers of this test's own (the crash tests kill processes, never shared ones).
-async fn local_world() -> simulator::World {
-    simulator::World::builder()
+async fn local_world() -> world::World {
+    world::World::builder()
         .fsync(false)
         .local_only()
         .start()
@@ -64,7 +64,7 @@ async fn local_world() -> simulator::World {
 }
 
 /// Starts the binary on `world` with extra environment.
-fn spawn_service(world: &simulator::World, db: &str, env: &[(&str, &str)]) -> std::process::Child {
+fn spawn_service(world: &world::World, db: &str, env: &[(&str, &str)]) -> std::process::Child {
     let mut cmd = Command::new(BIN);
     cmd.env("DATABASE_URL", db)
         .env("NATS_URL", world.nats_url())
@@ -161,7 +161,9 @@ async fn crash_and_recover(point: &str, expect_reply: bool) {
         "{point}: the committed booking survived"
     );
     let state = until("course-stub to count the seats", || async {
-        let state = stub_state(&client).await?;
+        let state = course_stub::control::Control::new(client.clone())
+            .state()
+            .await?;
         let booked = state.slots.iter().find(|s| s.id == slot)?.booked_players;
         (booked == 2).then_some(state)
     })
@@ -307,7 +309,9 @@ async fn crash_under_load(point: &str) {
                     .fetch_one(&pool)
                     .await
                     .ok()?;
-            let state = stub_state(&client).await?;
+            let state = course_stub::control::Control::new(client.clone())
+                .state()
+                .await?;
             (unsent == 0 && state.counts.applied as usize == acknowledged.len()).then_some(state)
         },
     )

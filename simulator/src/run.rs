@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use contracts::{subjects, Codec, MessageId, ReplyOutcome};
+use contracts::{subjects, CallError, NestClient, ReplyOutcome};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -24,8 +24,8 @@ use crate::report::{
 };
 use crate::scenario::FaultKind;
 use crate::scrape::{self, Scraper};
-use crate::stack::{ask, Stack, StackOptions};
 use crate::trace::{Action, Op, Phase, Trace};
+use world::stack::{ask, Stack, StackOptions};
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -89,14 +89,14 @@ struct Made {
 
 /// State shared by the operation tasks.
 struct Shared {
-    /// The load's connection, logged in as user-api (only `booking.*` requests on a secured NATS).
-    users: async_nats::Client,
+    /// The load's requests, logged in as user-api (only `booking.*` requests on a secured NATS),
+    /// each waiting at most the scenario's client timeout.
+    users: NestClient,
     /// The harness's connection, for the stub's control plane.
     control: async_nats::Client,
     t0: Instant,
     /// The wall clock at `t0` (UTC), to compare history times with times the service stored.
     t0_wall: chrono::NaiveDateTime,
-    timeout: Duration,
     retries: u32,
     start_date: chrono::NaiveDate,
     made: Mutex<HashMap<u32, Made>>,
@@ -125,27 +125,18 @@ enum Answer {
 }
 
 async fn call(shared: &Shared, subject: &'static str, data: &Value) -> Answer {
-    let codec = Codec::default();
-    let Ok(body) = codec.encode_request(subject, data, &MessageId::fresh()) else {
-        return Answer::Fail("ENCODE".into());
-    };
-    match tokio::time::timeout(shared.timeout, shared.users.request(subject, body.into())).await {
+    match shared.users.request(subject, data).await {
+        Ok(reply) => match reply.outcome {
+            ReplyOutcome::Response(v) => Answer::Ok(v),
+            ReplyOutcome::Err(e) => {
+                Answer::Fail(e["error"]["code"].as_str().unwrap_or("UNKNOWN").to_owned())
+            }
+            ReplyOutcome::NoHandler(_) => Answer::Fail("NO_HANDLER".into()),
+        },
+        // Nobody received it: a definite failure, safe to retry.
+        Err(CallError::NoResponders(_)) => Answer::Fail("NO_RESPONDERS".into()),
+        Err(CallError::Unreadable(..) | CallError::WrongId(_)) => Answer::Fail("DECODE".into()),
         Err(_) => Answer::Unknown,
-        Ok(Err(e)) => match e.kind() {
-            // Nobody received it: a definite failure, safe to retry.
-            async_nats::RequestErrorKind::NoResponders => Answer::Fail("NO_RESPONDERS".into()),
-            _ => Answer::Unknown,
-        },
-        Ok(Ok(reply)) => match Codec::with_max_len(16 << 20).decode_reply(&reply.payload) {
-            Ok(r) => match r.outcome {
-                ReplyOutcome::Response(v) => Answer::Ok(v),
-                ReplyOutcome::Err(e) => {
-                    Answer::Fail(e["error"]["code"].as_str().unwrap_or("UNKNOWN").to_owned())
-                }
-                ReplyOutcome::NoHandler(_) => Answer::Fail("NO_HANDLER".into()),
-            },
-            Err(_) => Answer::Fail("DECODE".into()),
-        },
     }
 }
 
@@ -332,7 +323,9 @@ async fn backlog(pool: &sqlx::PgPool) -> anyhow::Result<i64> {
 
 /// course-stub's count per slot.
 async fn stub_counts(client: &async_nats::Client) -> Option<BTreeMap<i32, i32>> {
-    let state = crate::stack::stub_state(client).await?;
+    let state = course_stub::control::Control::new(client.clone())
+        .state()
+        .await?;
     Some(
         state
             .slots
@@ -523,11 +516,13 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
     }
 
     let shared = Arc::new(Shared {
-        users: stack.client_as(crate::world::NatsRole::UserApi).await?,
+        users: NestClient::new(
+            stack.client_as(world::NatsRole::UserApi).await?,
+            Duration::from_millis(scenario.workload.client_timeout_ms),
+        ),
         control: client.clone(),
         t0: Instant::now(),
         t0_wall: chrono::Utc::now().naive_utc(),
-        timeout: Duration::from_millis(scenario.workload.client_timeout_ms),
         retries: scenario.workload.retries,
         start_date,
         made: Mutex::new(HashMap::new()),
@@ -687,7 +682,9 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
         if let (Ok(0), Ok(snapshot), Some(stub), Ok(accounted)) = (
             stranded(&pool).await.map(|rows| rows.len()),
             slot_snapshot(&pool).await,
-            stack.stub_state(&client).await.ok(),
+            course_stub::control::Control::new(client.clone())
+                .state()
+                .await,
             accounted(&pool).await,
         ) {
             let sums: HashMap<i32, i64> = snapshot.iter().map(|s| (s.id, s.sum)).collect();
@@ -715,7 +712,10 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
     let snapshot = slot_snapshot(&pool).await?;
     checker::check_slots(load_end.as_millis() as u64, &snapshot, &mut i1, &mut i2);
     let sums: HashMap<i32, i64> = snapshot.iter().map(|s| (s.id, s.sum)).collect();
-    let stub_state = stack.stub_state(&client).await?;
+    let stub_state = course_stub::control::Control::new(client.clone())
+        .state()
+        .await
+        .context("course-stub did not report its state")?;
     let i3 = checker::check_convergence(
         &stub_slots(&stub_state),
         &sums,

@@ -10,7 +10,7 @@ use std::process::Command;
 use simulator::run::{execute, RunOptions};
 use simulator::scenario::Scenario;
 use simulator::trace::Trace;
-use simulator::world::process::is_alive;
+use world::process::is_alive;
 
 const SIM: &str = env!("CARGO_BIN_EXE_sim");
 
@@ -230,9 +230,9 @@ async fn a_planted_refusal_of_a_keyed_retry_is_caught_on_retry_rush() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_secured_stack_runs_every_process_as_its_own_role() {
     use contracts::subjects as s;
-    use simulator::stack::{ask, Stack, StackOptions};
-    use simulator::world::NatsRole;
     use std::time::{Duration, Instant};
+    use world::stack::{ask, Stack, StackOptions};
+    use world::NatsRole;
 
     let logs = tempfile::tempdir().unwrap();
     let stack = Stack::start(
@@ -251,7 +251,8 @@ async fn a_secured_stack_runs_every_process_as_its_own_role() {
     // The stub synced its catalogue as course-service (or the stack would not have started);
     // the harness sees it.
     let harness = stack.client().await.unwrap();
-    let state = stack.stub_state(&harness).await.unwrap();
+    let control = course_stub::control::Control::new(harness.clone());
+    let state = control.state().await.unwrap();
     let slot = state.slots.first().unwrap().id;
 
     // A gateway books: booking-service reads the slot and books it with course-service.
@@ -262,7 +263,7 @@ async fn a_secured_stack_runs_every_process_as_its_own_role() {
     assert_eq!(made["success"], true, "{made}");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let state = stack.stub_state(&harness).await.unwrap();
+        let state = control.state().await.unwrap();
         let booked = state.slots.iter().find(|c| c.id == slot).unwrap();
         if booked.booked_players == 2 {
             break;

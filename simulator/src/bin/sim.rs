@@ -8,8 +8,8 @@ use simulator::capacity::{self, Sweep};
 use simulator::report::{self, Report};
 use simulator::run::{execute, RunOptions};
 use simulator::scenario::Scenario;
-use simulator::stack::{Stack, StackOptions};
 use simulator::trace::Trace;
+use world::stack::{Stack, StackOptions};
 
 #[derive(Parser)]
 #[command(name = "sim", about = "Park-golf booking simulator")]

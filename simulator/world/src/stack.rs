@@ -6,9 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use contracts::{subjects, Codec, MessageId, ReplyOutcome};
+use contracts::{subjects, NestClient};
 
-use crate::world::{process, NatsRole, TestDatabase, World};
+use crate::{process, NatsRole, TestDatabase, World};
 
 /// How to build a stack.
 #[derive(Debug, Clone)]
@@ -83,31 +83,28 @@ pub async fn ask(
     subject: &str,
     data: serde_json::Value,
 ) -> Option<serde_json::Value> {
-    let codec = Codec::default();
-    let body = codec
-        .encode_request(subject, &data, &MessageId::fresh())
-        .ok()?;
-    let reply = tokio::time::timeout(
-        Duration::from_secs(2),
-        client.request(subject.to_owned(), body.into()),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    match Codec::with_max_len(16 << 20)
-        .decode_reply(&reply.payload)
-        .ok()?
-        .outcome
-    {
-        ReplyOutcome::Response(v) => Some(v),
-        _ => None,
-    }
+    NestClient::new(client.clone(), Duration::from_secs(2))
+        .ask(subject, &data)
+        .await
 }
 
-/// course-stub's counts and counters over `courseStub.state`; `None` when it does not answer.
-pub async fn stub_state(client: &async_nats::Client) -> Option<course_stub::StubState> {
-    let v = ask(client, course_stub::control::STATE, serde_json::json!({})).await?;
-    serde_json::from_value(v["data"].clone()).ok()
+/// Reads a course-stub's standard output on a thread of its own: the receiver resolves at its
+/// `course-stub ready` line; the rest is read and dropped so the stub never blocks on the pipe.
+fn announces_ready(out: std::process::ChildStdout) -> tokio::sync::oneshot::Receiver<()> {
+    use std::io::BufRead as _;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if line.trim() == "course-stub ready" {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    });
+    rx
 }
 
 /// Where the project's binaries are: beside the running executable, or one level up when the
@@ -177,11 +174,13 @@ impl Stack {
             .args(&options.stub_args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(log_file(log_dir, "course-stub.log")?);
         stack.log_in(&mut stub, NatsRole::CourseService);
-        stack.stub = Some(process::spawn(stub).context("starting course-stub")?);
-        stack.wait_for_stub().await?;
+        let mut child = process::spawn(stub).context("starting course-stub")?;
+        let ready = child.stdout.take().map(announces_ready);
+        stack.stub = Some(child);
+        stack.wait_for_stub(ready).await?;
         stack.write_pids().await?;
         Ok(stack)
     }
@@ -307,9 +306,19 @@ impl Stack {
             .await
     }
 
-    async fn wait_for_stub(&self) -> anyhow::Result<()> {
-        self.wait_until("course-stub", course_stub::control::STATE)
-            .await
+    /// Waits for the stub's `course-stub ready` line (printed once it listens and has synced).
+    async fn wait_for_stub(
+        &self,
+        ready: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> anyhow::Result<()> {
+        let ready = ready.context("course-stub's output is not piped")?;
+        match tokio::time::timeout(Duration::from_secs(60), ready).await {
+            Ok(Ok(())) => Ok(()),
+            _ => bail!(
+                "course-stub did not get ready within 60 s; see {}",
+                self.log_dir.join("course-stub.log").display()
+            ),
+        }
     }
 
     /// Gives a process `role`'s NATS login (in its environment, never on its command line) when
@@ -340,16 +349,6 @@ impl Stack {
             .max_connections(4)
             .connect(self.db.url())
             .await?)
-    }
-
-    /// The stub's counts and counters.
-    pub async fn stub_state(
-        &self,
-        client: &async_nats::Client,
-    ) -> anyhow::Result<course_stub::StubState> {
-        stub_state(client)
-            .await
-            .context("course-stub did not report its state")
     }
 }
 

@@ -1,9 +1,10 @@
-//! Throwaway infrastructure: a PostgreSQL and a NATS server of our own, per-test databases, and
-//! the chaos verbs (kill, stop, start, restart) that later issues use.
+//! Throwaway infrastructure for tests, benchmarks and the simulator: a PostgreSQL and a NATS
+//! server of our own, per-test databases, the chaos verbs (kill, stop, start, restart), and
+//! [`stack`], the whole system as processes (booking-service replicas and the course-stub).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), simulator::WorldError> {
-//! let world = simulator::World::builder().fsync(false).start().await?;
+//! # async fn demo() -> Result<(), world::WorldError> {
+//! let world = world::World::builder().fsync(false).start().await?;
 //! let db = world.database().await?; // a fresh, empty database of this test's own
 //! println!("{} {}", db.url(), world.nats_url());
 //! world.kill_postgres().await?; // kill -9, then:
@@ -21,6 +22,7 @@ mod binaries;
 mod nats;
 mod postgres;
 pub mod process;
+pub mod stack;
 
 use std::collections::HashSet;
 use std::future::Future;

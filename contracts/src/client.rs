@@ -1,0 +1,133 @@
+//! The one NestJS request client (feature `client`): every request this workspace sends over NATS
+//! in the NestJS envelope goes through [`NestClient`]: the service's course-service calls, its
+//! outbox relay, the stack, the simulator, the course-stub's control client and the tests.
+//!
+//! It encodes `{pattern, data, id}`, tells "nobody listens" apart from "nobody answered in time",
+//! reads the reply liberally within a size limit (envelope or bare value) and refuses a reply that
+//! names another request's id.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{Codec, CodecError, MessageId, Reply, ReplyOutcome};
+
+/// Why a request got no reply that could be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// Nobody subscribes to the subject (NATS "no responders").
+    #[error("no responders on {0}")]
+    NoResponders(String),
+    /// No reply within the timeout.
+    #[error("no reply on {0} within {1:?}")]
+    Timeout(String, Duration),
+    /// The request could not be encoded or sent.
+    #[error("request on {0} failed: {1}")]
+    Transport(String, String),
+    /// The reply could not be decoded.
+    #[error("reply on {0} cannot be read: {1}")]
+    Unreadable(String, CodecError),
+    /// The reply answers another request.
+    #[error("reply on {0} carries another request's id")]
+    WrongId(String),
+}
+
+impl CallError {
+    /// Whether nobody received the request (safe to send again).
+    pub fn is_no_responders(&self) -> bool {
+        matches!(self, CallError::NoResponders(_))
+    }
+}
+
+/// A NestJS-envelope request client on one NATS connection.
+#[derive(Debug, Clone)]
+pub struct NestClient {
+    nats: async_nats::Client,
+    codec: Codec,
+    timeout: Duration,
+}
+
+impl NestClient {
+    /// A client with a per-request `timeout`; replies up to 16 MiB are read.
+    pub fn new(nats: async_nats::Client, timeout: Duration) -> Self {
+        Self {
+            nats,
+            codec: Codec::with_max_len(16 << 20),
+            timeout,
+        }
+    }
+
+    /// The same client reading replies of at most `max` bytes.
+    pub fn with_max_reply(mut self, max: usize) -> Self {
+        self.codec = Codec::with_max_len(max);
+        self
+    }
+
+    /// The NATS connection.
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.nats
+    }
+
+    /// The per-request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Sends `data` on `subject` with a fresh id and returns the decoded reply.
+    pub async fn request(&self, subject: &str, data: &impl Serialize) -> Result<Reply, CallError> {
+        self.request_with(subject, data, &MessageId::fresh(), None)
+            .await
+    }
+
+    /// Sends `data` on `subject` with the id `id` and NATS `headers`, and returns the decoded
+    /// reply.
+    pub async fn request_with(
+        &self,
+        subject: &str,
+        data: &impl Serialize,
+        id: &MessageId,
+        headers: Option<async_nats::HeaderMap>,
+    ) -> Result<Reply, CallError> {
+        let body = self
+            .codec
+            .encode_request(subject, data, id)
+            .map_err(|e| CallError::Transport(subject.to_owned(), e.to_string()))?;
+        let mut request = async_nats::Request::new()
+            .payload(body.into())
+            .timeout(Some(self.timeout));
+        if let Some(headers) = headers {
+            request = request.headers(headers);
+        }
+        let message = self
+            .nats
+            .send_request(subject.to_owned(), request)
+            .await
+            .map_err(|e| match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => {
+                    CallError::NoResponders(subject.to_owned())
+                }
+                async_nats::RequestErrorKind::TimedOut => {
+                    CallError::Timeout(subject.to_owned(), self.timeout)
+                }
+                _ => CallError::Transport(subject.to_owned(), e.to_string()),
+            })?;
+        let reply = self
+            .codec
+            .decode_reply(&message.payload)
+            .map_err(|e| CallError::Unreadable(subject.to_owned(), e))?;
+        if reply.id.as_ref().is_some_and(|got| got != id) {
+            return Err(CallError::WrongId(subject.to_owned()));
+        }
+        Ok(reply)
+    }
+
+    /// The `response` value of a request; `None` on any failure or an `err` reply (for probes,
+    /// control planes and tests, where "no usable answer" is all that matters).
+    pub async fn ask(&self, subject: &str, data: &impl Serialize) -> Option<Value> {
+        match self.request(subject, data).await.ok()?.outcome {
+            ReplyOutcome::Response(value) => Some(value),
+            ReplyOutcome::Err(_) | ReplyOutcome::NoHandler(_) => None,
+        }
+    }
+}
