@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::course::CourseClient;
+use crate::faults::Faults;
 use crate::metrics::Metrics;
 
 /// Shared by the NATS server, the handlers and the outbox relay.
@@ -24,4 +25,6 @@ pub(crate) struct App {
     pub(crate) codec: Codec,
     /// Counters, gauges and histograms.
     pub(crate) metrics: Arc<Metrics>,
+    /// Fault points and planted bugs of this process.
+    pub(crate) faults: Faults,
 }

@@ -1,6 +1,7 @@
 //! Service configuration, read once from the environment; invalid values stop the start with a
 //! message naming the variable.
 
+pub use crate::faults::{FaultPoint, PlantedBug};
 use std::time::Duration;
 
 /// Everything the service can be told. Defaults are in each field's doc.
@@ -88,8 +89,6 @@ pub struct Config {
     /// course-service refusal marked SENT) or `refuse-keyed-retry` (a keyed create refused without
     /// looking at its key again). Logged loudly at start.
     pub planted_bug: Option<PlantedBug>,
-    /// How often the fault point has been reached in this process.
-    fault_hits: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// `HTTP_ADDR` (default `0.0.0.0:8080`): `/metrics`, `/healthz`, `/readyz`; port 0 picks one.
     pub http_addr: std::net::SocketAddr,
 }
@@ -163,51 +162,6 @@ pub struct NatsTls {
     pub ca: Option<std::path::PathBuf>,
     /// A client certificate and its key (mutual TLS).
     pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
-}
-
-/// Where a chaos run may crash the process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultPoint {
-    /// Right after a booking transaction commits, before the reply.
-    AfterCommit,
-    /// Right after an event is delivered, before its outbox row is marked sent.
-    BeforeMarkSent,
-}
-
-/// A defect the simulator must catch; see [`Config::planted_bug`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PlantedBug {
-    /// Read the slot without `FOR UPDATE` before the capacity check.
-    SkipRowLock,
-    /// Leave the `gameTimeSlots.book` row out of the outbox.
-    DropOutbox,
-    /// Mark a book/release that course-service refused as SENT, as the relay once did.
-    AcceptRefusals,
-    /// Refuse a keyed create (slot full) without checking whether its key already made a booking.
-    RefuseKeyedRetry,
-}
-
-impl Config {
-    /// Whether `bug` was planted.
-    pub fn planted(&self, bug: PlantedBug) -> bool {
-        self.planted_bug == Some(bug)
-    }
-
-    /// Aborts the process (like `kill -9`: no destructors, no flush) when `point` is the configured
-    /// fault point and this is its `FAULT_AFTER`th hit.
-    pub fn crash_at(&self, point: FaultPoint) {
-        if self.fault_point != Some(point) {
-            return;
-        }
-        let hits = self
-            .fault_hits
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
-        if hits >= self.fault_after {
-            tracing::error!(?point, hits, "FAULT_POINT reached: aborting the process");
-            std::process::abort();
-        }
-    }
 }
 
 /// A configuration value that could not be used.
@@ -355,7 +309,6 @@ impl Config {
                 }
             },
             fault_after: number("FAULT_AFTER", 1, 1, u64::MAX)?,
-            fault_hits: Default::default(),
             planted_bug: match get("PLANTED_BUG").as_deref() {
                 None | Some("") => None,
                 Some("skip-row-lock") => Some(PlantedBug::SkipRowLock),

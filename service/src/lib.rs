@@ -16,8 +16,10 @@
 //! - `breaker.rs`: the circuit breaker in front of course-service.
 //! - `outbox.rs`: the outbox and its relay.
 //! - `operator.rs`: `GET /outbox` and `POST /outbox/redrive` for rows that are not sent.
-//! - `metrics.rs`: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.
+//! - `metrics.rs`: Prometheus metrics.
+//! - `http.rs`: `/metrics`, `/healthz`, `/readyz` and the operator's routes.
 //! - [`error`]: handler errors and their wire codes.
+//! - [`faults`]: fault points and planted bugs, per process.
 //! - [`telemetry`]: logging and personal-data masks.
 
 mod app;
@@ -26,10 +28,12 @@ mod cache;
 pub mod config;
 mod course;
 pub mod error;
+pub mod faults;
 mod handlers;
 mod metrics;
 #[doc(hidden)]
-pub use metrics::OUTBOX_GAUGES_SQL;
+pub use http::OUTBOX_GAUGES_SQL;
+mod http;
 mod nats;
 mod operator;
 mod outbox;
@@ -134,14 +138,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let app = Arc::new(app::App {
         course: course::CourseClient::new(nats.clone(), &config, metrics.clone()),
         metrics,
+        faults: faults::Faults::new(&config),
         codec: contracts::Codec::default(),
         config,
         pool: pool.clone(),
         nats: nats.clone(),
     });
     let (shutdown, signal) = watch::channel(false);
-    let (http_addr, http) =
-        metrics::serve(app.clone(), app.config.http_addr, signal.clone()).await?;
+    let (http_addr, http) = http::serve(app.clone(), app.config.http_addr, signal.clone()).await?;
     let relay = tokio::spawn(outbox::relay(app.clone(), signal.clone()));
     let retention = tokio::spawn(retention::run(app.clone(), signal.clone()));
     let server_app = app.clone();

@@ -40,8 +40,8 @@ use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::config::PlantedBug;
 use crate::error::{Result, ServiceError};
+use crate::faults::{FaultPoint, PlantedBug};
 
 /// The default `OUTBOX_RETRY_CAP_MS`, for tests.
 #[cfg(test)]
@@ -380,7 +380,7 @@ enum Delivery {
 async fn settle(app: &App, events: &EventSink, row: Claimed) {
     let outcome = deliver(app, events, &row).await;
     let result = match &outcome {
-        Ok(Delivery::Refused(answer)) if !app.config.planted(PlantedBug::AcceptRefusals) => {
+        Ok(Delivery::Refused(answer)) if !app.faults.planted(PlantedBug::AcceptRefusals) => {
             app.metrics.outbox_rejection(&row.event_type);
             tracing::error!(
                 event = %row.event_type,
@@ -399,8 +399,7 @@ async fn settle(app: &App, events: &EventSink, row: Claimed) {
             .await
         }
         Ok(_) => {
-            app.config
-                .crash_at(crate::config::FaultPoint::BeforeMarkSent);
+            app.faults.crash_at(FaultPoint::BeforeMarkSent);
             sqlx::query(
                 "UPDATE outbox_events SET status = 'SENT', processed_at = now(), last_error = NULL WHERE id = $1",
             )

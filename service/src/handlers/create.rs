@@ -15,9 +15,9 @@ use sqlx::Row as _;
 
 use crate::app::App;
 use crate::cache::{self, slot_state_sql, SlotFacts};
-use crate::config::PlantedBug;
 use crate::course::CourseError;
 use crate::error::{Result, ServiceError};
+use crate::faults::{FaultPoint, PlantedBug};
 use crate::store::{self, now, utc, SlotRow};
 use crate::{outbox, telemetry};
 
@@ -137,7 +137,7 @@ pub(crate) async fn create(
         // again before saying no, so a retry is never told "full" while its booking exists.
         Err(e)
             if !matches!(e, ServiceError::Duplicate(_))
-                && !app.config.planted(PlantedBug::RefuseKeyedRetry) =>
+                && !app.faults.planted(PlantedBug::RefuseKeyedRetry) =>
         {
             match replay(app, req.user_id, key, &fingerprint).await {
                 Ok(Some(replayed)) => Ok(replayed),
@@ -225,7 +225,7 @@ async fn insert(
     fingerprint: &str,
 ) -> std::result::Result<BookingResponse, Conflict> {
     let mut tx = app.pool.begin().await.map_err(ServiceError::from)?;
-    let lock = if app.config.planted(PlantedBug::SkipRowLock) {
+    let lock = if app.faults.planted(PlantedBug::SkipRowLock) {
         ""
     } else {
         " FOR UPDATE"
@@ -388,7 +388,7 @@ async fn insert(
         ),
         outbox::event(subjects::BOOKING_CONFIRMED, &confirmed),
     ];
-    if app.config.planted(PlantedBug::DropOutbox) {
+    if app.faults.planted(PlantedBug::DropOutbox) {
         events.remove(0);
     }
     outbox::enqueue(&mut tx, booking_id, &events).await?;
@@ -430,7 +430,7 @@ async fn insert(
         }
     }
     tx.commit().await.map_err(ServiceError::from)?;
-    app.config.crash_at(crate::config::FaultPoint::AfterCommit);
+    app.faults.crash_at(FaultPoint::AfterCommit);
 
     Ok(BookingResponse {
         id: booking_id,

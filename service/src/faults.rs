@@ -1,0 +1,70 @@
+//! Fault injection, for chaos runs and for proving the simulator's checker: the points where a
+//! process may abort (`FAULT_POINT`, `FAULT_AFTER`) and the known defects that can be planted back
+//! (`PLANTED_BUG`). The settings come from [`Config`]; the hit counter belongs to one process's
+//! [`Faults`], so clones of a configuration never share it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::config::Config;
+
+/// Where a chaos run may crash the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultPoint {
+    /// Right after a booking transaction commits, before the reply.
+    AfterCommit,
+    /// Right after an event is delivered, before its outbox row is marked sent.
+    BeforeMarkSent,
+}
+
+/// A defect the simulator must catch; see [`Config::planted_bug`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// Read the slot without `FOR UPDATE` before the capacity check.
+    SkipRowLock,
+    /// Leave the `gameTimeSlots.book` row out of the outbox.
+    DropOutbox,
+    /// Mark a book/release that course-service refused as SENT, as the relay once did.
+    AcceptRefusals,
+    /// Refuse a keyed create (slot full) without checking whether its key already made a booking.
+    RefuseKeyedRetry,
+}
+
+/// One process's faults.
+#[derive(Debug)]
+pub(crate) struct Faults {
+    point: Option<FaultPoint>,
+    after: u64,
+    planted: Option<PlantedBug>,
+    /// How often `point` has been reached in this process.
+    hits: AtomicU64,
+}
+
+impl Faults {
+    /// The faults `config` asks for.
+    pub(crate) fn new(config: &Config) -> Self {
+        Self {
+            point: config.fault_point,
+            after: config.fault_after,
+            planted: config.planted_bug,
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether `bug` was planted.
+    pub(crate) fn planted(&self, bug: PlantedBug) -> bool {
+        self.planted == Some(bug)
+    }
+
+    /// Aborts the process (like `kill -9`: no destructors, no flush) when `point` is the configured
+    /// fault point and this is its `FAULT_AFTER`th hit.
+    pub(crate) fn crash_at(&self, point: FaultPoint) {
+        if self.point != Some(point) {
+            return;
+        }
+        let hits = self.hits.fetch_add(1, Ordering::SeqCst) + 1;
+        if hits >= self.after {
+            tracing::error!(?point, hits, "FAULT_POINT reached: aborting the process");
+            std::process::abort();
+        }
+    }
+}
