@@ -394,6 +394,13 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// Writes the whole report into `dir`: `report.json`, `summary.md` and `index.html`.
+pub fn write(r: &Report, dir: &std::path::Path) -> anyhow::Result<()> {
+    r.write_data(dir)?;
+    std::fs::write(dir.join("index.html"), html(r)?)?;
+    Ok(())
+}
+
 /// The self-contained HTML page.
 pub fn html(r: &Report) -> anyhow::Result<String> {
     let mut page = String::new();
@@ -480,4 +487,18 @@ pub fn html(r: &Report) -> anyhow::Result<String> {
     }
     page.push_str("</body></html>\n");
     Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn a_written_report_has_its_page() {
+        let r = crate::report::tests::sample();
+        let dir = tempfile::tempdir().unwrap();
+        super::write(&r, dir.path()).unwrap();
+        assert!(dir.path().join("index.html").exists());
+        assert!(dir.path().join("report.json").exists());
+    }
 }

@@ -1,5 +1,5 @@
 //! A run's report: `report.json` (everything, for `sim compare` and tools), `summary.md` (for
-//! people and CI logs) and a self-contained `index.html` with the charts drawn by [`crate::charts`].
+//! people and CI logs); [`crate::charts`] draws the self-contained `index.html` from it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -196,12 +196,11 @@ impl Report {
         serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
     }
 
-    /// Writes `report.json`, `summary.md` and `index.html` into `dir`.
-    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+    /// Writes `report.json` and `summary.md` into `dir` (`charts::write` adds the page).
+    pub fn write_data(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(self)?)?;
         std::fs::write(dir.join("summary.md"), self.markdown())?;
-        std::fs::write(dir.join("index.html"), crate::charts::html(self)?)?;
         Ok(())
     }
 
@@ -354,10 +353,10 @@ pub fn compare(a: &Report, b: &Report) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample() -> Report {
+    pub(crate) fn sample() -> Report {
         let mut ops = BTreeMap::new();
         ops.insert(
             "create".to_owned(),
@@ -432,8 +431,7 @@ mod tests {
     fn a_report_round_trips_through_json() {
         let r = sample();
         let dir = tempfile::tempdir().unwrap();
-        r.write(dir.path()).unwrap();
+        r.write_data(dir.path()).unwrap();
         assert_eq!(Report::load(dir.path()).unwrap(), r);
-        assert!(dir.path().join("index.html").exists());
     }
 }

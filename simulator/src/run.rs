@@ -881,7 +881,7 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
     report.wire = wire;
     report.thresholds = thresholds(trace, &report);
     write_history(&options.out, &history)?;
-    report.write(&options.out)?;
+    crate::charts::write(&report, &options.out)?;
     Ok(report)
 }
 
