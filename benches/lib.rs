@@ -268,8 +268,8 @@ pub async fn direct_create(pool: &sqlx::PgPool, user: i32, slot: i32) -> anyhow:
     .fetch_optional(&mut *tx)
     .await?;
     let number = format!("BK-{}", uuid::Uuid::new_v4().simple());
-    let fee = price * 3 / 100;
-    let total = price + fee;
+    let charge = contracts::money::Charge::of(contracts::Won(price), 1);
+    let (fee, total) = (charge.fee.get(), charge.total.get());
     let id: i32 = sqlx::query_scalar(
         "INSERT INTO bookings (booking_number, user_id, game_id, game_time_slot_id, game_name, game_code, \
          front_nine_course_id, front_nine_course_name, back_nine_course_id, back_nine_course_name, club_id, \

@@ -31,6 +31,33 @@ impl Won {
     }
 }
 
+/// The reference's service fee: 3 % of the players' total, floored.
+pub const SERVICE_FEE_PERCENT: i64 = 3;
+
+/// What a booking costs: the players' total, the service fee and the sum the payment asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charge {
+    /// `price_per_person × players`.
+    pub amount: Won,
+    /// [`SERVICE_FEE_PERCENT`] of `amount`, floored.
+    pub fee: Won,
+    /// `amount + fee`.
+    pub total: Won,
+}
+
+impl Charge {
+    /// The charge for `players` at `price_per_person`, the one fee rule every writer uses.
+    pub fn of(price_per_person: Won, players: i32) -> Self {
+        let amount = Won(price_per_person.get() * i64::from(players));
+        let fee = amount.percent_floor(SERVICE_FEE_PERCENT);
+        Self {
+            amount,
+            fee,
+            total: Won(amount.get() + fee.get()),
+        }
+    }
+}
+
 impl std::fmt::Display for Won {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.0)
@@ -122,5 +149,14 @@ mod tests {
     #[test]
     fn the_fee_is_floored() {
         assert_eq!(Won(15_050).percent_floor(3), Won(451));
+    }
+
+    #[test]
+    fn a_charge_is_the_players_total_plus_the_floored_fee() {
+        let c = Charge::of(Won(15_050), 3);
+        assert_eq!(
+            (c.amount, c.fee, c.total),
+            (Won(45_150), Won(1_354), Won(46_504))
+        );
     }
 }

@@ -21,6 +21,8 @@ pub(crate) struct App {
     pub(crate) nats: async_nats::Client,
     /// Course-service calls.
     pub(crate) course: CourseClient,
+    /// Slots being fetched from course-service (one fetch per slot at a time).
+    pub(crate) slot_fetches: crate::cache::SlotFetches,
     /// Inbound message decoding.
     pub(crate) codec: Codec,
     /// Counters, gauges and histograms.

@@ -1,18 +1,117 @@
 //! The local copies of course-service's games and slots: upserts from sync messages and from
-//! cache-miss fetches, and the slot lookup of `booking.create`.
+//! cache-miss fetches, and the read-through slot lookup of `booking.create` (one course-service
+//! fetch per slot at a time, a stale row when course-service is away).
 //!
 //! Course-service owns capacity, price, times and status; booking-service owns the count of seats
 //! its bookings hold. Upserts therefore never write `booked_players` from course-service's view
 //! (the reference did, and a late or stale sync could lower the local count and oversell): a new
 //! row counts the local bookings, an existing row keeps its count.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use chrono::NaiveDate;
-use contracts::course::{SlotStatus, TimeSlot};
+use contracts::course::{Game, SlotStatus, TimeSlot};
 use contracts::sync::{GameSync, GameTimeSlotSync};
 use sqlx::PgExecutor;
 
-use crate::error::Result;
-use crate::store::now;
+use crate::app::App;
+use crate::course::CourseError;
+use crate::error::{Result, ServiceError, StepExt as _};
+use crate::store::{self, now, SlotRow};
+
+/// One lock per slot being fetched from course-service, so concurrent misses make one call.
+#[derive(Debug, Default)]
+pub(crate) struct SlotFetches {
+    locks: Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl SlotFetches {
+    /// Takes the fetch lock of `slot_id`; the guard releases it and forgets idle locks.
+    async fn lock(&self, slot_id: i32) -> FetchGuard<'_> {
+        let lock = {
+            let mut map = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(slot_id).or_default().clone()
+        };
+        let guard = lock.clone().lock_owned().await;
+        FetchGuard {
+            fetches: self,
+            slot_id,
+            _guard: guard,
+            lock,
+        }
+    }
+}
+
+/// Holds a slot's fetch lock.
+struct FetchGuard<'a> {
+    fetches: &'a SlotFetches,
+    slot_id: i32,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for FetchGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self.fetches.locks.lock().unwrap_or_else(|e| e.into_inner());
+        // Three references: the map's, ours, and the guard's (dropped after this body runs).
+        // Nobody else waits: forget the lock.
+        if Arc::strong_count(&self.lock) <= 3 {
+            map.remove(&self.slot_id);
+        }
+    }
+}
+
+/// Finds a slot in the cache, fetching it from course-service when missing or older than the
+/// TTL; a refusal is `BUS_002`, an outage falls back to a stale row or is `SYS_004`.
+pub(crate) async fn resolve_slot(app: &App, slot_id: i32) -> Result<SlotRow> {
+    let ttl = chrono::Duration::from_std(app.config.cache_ttl).unwrap_or(chrono::Duration::MAX);
+    let fresh = |row: &SlotRow| now() - row.last_sync_at <= ttl;
+    let cached = store::slot(&app.pool, slot_id).await?;
+    if let Some(row) = cached.as_ref().filter(|r| fresh(r)) {
+        app.metrics.cache_hits.inc();
+        return Ok(row.clone());
+    }
+    app.metrics.cache_misses.inc();
+    tracing::info!("Slot cache miss for gameTimeSlotId: {slot_id}");
+    // One fetch per slot at a time: later callers wait, then find the row fresh.
+    let _guard = app.slot_fetches.lock(slot_id).await;
+    if let Some(row) = store::slot(&app.pool, slot_id).await?.filter(|r| fresh(r)) {
+        return Ok(row);
+    }
+    let fetched = async {
+        let slot = app.course.time_slot(slot_id).await?;
+        let game = app.course.game(slot.game_id).await.ok();
+        Ok::<_, CourseError>((slot, game))
+    }
+    .await;
+    match fetched {
+        Ok((slot, game)) => {
+            let mut tx = app.pool.begin().await.step("starting the cache refresh")?;
+            if let Some(game) = &game {
+                upsert_game(&mut *tx, &game.into()).await?;
+            }
+            upsert_slot(&mut *tx, &SlotFacts::from(&slot)).await?;
+            tx.commit().await.step("committing the cache refresh")?;
+            tracing::info!("GameTimeSlotCache synced for gameTimeSlotId: {slot_id}");
+            store::slot(&app.pool, slot_id).await?.ok_or_else(|| {
+                anyhow::anyhow!("slot {slot_id} vanished right after its upsert").into()
+            })
+        }
+        Err(CourseError::Refused(message)) => Err(ServiceError::NotFound(format!(
+            "Game time slot {slot_id} not found: course-service said \"{message}\""
+        ))),
+        Err(e) => match cached {
+            // A stale row is better than no booking while course-service is away.
+            Some(stale) => {
+                tracing::warn!(slot_id, error = %e, "course-service unavailable; using the stale cache row");
+                app.metrics.stale_fallbacks.inc();
+                Ok(stale)
+            }
+            None => Err(ServiceError::Unavailable(e.to_string())),
+        },
+    }
+}
 
 /// The fields of a slot that course-service owns.
 #[derive(Debug, Clone)]
@@ -179,6 +278,31 @@ impl<'a> From<&'a GameSync> for GameFacts<'a> {
     fn from(g: &'a GameSync) -> Self {
         Self {
             game_id: g.game_id,
+            name: &g.name,
+            code: &g.code,
+            description: g.description.as_deref(),
+            front_nine_course_id: g.front_nine_course_id,
+            front_nine_course_name: &g.front_nine_course_name,
+            back_nine_course_id: g.back_nine_course_id,
+            back_nine_course_name: &g.back_nine_course_name,
+            total_holes: g.total_holes,
+            estimated_duration: g.estimated_duration,
+            break_duration: g.break_duration,
+            max_players: g.max_players,
+            base_price: g.base_price.get(),
+            weekend_price: g.weekend_price.map(|w| w.get()),
+            holiday_price: g.holiday_price.map(|w| w.get()),
+            club_id: g.club_id,
+            club_name: &g.club_name,
+            is_active: g.is_active,
+        }
+    }
+}
+
+impl<'a> From<&'a Game> for GameFacts<'a> {
+    fn from(g: &'a Game) -> Self {
+        Self {
+            game_id: g.id,
             name: &g.name,
             code: &g.code,
             description: g.description.as_deref(),

@@ -1,8 +1,6 @@
-//! Calls to course-service: `gameTimeSlots.get` and `games.get` over the NestJS envelope, with a
-//! timeout on every call, "no responders" told apart from a timeout, and concurrent misses for one
-//! slot sharing a single call.
+//! Calls to course-service: `gameTimeSlots.get` and `games.get` through the NestJS client, with
+//! retries, the circuit breaker, and course-service's `success:false` read as a refusal.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,8 +56,6 @@ impl CourseError {
 pub struct CourseClient {
     /// NestJS requests with the per-call timeout (replies up to NATS's own 1 MiB limit).
     nest: NestClient,
-    /// One lock per slot being fetched, so concurrent misses make one call.
-    in_flight: std::sync::Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>,
     /// Latency and failure counts.
     metrics: Arc<Metrics>,
     /// Extra attempts after a failure.
@@ -76,22 +72,6 @@ impl CourseClient {
             retries: config.course_retries,
             breaker: Breaker::new(config.breaker_threshold, config.breaker_open),
             nest: NestClient::new(nats, config.course_timeout).with_max_reply(1024 * 1024),
-            in_flight: std::sync::Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Takes the fetch lock of `slot_id`; the guard releases it and forgets idle locks.
-    pub async fn lock_slot(&self, slot_id: i32) -> SlotFetchGuard<'_> {
-        let lock = {
-            let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(slot_id).or_default().clone()
-        };
-        let guard = lock.clone().lock_owned().await;
-        SlotFetchGuard {
-            client: self,
-            slot_id,
-            _guard: guard,
-            lock,
         }
     }
 
@@ -193,28 +173,5 @@ impl CourseClient {
     pub async fn game(&self, game_id: i32) -> Result<Game, CourseError> {
         self.found(subjects::GAMES_GET, &GameQuery { game_id })
             .await
-    }
-}
-
-/// Holds a slot's fetch lock.
-pub struct SlotFetchGuard<'a> {
-    client: &'a CourseClient,
-    slot_id: i32,
-    _guard: tokio::sync::OwnedMutexGuard<()>,
-    lock: Arc<tokio::sync::Mutex<()>>,
-}
-
-impl Drop for SlotFetchGuard<'_> {
-    fn drop(&mut self) {
-        let mut map = self
-            .client
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        // Two references: the map's and ours (the guard holds the third while alive, but it is
-        // dropped after this body runs, so count it too). Nobody else waits: forget the lock.
-        if Arc::strong_count(&self.lock) <= 3 {
-            map.remove(&self.slot_id);
-        }
     }
 }

@@ -39,12 +39,40 @@ pub enum ServiceError {
         /// What the connection accepts.
         max: usize,
     },
-    /// The database failed (`SYS_002`).
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    /// The database failed (`SYS_002`) at `step` (a bare `?` says "a statement"; handlers name
+    /// their steps with [`StepExt::step`]).
+    #[error("database error while {step}: {source}")]
+    Database {
+        /// What the handler was doing.
+        step: &'static str,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
     /// Anything else (`SYS_001`).
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ServiceError {
+    fn from(source: sqlx::Error) -> Self {
+        ServiceError::Database {
+            step: "running a statement",
+            source,
+        }
+    }
+}
+
+/// Names the step of a database call, so a failure logs what was being done, not only the
+/// driver's words.
+pub(crate) trait StepExt<T> {
+    /// The result, its error tagged with `step` ("locking the slot").
+    fn step(self, step: &'static str) -> Result<T>;
+}
+
+impl<T> StepExt<T> for std::result::Result<T, sqlx::Error> {
+    fn step(self, step: &'static str) -> Result<T> {
+        self.map_err(|source| ServiceError::Database { step, source })
+    }
 }
 
 impl ServiceError {
@@ -60,7 +88,7 @@ impl ServiceError {
                 ErrorCode::ServiceUnavailable
             }
             ServiceError::ReplyTooLarge { .. } => ErrorCode::System,
-            ServiceError::Database(_) => ErrorCode::Database,
+            ServiceError::Database { .. } => ErrorCode::Database,
             ServiceError::Internal(_) => ErrorCode::System,
         }
     }
@@ -70,8 +98,14 @@ impl ServiceError {
     /// connection lost mid-commit is not retried: the commit may have happened.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ServiceError::Database(sqlx::Error::PoolTimedOut) => true,
-            ServiceError::Database(sqlx::Error::Database(db)) => {
+            ServiceError::Database {
+                source: sqlx::Error::PoolTimedOut,
+                ..
+            } => true,
+            ServiceError::Database {
+                source: sqlx::Error::Database(db),
+                ..
+            } => {
                 matches!(db.code().as_deref(), Some("40001") | Some("40P01"))
             }
             _ => false,
@@ -82,7 +116,7 @@ impl ServiceError {
     pub fn to_error_value(&self) -> ErrorValue {
         match self {
             ServiceError::Codec(e) => e.to_error_value(),
-            ServiceError::Database(_) => {
+            ServiceError::Database { .. } => {
                 ErrorValue::new(self.code(), "Database error; the request was not applied")
             }
             ServiceError::Internal(_) => ErrorValue::new(self.code(), "Internal error"),
@@ -100,10 +134,10 @@ mod tests {
 
     #[test]
     fn a_pool_timeout_is_retried_but_a_lost_connection_is_not() {
-        assert!(ServiceError::Database(sqlx::Error::PoolTimedOut).is_retryable());
+        assert!(ServiceError::from(sqlx::Error::PoolTimedOut).is_retryable());
         let lost = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         assert!(
-            !ServiceError::Database(lost).is_retryable(),
+            !ServiceError::from(lost).is_retryable(),
             "the commit may have happened"
         );
         assert!(!ServiceError::Rule("full".into()).is_retryable());
@@ -111,7 +145,7 @@ mod tests {
 
     #[test]
     fn internal_details_stay_out_of_the_wire_error() {
-        let value = ServiceError::Database(sqlx::Error::PoolTimedOut).to_error_value();
+        let value = ServiceError::from(sqlx::Error::PoolTimedOut).to_error_value();
         assert_eq!(value.code(), ErrorCode::Database);
         assert!(!value.error.message.contains("pool"));
     }

@@ -30,6 +30,7 @@ mod course;
 pub mod error;
 pub mod faults;
 mod handlers;
+mod idempotency;
 mod metrics;
 #[doc(hidden)]
 pub use http::OUTBOX_GAUGES_SQL;
@@ -137,6 +138,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let app = Arc::new(app::App {
         course: course::CourseClient::new(nats.clone(), &config, metrics.clone()),
+        slot_fetches: cache::SlotFetches::default(),
         metrics,
         faults: faults::Faults::new(&config),
         codec: contracts::Codec::default(),

@@ -200,7 +200,7 @@ async fn handle(app: &App, message: async_nats::Message) {
     };
     if let Err(e) = &result {
         match e {
-            ServiceError::Database(_) | ServiceError::Internal(_) => {
+            ServiceError::Database { .. } | ServiceError::Internal(_) => {
                 tracing::error!(subject, error = %e, "request failed")
             }
             _ => tracing::info!(subject, code = %e.code(), error = %e, "request refused"),

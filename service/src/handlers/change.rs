@@ -7,45 +7,13 @@ use contracts::booking::{
 };
 use contracts::course::SlotStatus;
 use contracts::events::BookingCancelled;
+use contracts::money::Charge;
 use contracts::{subjects, Success, Won};
 
 use crate::app::App;
-use crate::cache::slot_state_sql;
 use crate::error::{Result, ServiceError};
 use crate::outbox;
-use crate::store::{self, now, utc, BookingRow, BOOKING_COLUMNS};
-
-async fn lock_booking(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    id: i32,
-) -> Result<BookingRow> {
-    let sql = format!("SELECT {BOOKING_COLUMNS} FROM bookings b WHERE b.id = $1 FOR UPDATE");
-    sqlx::query_as::<_, BookingRow>(&sql)
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| ServiceError::NotFound("Booking not found".into()))
-}
-
-/// Moves `delta` seats into (positive) or out of (negative) a slot's local count.
-async fn move_seats(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    slot_id: i32,
-    delta: i32,
-) -> Result<()> {
-    let sql = concat!(
-        "UPDATE game_time_slot_cache SET booked_players = GREATEST(booked_players + $2, 0), updated_at = $3, ",
-        slot_state_sql!("max_players", "GREATEST(booked_players + $2, 0)", "(status = 'CLOSED')"),
-        " WHERE game_time_slot_id = $1"
-    );
-    sqlx::query(sql)
-        .bind(slot_id)
-        .bind(delta)
-        .bind(now())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
+use crate::store::{self, now, utc, BookingRow};
 
 /// `booking.cancel`.
 pub(crate) async fn cancel(
@@ -53,7 +21,7 @@ pub(crate) async fn cancel(
     req: CancelBookingRequest,
 ) -> Result<Success<BookingResponse>> {
     let mut tx = app.pool.begin().await?;
-    let booking = lock_booking(&mut tx, req.id).await?;
+    let booking = store::lock_booking(&mut tx, req.id).await?;
     if booking.user_id != req.user_id {
         return Err(ServiceError::Forbidden(
             "Unauthorized to cancel this booking".into(),
@@ -92,22 +60,10 @@ pub(crate) async fn cancel(
         )));
     }
     let at = now();
-    sqlx::query("UPDATE bookings SET status = 'CANCELLED', updated_at = $2 WHERE id = $1")
-        .bind(booking.id)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-    move_seats(&mut tx, booking.game_time_slot_id, -booking.player_count).await?;
-    sqlx::query(
-        "INSERT INTO booking_history (booking_id, action, details, user_id, created_at) \
-         VALUES ($1, 'CANCELLED', $2, $3, $4)",
-    )
-    .bind(booking.id)
-    .bind(serde_json::json!({ "reason": reason }))
-    .bind(req.user_id)
-    .bind(at)
-    .execute(&mut *tx)
-    .await?;
+    store::mark_cancelled(&mut tx, booking.id, at).await?;
+    store::move_seats(&mut tx, booking.game_time_slot_id, -booking.player_count).await?;
+    let details = serde_json::json!({ "reason": reason });
+    store::insert_history(&mut tx, booking.id, "CANCELLED", &details, req.user_id, at).await?;
     let event = BookingCancelled {
         booking_id: booking.id,
         booking_number: booking.booking_number.clone(),
@@ -179,7 +135,7 @@ pub(crate) async fn update(
         ));
     }
     let mut tx = app.pool.begin().await?;
-    let booking = lock_booking(&mut tx, req.id).await?;
+    let booking = store::lock_booking(&mut tx, req.id).await?;
     if req.user_id.is_some_and(|user| user != booking.user_id) {
         return Err(ServiceError::Forbidden(
             "Unauthorized to update this booking".into(),
@@ -227,7 +183,7 @@ pub(crate) async fn update(
                 max - booked
             )));
         }
-        move_seats(&mut tx, booking.game_time_slot_id, delta).await?;
+        store::move_seats(&mut tx, booking.game_time_slot_id, delta).await?;
         let (subject, seats) = if delta > 0 {
             (subjects::SLOTS_BOOK, delta)
         } else {
@@ -240,39 +196,21 @@ pub(crate) async fn update(
         )
         .await?;
     }
-    let amount = Won(booking.price_per_person * i64::from(players));
-    let fee = amount.percent_floor(3);
-    let total = amount.get() + fee.get();
+    let charge = Charge::of(Won(booking.price_per_person), players);
     let at = now();
-    sqlx::query(
-        "UPDATE bookings SET player_count = $2, special_requests = COALESCE($3, special_requests), \
-         user_phone = COALESCE($4, user_phone), service_fee = $5, total_price = $6, updated_at = $7 WHERE id = $1",
+    store::change_booking(
+        &mut tx,
+        booking.id,
+        players,
+        charge,
+        dto.special_requests.as_deref(),
+        dto.user_phone.as_deref(),
+        at,
     )
-    .bind(booking.id)
-    .bind(players)
-    .bind(&dto.special_requests)
-    .bind(&dto.user_phone)
-    .bind(fee.get())
-    .bind(total)
-    .bind(at)
-    .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE payments SET amount = $2, updated_at = $3 WHERE booking_id = $1 AND payment_status = 'PENDING'")
-        .bind(booking.id)
-        .bind(total)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO booking_history (booking_id, action, details, user_id, created_at) \
-         VALUES ($1, 'UPDATED', $2, $3, $4)",
-    )
-    .bind(booking.id)
-    .bind(serde_json::to_value(dto).unwrap_or_default())
-    .bind(req.user_id.unwrap_or(booking.user_id))
-    .bind(at)
-    .execute(&mut *tx)
-    .await?;
+    let details = serde_json::to_value(dto).unwrap_or_default();
+    let user = req.user_id.unwrap_or(booking.user_id);
+    store::insert_history(&mut tx, booking.id, "UPDATED", &details, user, at).await?;
     tx.commit().await?;
     Ok(Success::new(
         store::booking_by_id(&app.pool, booking.id).await?,

@@ -1,17 +1,15 @@
-//! Rows of the reference tables and their conversion to wire types; the shared reads.
-//!
-//! Money columns are `DECIMAL(10,2)` holding whole won: they are read as `::int8` and written from
-//! `i64`. Timestamps are `timestamp(3)` holding UTC, read and written as `NaiveDateTime`.
+//! Rows of the reference tables as sqlx reads them, and their wire forms.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{NaiveDate, NaiveDateTime};
 use contracts::booking::{
     BookingHistoryEntry, BookingResponse, BookingStatus, Payment, PaymentStatus, SlotAvailability,
 };
 use contracts::course::SlotStatus;
 use contracts::Won;
-use sqlx::{FromRow, PgExecutor};
+use sqlx::FromRow;
 
-use crate::error::{Result, ServiceError};
+use super::{now, utc};
+use crate::error::Result;
 
 /// The columns of a booking, money as integers and status as text.
 pub(crate) const BOOKING_COLUMNS: &str = "b.id, b.booking_number, b.user_id, b.game_id, b.game_time_slot_id, \
@@ -20,24 +18,6 @@ pub(crate) const BOOKING_COLUMNS: &str = "b.id, b.booking_number, b.user_id, b.g
     b.price_per_person::int8 AS price_per_person, b.service_fee::int8 AS service_fee, \
     b.total_price::int8 AS total_price, b.status::text AS status, b.payment_method, b.special_requests, \
     b.user_email, b.user_name, b.user_phone, b.created_at, b.updated_at";
-
-/// Now, in the precision and zone the reference stores (milliseconds, UTC, no zone).
-pub(crate) fn now() -> NaiveDateTime {
-    let now = Utc::now().naive_utc();
-    now.with_nanosecond_millis()
-}
-
-trait Millis {
-    fn with_nanosecond_millis(self) -> Self;
-}
-
-impl Millis for NaiveDateTime {
-    fn with_nanosecond_millis(self) -> Self {
-        use chrono::Timelike as _;
-        self.with_nanosecond(self.nanosecond() / 1_000_000 * 1_000_000)
-            .unwrap_or(self)
-    }
-}
 
 /// A `bookings` row.
 #[derive(Debug, Clone, FromRow)]
@@ -132,16 +112,11 @@ impl BookingRow {
     }
 }
 
-/// A stored UTC timestamp as an instant.
-pub(crate) fn utc(at: NaiveDateTime) -> DateTime<Utc> {
-    at.and_utc()
-}
-
 /// A `payments` row.
 #[derive(Debug, Clone, FromRow)]
 pub(crate) struct PaymentRow {
     id: i32,
-    booking_id: i32,
+    pub(crate) booking_id: i32,
     amount: i64,
     payment_method: String,
     payment_status: String,
@@ -152,7 +127,7 @@ pub(crate) struct PaymentRow {
 }
 
 impl PaymentRow {
-    fn into_wire(self) -> Result<Payment> {
+    pub(crate) fn into_wire(self) -> Result<Payment> {
         Ok(Payment {
             id: self.id,
             booking_id: self.booking_id,
@@ -172,7 +147,7 @@ impl PaymentRow {
 #[derive(Debug, Clone, FromRow)]
 pub(crate) struct HistoryRow {
     id: i32,
-    booking_id: i32,
+    pub(crate) booking_id: i32,
     action: String,
     details: Option<serde_json::Value>,
     user_id: i32,
@@ -180,7 +155,7 @@ pub(crate) struct HistoryRow {
 }
 
 impl HistoryRow {
-    fn into_wire(self) -> BookingHistoryEntry {
+    pub(crate) fn into_wire(self) -> BookingHistoryEntry {
         BookingHistoryEntry {
             id: self.id,
             booking_id: self.booking_id,
@@ -248,103 +223,4 @@ impl SlotRow {
             status: SlotStatus::parse(&self.status).unwrap_or(SlotStatus::Closed),
         }
     }
-}
-
-/// Reads a slot cache row.
-pub(crate) async fn slot(db: impl PgExecutor<'_>, slot_id: i32) -> Result<Option<SlotRow>> {
-    let sql =
-        format!("SELECT {SLOT_COLUMNS} FROM game_time_slot_cache WHERE game_time_slot_id = $1");
-    Ok(sqlx::query_as::<_, SlotRow>(&sql)
-        .bind(slot_id)
-        .fetch_optional(db)
-        .await?)
-}
-
-/// The one argument of a [`bookings_where`] clause.
-pub(crate) enum Key {
-    /// An integer (`id`, `user_id`).
-    Int(i32),
-    /// A text (`booking_number`).
-    Text(String),
-}
-
-/// Loads bookings by a `WHERE` clause on `b` with one bound argument `$1`.
-pub(crate) async fn bookings_where(
-    db: impl PgExecutor<'_>,
-    clause: &str,
-    key: Key,
-) -> Result<Vec<BookingRow>> {
-    let sql = format!("SELECT {BOOKING_COLUMNS} FROM bookings b WHERE {clause}");
-    let query = sqlx::query_as::<_, BookingRow>(&sql);
-    let query = match key {
-        Key::Int(v) => query.bind(v),
-        Key::Text(v) => query.bind(v),
-    };
-    Ok(query.fetch_all(db).await?)
-}
-
-/// Attaches payments (oldest first) and, when asked, histories (newest first) to bookings.
-pub(crate) async fn with_details(
-    pool: &sqlx::PgPool,
-    rows: Vec<BookingRow>,
-    histories: bool,
-    cutoff_days: Option<i64>,
-) -> Result<Vec<BookingResponse>> {
-    let ids: Vec<i32> = rows.iter().map(|r| r.id).collect();
-    let payments: Vec<PaymentRow> = sqlx::query_as(
-        "SELECT id, booking_id, amount::int8 AS amount, payment_method, payment_status::text AS payment_status, \
-         transaction_id, paid_at, created_at, updated_at FROM payments WHERE booking_id = ANY($1) ORDER BY id",
-    )
-    .bind(&ids)
-    .fetch_all(pool)
-    .await?;
-    let history: Vec<HistoryRow> = if histories {
-        sqlx::query_as(
-            "SELECT id, booking_id, action, details, user_id, created_at FROM booking_history \
-             WHERE booking_id = ANY($1) ORDER BY created_at DESC, id DESC",
-        )
-        .bind(&ids)
-        .fetch_all(pool)
-        .await?
-    } else {
-        Vec::new()
-    };
-    // Group once by booking (linear); each list keeps the order its query gave.
-    let mut pays_of: std::collections::HashMap<i32, Vec<PaymentRow>> = Default::default();
-    for p in payments {
-        pays_of.entry(p.booking_id).or_default().push(p);
-    }
-    let mut hist_of: std::collections::HashMap<i32, Vec<HistoryRow>> = Default::default();
-    for h in history {
-        hist_of.entry(h.booking_id).or_default().push(h);
-    }
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let can_cancel = cutoff_days.map(|days| row.can_cancel(days));
-        let pays = pays_of
-            .remove(&row.id)
-            .unwrap_or_default()
-            .into_iter()
-            .map(PaymentRow::into_wire)
-            .collect::<Result<Vec<_>>>()?;
-        let hist = hist_of
-            .remove(&row.id)
-            .unwrap_or_default()
-            .into_iter()
-            .map(HistoryRow::into_wire)
-            .collect();
-        let mut response = row.into_response(pays, hist)?;
-        response.can_cancel = can_cancel;
-        out.push(response);
-    }
-    Ok(out)
-}
-
-/// One booking with payments and history, or `BUS_002`.
-pub(crate) async fn booking_by_id(pool: &sqlx::PgPool, id: i32) -> Result<BookingResponse> {
-    let rows = bookings_where(pool, "b.id = $1", Key::Int(id)).await?;
-    with_details(pool, rows, true, None)
-        .await?
-        .pop()
-        .ok_or_else(|| ServiceError::NotFound("Booking not found".into()))
 }
