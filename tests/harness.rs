@@ -139,7 +139,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let mut config = Config::new(db.url(), nats_world.nats_url()).unwrap();
     // On a secured NATS the service logs in as itself, through its own settings.
     if let Some((user, password)) = nats_world.nats_credentials(NatsRole::BookingService) {
-        config.nats_auth = booking_service::config::NatsAuth::UserPassword {
+        config.nats_auth = booking_service::config::NatsLogin::UserPassword {
             user: user.to_owned(),
             password: password.to_owned(),
         };
@@ -461,11 +461,11 @@ pub async fn start_stub(app: &TestApp, faults: Faults) -> (RunningStub, Catalog)
     let stub = course_stub::start(StubConfig {
         nats_url: app.nats_world.nats_url().to_owned(),
         login: match app.nats_world.nats_credentials(NatsRole::CourseService) {
-            Some((user, password)) => course_stub::NatsLogin::UserPassword {
+            Some((user, password)) => contracts::NatsLogin::UserPassword {
                 user: user.to_owned(),
                 password: password.to_owned(),
             },
-            None => course_stub::NatsLogin::Anonymous,
+            None => contracts::NatsLogin::Anonymous,
         },
         seed: 11,
         catalog: catalog.clone(),

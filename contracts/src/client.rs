@@ -13,6 +13,58 @@ use serde_json::Value;
 
 use crate::{Codec, CodecError, MessageId, Reply, ReplyOutcome};
 
+/// How a process proves who it is to NATS (the Rust client ignores credentials in the URL).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum NatsLogin {
+    /// Anonymous.
+    #[default]
+    Anonymous,
+    /// A user and its password (`NATS_USER`, `NATS_PASSWORD`).
+    UserPassword {
+        /// The user.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// A token (`NATS_TOKEN`).
+    Token(String),
+    /// An nkey user seed, `SU…` (`NATS_NKEY`).
+    Nkey(String),
+    /// A decentralised-auth credentials file, JWT and seed (`NATS_CREDS`).
+    Creds(std::path::PathBuf),
+}
+
+impl std::fmt::Debug for NatsLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets never reach logs: only the method (and the user or the file) is shown.
+        match self {
+            NatsLogin::Anonymous => f.write_str("Anonymous"),
+            NatsLogin::UserPassword { user, .. } => write!(f, "UserPassword({user}, ***)"),
+            NatsLogin::Token(_) => f.write_str("Token(***)"),
+            NatsLogin::Nkey(_) => f.write_str("Nkey(***)"),
+            NatsLogin::Creds(path) => write!(f, "Creds({})", path.display()),
+        }
+    }
+}
+
+impl NatsLogin {
+    /// `options` carrying this login (a credentials file is read here).
+    pub async fn apply(
+        &self,
+        options: async_nats::ConnectOptions,
+    ) -> std::io::Result<async_nats::ConnectOptions> {
+        Ok(match self {
+            NatsLogin::Anonymous => options,
+            NatsLogin::UserPassword { user, password } => {
+                options.user_and_password(user.clone(), password.clone())
+            }
+            NatsLogin::Token(token) => options.token(token.clone()),
+            NatsLogin::Nkey(seed) => options.nkey(seed.clone()),
+            NatsLogin::Creds(path) => options.credentials_file(path).await?,
+        })
+    }
+}
+
 /// Why a request got no reply that could be read.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {

@@ -37,7 +37,7 @@ pub mod time;
 pub mod validate;
 
 #[cfg(feature = "client")]
-pub use client::{CallError, NestClient};
+pub use client::{CallError, NatsLogin, NestClient};
 pub use codec::{Codec, CodecError};
 pub use envelope::{Decoded, Inbound, InboundKind, MessageId, Reply, ReplyOutcome, MSG_ID_HEADER};
 pub use error::{ErrorCode, ErrorValue};

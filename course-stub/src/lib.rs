@@ -22,4 +22,4 @@ pub mod stub;
 
 pub use catalog::{Catalog, CatalogSpec};
 pub use control::{Counts, Faults, StubState};
-pub use stub::{start, NatsLogin, RunningStub, StubConfig};
+pub use stub::{start, RunningStub, StubConfig};

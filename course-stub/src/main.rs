@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use course_stub::{Catalog, CatalogSpec, Faults, NatsLogin, StubConfig};
+use contracts::NatsLogin;
+use course_stub::{Catalog, CatalogSpec, Faults, StubConfig};
 
 /// A stand-in course-service on NATS with a seeded catalogue and fault knobs.
 #[derive(Parser, Debug)]

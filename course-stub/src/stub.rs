@@ -36,7 +36,7 @@ pub struct StubConfig {
     /// NATS to connect to.
     pub nats_url: String,
     /// How to log in to NATS.
-    pub login: NatsLogin,
+    pub login: contracts::NatsLogin,
     /// Seeds every random fault decision.
     pub seed: u64,
     /// The catalogue.
@@ -45,53 +45,6 @@ pub struct StubConfig {
     pub faults: Faults,
     /// Emit the whole catalogue as sync messages once listening.
     pub sync_on_start: bool,
-}
-
-/// How the stub logs in to NATS, as a course-service does on a secured server.
-#[derive(Clone, Default)]
-pub enum NatsLogin {
-    /// Anonymous.
-    #[default]
-    Anonymous,
-    /// A user and its password.
-    UserPassword {
-        /// The user.
-        user: String,
-        /// The password.
-        password: String,
-    },
-    /// A token.
-    Token(String),
-    /// A decentralised-auth credentials file (JWT and seed).
-    Creds(std::path::PathBuf),
-}
-
-impl std::fmt::Debug for NatsLogin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Secrets never reach logs.
-        match self {
-            NatsLogin::Anonymous => f.write_str("Anonymous"),
-            NatsLogin::UserPassword { user, .. } => write!(f, "UserPassword({user}, ***)"),
-            NatsLogin::Token(_) => f.write_str("Token(***)"),
-            NatsLogin::Creds(path) => write!(f, "Creds({})", path.display()),
-        }
-    }
-}
-
-impl NatsLogin {
-    /// Connection options carrying this login.
-    pub async fn options(&self) -> anyhow::Result<async_nats::ConnectOptions> {
-        Ok(match self {
-            NatsLogin::Anonymous => async_nats::ConnectOptions::new(),
-            NatsLogin::UserPassword { user, password } => {
-                async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
-            }
-            NatsLogin::Token(token) => async_nats::ConnectOptions::with_token(token.clone()),
-            NatsLogin::Creds(path) => async_nats::ConnectOptions::with_credentials_file(path)
-                .await
-                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?,
-        })
-    }
 }
 
 /// Everything the handlers share, behind one lock (no `.await` while it is held).
@@ -130,10 +83,12 @@ struct Stub {
 /// Connects, subscribes, optionally syncs, and serves until stopped.
 pub async fn start(config: StubConfig) -> anyhow::Result<RunningStub> {
     config.faults.check().map_err(anyhow::Error::msg)?;
-    let nats = config
+    let options = config
         .login
-        .options()
-        .await?
+        .apply(async_nats::ConnectOptions::new())
+        .await
+        .map_err(|e| anyhow::anyhow!("logging in to NATS as {:?}: {e}", config.login))?;
+    let nats = options
         .event_callback(|event| async move {
             // A refusal by the server (a permission it lacks) must show, not vanish.
             match event {

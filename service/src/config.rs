@@ -2,6 +2,7 @@
 //! message naming the variable.
 
 pub use crate::faults::{FaultPoint, PlantedBug};
+pub use contracts::NatsLogin;
 use std::time::Duration;
 
 /// Everything the service can be told. Defaults are in each field's doc.
@@ -40,7 +41,7 @@ pub struct Config {
     pub max_queued_bytes: usize,
     /// How the NATS connection authenticates: `NATS_USER` + `NATS_PASSWORD`, `NATS_TOKEN`,
     /// `NATS_NKEY` (a user seed) or `NATS_CREDS` (a `.creds` file); at most one.
-    pub nats_auth: NatsAuth,
+    pub nats_auth: NatsLogin,
     /// `NATS_TLS_CA` (a PEM root), `NATS_TLS_CERT` + `NATS_TLS_KEY` (a client certificate),
     /// `NATS_TLS_REQUIRED` (default false; implied by any of the others or a `tls://` URL).
     pub nats_tls: NatsTls,
@@ -116,40 +117,6 @@ pub fn redact(url: &str) -> String {
             format!("{}://***{}", &url[..scheme], &url[at..])
         }
         _ => url.to_owned(),
-    }
-}
-
-/// How the NATS connection proves who it is.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub enum NatsAuth {
-    /// Anonymous (or credentials in `NATS_URL`).
-    #[default]
-    None,
-    /// `NATS_USER` and `NATS_PASSWORD`.
-    UserPassword {
-        /// The user.
-        user: String,
-        /// The password.
-        password: String,
-    },
-    /// `NATS_TOKEN`.
-    Token(String),
-    /// `NATS_NKEY`: an nkey user seed (`SU…`).
-    Nkey(String),
-    /// `NATS_CREDS`: a decentralised-auth credentials file (JWT and seed).
-    Creds(std::path::PathBuf),
-}
-
-impl std::fmt::Debug for NatsAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Secrets never reach logs: only the method (and the user or the file) is shown.
-        match self {
-            NatsAuth::None => f.write_str("None"),
-            NatsAuth::UserPassword { user, .. } => write!(f, "UserPassword({user}, ***)"),
-            NatsAuth::Token(_) => f.write_str("Token(***)"),
-            NatsAuth::Nkey(_) => f.write_str("Nkey(***)"),
-            NatsAuth::Creds(path) => write!(f, "Creds({})", path.display()),
-        }
     }
 }
 
@@ -241,7 +208,7 @@ impl Config {
                 let mut given = Vec::new();
                 match (get("NATS_USER"), get("NATS_PASSWORD")) {
                     (Some(user), Some(password)) => {
-                        given.push(NatsAuth::UserPassword { user, password })
+                        given.push(NatsLogin::UserPassword { user, password })
                     }
                     (None, None) => {}
                     _ => {
@@ -250,9 +217,9 @@ impl Config {
                         ))
                     }
                 }
-                given.extend(get("NATS_TOKEN").map(NatsAuth::Token));
-                given.extend(get("NATS_NKEY").map(NatsAuth::Nkey));
-                given.extend(get("NATS_CREDS").map(|p| NatsAuth::Creds(p.into())));
+                given.extend(get("NATS_TOKEN").map(NatsLogin::Token));
+                given.extend(get("NATS_NKEY").map(NatsLogin::Nkey));
+                given.extend(get("NATS_CREDS").map(|p| NatsLogin::Creds(p.into())));
                 if given.len() > 1 {
                     return Err(ConfigError(
                         "give at most one of NATS_USER/NATS_PASSWORD, NATS_TOKEN, NATS_NKEY, NATS_CREDS"
@@ -398,7 +365,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.nats_auth,
-            NatsAuth::UserPassword {
+            NatsLogin::UserPassword {
                 user: "booking-service".into(),
                 password: "s3cret".into()
             }

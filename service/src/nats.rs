@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::config::{self, Config, NatsAuth};
+use crate::config::{self, Config};
 use crate::metrics::Metrics;
 
 /// Connects as `config` says; returns before the connection is up (the caller waits for it).
@@ -39,18 +39,11 @@ pub(crate) async fn connect(
                 }
             }
         });
-    options = match &config.nats_auth {
-        NatsAuth::None => options,
-        NatsAuth::UserPassword { user, password } => {
-            options.user_and_password(user.clone(), password.clone())
-        }
-        NatsAuth::Token(token) => options.token(token.clone()),
-        NatsAuth::Nkey(seed) => options.nkey(seed.clone()),
-        NatsAuth::Creds(path) => options
-            .credentials_file(path)
-            .await
-            .with_context(|| format!("reading NATS_CREDS {}", path.display()))?,
-    };
+    options = config
+        .nats_auth
+        .apply(options)
+        .await
+        .with_context(|| format!("logging in to NATS as {:?}", config.nats_auth))?;
     let tls = &config.nats_tls;
     if tls.required {
         options = options.require_tls(true);
