@@ -274,53 +274,42 @@ pub(crate) struct GameFacts<'a> {
     pub(crate) is_active: bool,
 }
 
+/// `GameFacts` borrowed from a game message: a `games.get` reply and a `booking.game.sync`
+/// carry the same fields (the id under another name), so one mapping serves both.
+macro_rules! game_facts {
+    ($g:expr, $id:ident) => {
+        GameFacts {
+            game_id: $g.$id,
+            name: &$g.name,
+            code: &$g.code,
+            description: $g.description.as_deref(),
+            front_nine_course_id: $g.front_nine_course_id,
+            front_nine_course_name: &$g.front_nine_course_name,
+            back_nine_course_id: $g.back_nine_course_id,
+            back_nine_course_name: &$g.back_nine_course_name,
+            total_holes: $g.total_holes,
+            estimated_duration: $g.estimated_duration,
+            break_duration: $g.break_duration,
+            max_players: $g.max_players,
+            base_price: $g.base_price.get(),
+            weekend_price: $g.weekend_price.map(|w| w.get()),
+            holiday_price: $g.holiday_price.map(|w| w.get()),
+            club_id: $g.club_id,
+            club_name: &$g.club_name,
+            is_active: $g.is_active,
+        }
+    };
+}
+
 impl<'a> From<&'a GameSync> for GameFacts<'a> {
     fn from(g: &'a GameSync) -> Self {
-        Self {
-            game_id: g.game_id,
-            name: &g.name,
-            code: &g.code,
-            description: g.description.as_deref(),
-            front_nine_course_id: g.front_nine_course_id,
-            front_nine_course_name: &g.front_nine_course_name,
-            back_nine_course_id: g.back_nine_course_id,
-            back_nine_course_name: &g.back_nine_course_name,
-            total_holes: g.total_holes,
-            estimated_duration: g.estimated_duration,
-            break_duration: g.break_duration,
-            max_players: g.max_players,
-            base_price: g.base_price.get(),
-            weekend_price: g.weekend_price.map(|w| w.get()),
-            holiday_price: g.holiday_price.map(|w| w.get()),
-            club_id: g.club_id,
-            club_name: &g.club_name,
-            is_active: g.is_active,
-        }
+        game_facts!(g, game_id)
     }
 }
 
 impl<'a> From<&'a Game> for GameFacts<'a> {
     fn from(g: &'a Game) -> Self {
-        Self {
-            game_id: g.id,
-            name: &g.name,
-            code: &g.code,
-            description: g.description.as_deref(),
-            front_nine_course_id: g.front_nine_course_id,
-            front_nine_course_name: &g.front_nine_course_name,
-            back_nine_course_id: g.back_nine_course_id,
-            back_nine_course_name: &g.back_nine_course_name,
-            total_holes: g.total_holes,
-            estimated_duration: g.estimated_duration,
-            break_duration: g.break_duration,
-            max_players: g.max_players,
-            base_price: g.base_price.get(),
-            weekend_price: g.weekend_price.map(|w| w.get()),
-            holiday_price: g.holiday_price.map(|w| w.get()),
-            club_id: g.club_id,
-            club_name: &g.club_name,
-            is_active: g.is_active,
-        }
+        game_facts!(g, id)
     }
 }
 
