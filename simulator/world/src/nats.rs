@@ -294,19 +294,9 @@ impl NatsServer {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        process::signal_group(&child, Signal::SIGTERM).context("stopping nats-server")?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while child
-            .try_wait()
-            .context("waiting for nats-server")?
-            .is_none()
-        {
-            if Instant::now() > deadline {
-                process::kill_group(&mut child).context("killing nats-server")?;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        process::stop_group(&mut child, Signal::SIGTERM, Duration::from_secs(10))
+            .await
+            .context("stopping nats-server")?;
         Ok(())
     }
 }

@@ -229,18 +229,9 @@ impl PgServer {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        process::signal_group(&child, Signal::SIGINT).context("stopping postgres")?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if child.try_wait().context("waiting for postgres")?.is_some() {
-                break;
-            }
-            if Instant::now() > deadline {
-                process::kill_group(&mut child).context("killing postgres")?;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        process::stop_group(&mut child, Signal::SIGINT, Duration::from_secs(30))
+            .await
+            .context("stopping postgres")?;
         // Backends of a stopped cluster are gone with it; reap nothing else.
         Ok(())
     }

@@ -14,6 +14,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -82,6 +83,20 @@ pub fn signal_group(child: &Child, signal: Signal) -> io::Result<()> {
 pub fn kill_group(child: &mut Child) -> io::Result<()> {
     signal_group(child, Signal::SIGKILL)?;
     child.wait().map(|_| ())
+}
+
+/// Sends `signal` to the group led by `child` and waits up to `grace` for the leader to exit;
+/// past that, the group is killed.
+pub async fn stop_group(child: &mut Child, signal: Signal, grace: Duration) -> io::Result<()> {
+    signal_group(child, signal)?;
+    let deadline = Instant::now() + grace;
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            return kill_group(child);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 /// Whether a process with this pid exists.
