@@ -75,6 +75,11 @@ impl CourseClient {
         }
     }
 
+    /// The NestJS client course-service calls go through.
+    pub(crate) fn nest(&self) -> &NestClient {
+        &self.nest
+    }
+
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         subject: &'static str,

@@ -61,7 +61,7 @@ pub(crate) async fn is_taken(tx: &mut sqlx::PgConnection, user_id: i32, key: &st
 /// live key of that name committed meanwhile.
 pub(crate) async fn remember(
     tx: &mut sqlx::PgConnection,
-    req: &CreateBookingRequest,
+    user_id: i32,
     key: &str,
     fingerprint: &str,
     booking_id: i32,
@@ -75,7 +75,7 @@ pub(crate) async fn remember(
          booking_id = EXCLUDED.booking_id, created_at = now(), expires_at = EXCLUDED.expires_at \
          WHERE idempotency_keys.expires_at <= now()",
     )
-    .bind(req.user_id)
+    .bind(user_id)
     .bind(key)
     .bind(fingerprint)
     .bind(booking_id)

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use contracts::course::SlotSeats;
-use contracts::{subjects, Codec, MessageId, ReplyOutcome, MSG_ID_HEADER};
+use contracts::{subjects, MessageId, ReplyOutcome, MSG_ID_HEADER};
 use rand::Rng as _;
 use serde::Serialize;
 use serde_json::Value;
@@ -459,14 +459,16 @@ fn backoff(attempts: i32, cap: Duration) -> Duration {
 }
 
 async fn deliver(app: &App, events: &EventSink, row: &Claimed) -> Result<Delivery> {
-    let codec = Codec::with_max_len(1024 * 1024);
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(MSG_ID_HEADER, row.event_id.to_string().as_str());
     let subject = row.event_type.clone();
     match row.event_type.as_str() {
         subjects::SLOTS_BOOK | subjects::SLOTS_RELEASE => {
-            let nest = contracts::NestClient::new(app.nats.clone(), app.config.course_timeout);
-            let reply = nest
+            // The course client's requests (its timeout and reply limit), without its retries
+            // and breaker: the relay has its own schedule.
+            let reply = app
+                .course
+                .nest()
                 .request_with(&subject, &row.payload, &MessageId::fresh(), Some(headers))
                 .await
                 // Nobody listening (NATS 503) and a slow listener need different fixes; the
@@ -488,7 +490,7 @@ async fn deliver(app: &App, events: &EventSink, row: &Claimed) -> Result<Deliver
             }
         }
         _ => {
-            let body = codec.encode_event(&subject, &row.payload)?;
+            let body = app.codec.encode_event(&subject, &row.payload)?;
             events.refresh(app, false).await;
             if events.jetstream.load(Ordering::SeqCst) {
                 let ack = events

@@ -217,7 +217,7 @@ async fn insert(
     store::set_booked(&mut tx, slot.game_time_slot_id, booked, at).await?;
     if let Some(key) = &req.idempotency_key {
         let ttl = app.config.idempotency_ttl;
-        if !idempotency::remember(&mut tx, req, key, fingerprint, booking.id, ttl).await? {
+        if !idempotency::remember(&mut tx, req.user_id, key, fingerprint, booking.id, ttl).await? {
             // Someone else's live key with the same name committed meanwhile (another body).
             return Err(Conflict::Key);
         }
