@@ -101,7 +101,7 @@ impl EventCounter {
         Ok(Self { task, seen })
     }
 
-    pub(crate) fn finish(self) -> HashMap<String, u64> {
+    pub(crate) fn finish(&self) -> HashMap<String, u64> {
         self.task.abort();
         self.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }

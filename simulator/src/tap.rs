@@ -129,7 +129,7 @@ impl Tap {
     }
 
     /// Stops listening and returns the verdict and the count per subject.
-    pub fn finish(self) -> (Verdict, BTreeMap<String, u64>) {
+    pub fn finish(&self) -> (Verdict, BTreeMap<String, u64>) {
         self.task.abort();
         let mut seen = match self.seen.lock() {
             Ok(s) => s,

@@ -1,0 +1,202 @@
+//! Phase 4: the judge reads the final state (database, course-stub, the stream, what a subscriber
+//! saw) against the history and decides I3–I6. I1/I2 come from the probes.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::Context as _;
+use course_stub::control::{Control, StubState};
+
+use super::load::{Attempt, Outcome};
+use super::setup::World;
+use super::Journal;
+use crate::checker::{self, Acknowledged, Deliveries, EventSeen, SlotSnapshot, Verdict};
+use crate::delivery::{accounted, stranded, stub_slots, with_external};
+use crate::trace::{Action, Trace};
+
+/// A stored booking: number, status, the create's tag (`sim-op-<i>`), when it was written.
+type Stored = (String, String, Option<String>, chrono::NaiveDateTime);
+
+/// I3, I4, I5 and I6 on the final state; `last` is the final snapshot I1/I2 were checked on.
+pub(crate) async fn judge(
+    world: &World,
+    trace: &Trace,
+    history: &[Attempt],
+    journal: &Journal,
+    converged: Option<f64>,
+    last: &[SlotSnapshot],
+) -> anyhow::Result<[Verdict; 4]> {
+    let stub = Control::new(world.client.clone())
+        .state()
+        .await
+        .context("course-stub did not report its state")?;
+    let i3 = convergence(&world.pool, last, &stub, converged).await?;
+    let stored: Vec<Stored> = sqlx::query_as(
+        "SELECT booking_number, status::text, special_requests, created_at FROM bookings",
+    )
+    .fetch_all(&world.pool)
+    .await?;
+    let i4 = acknowledged(history, &stored);
+    let i5 = retries(trace, history, &stored, journal);
+    let i6 = deliveries(world, trace, &stub).await?;
+    Ok([i3, i4, i5, i6])
+}
+
+/// I3: course-stub's counts match the bookings, refusals and the desk's own seats accounted.
+async fn convergence(
+    pool: &sqlx::PgPool,
+    snapshot: &[SlotSnapshot],
+    stub: &StubState,
+    converged: Option<f64>,
+) -> anyhow::Result<Verdict> {
+    let sums: HashMap<i32, i64> = snapshot.iter().map(|s| (s.id, s.sum)).collect();
+    Ok(checker::check_convergence(
+        &stub_slots(stub),
+        &sums,
+        &with_external(accounted(pool).await?, stub),
+        converged,
+    ))
+}
+
+/// I4: every acknowledged create and cancel is in the database as acknowledged.
+fn acknowledged(history: &[Attempt], stored: &[Stored]) -> Verdict {
+    let status: HashMap<String, String> = stored
+        .iter()
+        .map(|(n, s, _, _)| (n.clone(), s.clone()))
+        .collect();
+    let acks: Vec<Acknowledged> = history
+        .iter()
+        .filter(|a| a.outcome == Outcome::Ok && (a.op == "create" || a.op == "cancel"))
+        .filter_map(|a| {
+            Some(Acknowledged {
+                op: a.i,
+                kind: if a.op == "create" { "create" } else { "cancel" },
+                number: a.number.clone()?,
+            })
+        })
+        .collect();
+    checker::check_acknowledged(&acks, &status)
+}
+
+/// I5: a keyed create makes at most one booking, and every reply to it names that booking.
+fn retries(trace: &Trace, history: &[Attempt], stored: &[Stored], journal: &Journal) -> Verdict {
+    // Each create tags its booking with its operation index; when the booking was written (under
+    // its slot lock, just before the commit) decides which refusals count against I5.
+    let mut per_op: HashMap<u32, Vec<String>> = HashMap::new();
+    let mut made_at: HashMap<u32, chrono::NaiveDateTime> = HashMap::new();
+    for (number, _, tag, at) in stored {
+        if let Some(op) = tag
+            .as_deref()
+            .and_then(|t| t.strip_prefix("sim-op-"))
+            .and_then(|t| t.parse::<u32>().ok())
+        {
+            per_op.entry(op).or_default().push(number.clone());
+            made_at.entry(op).or_insert(*at);
+        }
+    }
+    let mut replies: HashMap<u32, Vec<String>> = HashMap::new();
+    for a in history.iter().filter(|a| a.op == "create") {
+        if let Some(n) = &a.number {
+            replies.entry(a.i).or_default().push(n.clone());
+        }
+    }
+    let keyed: HashSet<u32> = trace
+        .ops
+        .iter()
+        .filter(|op| matches!(&op.action, Action::Create { key: Some(_), .. }))
+        .map(|op| op.i)
+        .collect();
+    // A refusal counts against I5 only if the booking was already written when it was answered:
+    // an abandoned attempt that commits after its retry was refused is another story.
+    let refusals: Vec<(u32, u32, String)> = history
+        .iter()
+        .filter(|a| a.outcome == Outcome::Fail && keyed.contains(&a.i))
+        .filter(|a| {
+            let answered =
+                journal.t0_wall + chrono::Duration::microseconds((a.end_ms * 1000.0) as i64);
+            made_at.get(&a.i).is_some_and(|at| *at < answered)
+        })
+        .filter_map(|a| {
+            let code = a.code.clone()?;
+            code.starts_with("BUS_").then_some((a.i, a.attempt, code))
+        })
+        .collect();
+    checker::check_retries(&per_op, &replies, &refusals, trace.header.derived.keyed)
+}
+
+/// I6: every outbox row delivered once in effect: seat changes applied once by course-stub,
+/// events in the stream (or, without JetStream, seen by a subscriber as often as sent), refusals
+/// recorded as REJECTED, nothing stranded.
+async fn deliveries(world: &World, trace: &Trace, stub: &StubState) -> anyhow::Result<Verdict> {
+    let pool = &world.pool;
+    let jetstream = trace.header.scenario.jetstream;
+    let counts: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT event_type, status, count(*) FROM outbox_events GROUP BY 1, 2")
+            .fetch_all(pool)
+            .await?;
+    let rows = |seats: bool, state: &str| -> u64 {
+        counts
+            .iter()
+            .filter(|(t, s, _)| t.starts_with("gameTimeSlots.") == seats && s == state)
+            .map(|(_, _, n)| u64::try_from(*n).unwrap_or(0))
+            .sum()
+    };
+    let stream_messages = async {
+        let js = async_nats::jetstream::new(world.client.clone());
+        let mut stream = js.get_stream("BOOKING_EVENTS").await.ok()?;
+        Some(stream.info().await.ok()?.state.messages)
+    }
+    .await;
+    let seen = world.events_seen.finish();
+    let events_seen = if jetstream {
+        None
+    } else {
+        let rows: Vec<(uuid::Uuid, i32, String)> = sqlx::query_as(
+            "SELECT event_id, retry_count, status FROM outbox_events WHERE channel = 'events' ORDER BY id",
+        )
+        .fetch_all(pool)
+        .await?;
+        Some(
+            rows.into_iter()
+                .map(|(id, retries, status)| {
+                    let id = id.to_string();
+                    EventSeen {
+                        seen: seen.get(&id).copied().unwrap_or(0),
+                        // A SENT row's last attempt is not counted in retry_count.
+                        attempts: retries + i32::from(status == "SENT"),
+                        sent: status == "SENT",
+                        id,
+                    }
+                })
+                .collect(),
+        )
+    };
+    let refused_ids: Vec<uuid::Uuid> = stub
+        .refused_ids
+        .iter()
+        .filter_map(|id| id.parse().ok())
+        .collect();
+    let refusals_unrecorded: Vec<(String, String)> = sqlx::query_as(
+        "SELECT DISTINCT event_id::text, status FROM outbox_events \
+         WHERE event_id = ANY($1) AND status <> 'REJECTED' ORDER BY 1",
+    )
+    .bind(&refused_ids)
+    .fetch_all(pool)
+    .await?;
+    let rejected: Vec<(String, String)> = sqlx::query_as(
+        "SELECT event_type, COALESCE(last_error, '') FROM outbox_events WHERE status = 'REJECTED' ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(checker::check_deliveries(&Deliveries {
+        seat_rows: rows(true, "SENT"),
+        applied: stub.counts.applied,
+        duplicated: stub.counts.duplicated,
+        deduplicated: stub.counts.deduplicated,
+        event_rows: rows(false, "SENT"),
+        stream_messages: stream_messages.filter(|_| jetstream),
+        events_seen,
+        stranded: stranded(pool).await?,
+        refusals_unrecorded,
+        rejected,
+    }))
+}
