@@ -352,6 +352,7 @@ pub struct FakeCourse {
     /// `(subject, Nats-Msg-Id, payload)` of every book/release received.
     pub seats: Arc<Mutex<Vec<(String, String, SlotSeats)>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    client: async_nats::Client,
 }
 
 impl Drop for FakeCourse {
@@ -435,7 +436,18 @@ impl FakeCourse {
             slot_calls,
             seats,
             tasks,
+            client,
         }
+    }
+
+    /// Stops answering, and returns once the server has forgotten every subscription (a drop
+    /// only queues the unsubscriptions).
+    pub async fn stop(mut self) {
+        for task in std::mem::take(&mut self.tasks) {
+            task.abort();
+            let _ = task.await;
+        }
+        barrier(&self.client).await;
     }
 }
 
@@ -532,5 +544,72 @@ pub async fn converge(app: &TestApp, catalog: &Catalog) -> StubState {
             Some(state)
         },
     )
+    .await
+}
+
+// ---- the booking-service binary, for the process suites ----
+
+/// Servers of this test's own: for tests that stop servers or kill processes, never shared ones.
+pub async fn own_world() -> World {
+    World::builder()
+        .fsync(false)
+        .local_only()
+        .start()
+        .await
+        .unwrap()
+}
+
+/// Starts the `booking-service` binary `cargo test` built, on `world` and `db`, with extra
+/// environment; its output goes nowhere.
+pub fn spawn_service(world: &World, db: &str, env: &[(&str, &str)]) -> std::process::Child {
+    service_command(world, db, env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The command that starts the binary (quiet logs, any free HTTP port, a short relay poll).
+pub fn service_command(world: &World, db: &str, env: &[(&str, &str)]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(world::stack::binary("booking-service").unwrap());
+    cmd.env("DATABASE_URL", db)
+        .env("NATS_URL", world.nats_url())
+        .env("RUST_LOG", "error")
+        .env("HTTP_ADDR", "127.0.0.1:0")
+        .env("OUTBOX_POLL_MS", "100")
+        .env("COURSE_TIMEOUT_MS", "1000");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Waits (15 s at most) for `child` to exit.
+pub fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            return exit;
+        }
+        assert!(Instant::now() < deadline, "the process did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends SIGTERM to `child` and waits for it to exit.
+pub fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -TERM {}", child.id());
+    wait_exit(child)
+}
+
+/// Polls until the service on `client` answers a search (30 s at most).
+pub async fn until_serving(client: &async_nats::Client) -> Value {
+    eventually("the binary to answer", Duration::from_secs(30), || {
+        world::stack::ask(client, subjects::BOOKING_SEARCH, serde_json::json!({}))
+    })
     .await
 }

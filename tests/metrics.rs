@@ -66,8 +66,7 @@ async fn every_named_metric_moves_as_the_service_works() {
         .await
         .ok()["data"]
         .clone();
-    drop(course);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    course.stop().await;
     app.call(s::BOOKING_CREATE, create_request(2, 700, 1))
         .await
         .ok();

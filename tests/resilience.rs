@@ -29,15 +29,17 @@ async fn bookings_succeed_during_a_course_service_outage_and_every_event_arrives
             .await
             .ok();
     }
-    // The book events cannot be delivered: the backlog holds them.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The book events cannot be delivered: the relay keeps trying and the backlog holds them.
+    eventually("the relay to retry", Duration::from_secs(10), || async {
+        let attempts: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(retry_count), 0)::int8 FROM outbox_events")
+                .fetch_one(&app.pool)
+                .await
+                .ok()?;
+        (attempts >= 1).then_some(())
+    })
+    .await;
     assert!(pending(&app).await >= 100, "book events wait in the outbox");
-    let attempts: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(retry_count), 0)::int8 FROM outbox_events")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-    assert!(attempts >= 1, "the relay kept trying");
     assert_eq!(stub_state(&app).await.counts.applied, 0);
 
     control(&app, control::FAULTS, json!({"outage": false})).await;
@@ -163,10 +165,16 @@ async fn the_breaker_fails_fast_while_course_service_is_down_and_closes_after_a_
         Duration::ZERO,
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    app.call(s::BOOKING_CREATE, create_request(1, 810, 1))
-        .await
-        .ok();
+    // Until the open period ends creates fail fast; then the first one is the probe.
+    eventually(
+        "a create to get through",
+        Duration::from_secs(10),
+        || async {
+            let answer = app.call(s::BOOKING_CREATE, create_request(1, 810, 1)).await;
+            matches!(answer, Answer::Ok(_)).then_some(())
+        },
+    )
+    .await;
     assert_eq!(
         metric(&metrics().await, "course_service_breaker_state"),
         0.0
@@ -200,7 +208,21 @@ async fn a_release_never_overtakes_the_book_of_its_booking() {
     .ok();
 
     // While course-service is silent the book is retried and the release is never even tried.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    eventually(
+        "the book to be retried",
+        Duration::from_secs(10),
+        || async {
+            let tries: i32 = sqlx::query_scalar(
+                "SELECT retry_count FROM outbox_events WHERE event_type = $1 ORDER BY id LIMIT 1",
+            )
+            .bind(s::SLOTS_BOOK)
+            .fetch_optional(&app.pool)
+            .await
+            .ok()??;
+            (tries >= 1).then_some(())
+        },
+    )
+    .await;
     let tries: Vec<(String, i32)> = sqlx::query_as(
         "SELECT event_type, retry_count FROM outbox_events \
          WHERE event_type LIKE 'gameTimeSlots.%' ORDER BY id",

@@ -13,12 +13,7 @@ use serde_json::json;
 
 /// A service on servers of this test's own, which it may stop and restart.
 async fn app_on_own_servers() -> TestApp {
-    let world = World::builder()
-        .fsync(false)
-        .local_only()
-        .start()
-        .await
-        .unwrap();
+    let world = own_world().await;
     let db = world.database().await.unwrap();
     let mut config = Config::new(db.url(), world.nats_url()).unwrap();
     config.course_timeout = Duration::from_millis(500);

@@ -121,7 +121,20 @@ async fn a_refused_book_is_rejected_counted_shown_holds_its_release_and_can_be_r
     )
     .await
     .ok();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // A witness that the relay has claimed since the cancel committed: a later booking on another
+    // slot, whose book goes out.
+    app.call(
+        s::BOOKING_CREATE,
+        create_request(10, catalog.slots[1].id, 1),
+    )
+    .await
+    .ok();
+    eventually(
+        "the later booking's book to go out",
+        Duration::from_secs(10),
+        || async { (statuses(&app).await.get(2)?.1 == "SENT").then_some(()) },
+    )
+    .await;
     let rows = statuses(&app).await;
     assert_eq!(
         rows[1],
@@ -136,7 +149,8 @@ async fn a_refused_book_is_rejected_counted_shown_holds_its_release_and_can_be_r
         serde_json::from_str(&http(&app, reqwest::Method::POST, "/outbox/redrive").await).unwrap();
     assert_eq!(moved["redriven"], 1);
     let state = converge(&app, &catalog).await;
-    assert_eq!((state.counts.applied, state.counts.clamped), (2, 0));
+    // The book, its release, and the witness's book.
+    assert_eq!((state.counts.applied, state.counts.clamped), (3, 0));
 }
 
 /// Before: after OUTBOX_MAX_ATTEMPTS the book was FAILED for good and its release went out
@@ -255,8 +269,23 @@ async fn a_slow_course_service_does_not_hold_back_booking_events() {
     app.call(s::BOOKING_CREATE, create_request(1, catalog.slots[0].id, 1))
         .await
         .ok();
-    // Let the relay take the first booking's rows; its book now waits 6 s for an answer.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The relay takes the first booking's book (its lease moves `next_attempt_at` ahead); the
+    // book now waits 6 s for an answer.
+    eventually(
+        "the relay to lease the first book",
+        Duration::from_secs(10),
+        || async {
+            let leased: bool = sqlx::query_scalar(
+                "SELECT next_attempt_at > now() FROM outbox_events \
+             WHERE channel = 'course' AND status = 'PENDING' ORDER BY id LIMIT 1",
+            )
+            .fetch_optional(&app.pool)
+            .await
+            .ok()??;
+            leased.then_some(())
+        },
+    )
+    .await;
     let second = app
         .call(s::BOOKING_CREATE, create_request(2, catalog.slots[1].id, 1))
         .await
@@ -390,7 +419,17 @@ async fn a_stop_answers_every_request_already_queued() {
     barrier(&app.client).await;
     let replica = app.replicas.remove(0);
     let stopping = tokio::spawn(replica.stop());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The stop has begun once the replica's subscription is gone from the server.
+    let probe = contracts::NestClient::new(app.client.clone(), Duration::from_millis(200));
+    eventually(
+        "the replica to unsubscribe",
+        Duration::from_secs(10),
+        || async {
+            let asked = probe.request(s::BOOKING_SEARCH, &json!({})).await;
+            matches!(asked, Err(contracts::CallError::NoResponders(_))).then_some(())
+        },
+    )
+    .await;
     blocker.rollback().await.unwrap();
     let mut answered = 0;
     while answered < 12 {

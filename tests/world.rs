@@ -140,7 +140,13 @@ async fn dropping_a_world_stops_its_servers_and_deletes_its_files_even_after_a_p
     assert!(!dir.exists(), "{} should be gone", dir.display());
 }
 
-async fn write_marker(world: &World, marker: &str) -> (String, String) {
+/// Writes `marker` into a database of its own, waits at `together` for the other writers, then
+/// reads back only its own row.
+async fn write_marker(
+    world: &World,
+    marker: &str,
+    together: &tokio::sync::Barrier,
+) -> (String, String) {
     let db = world.database().await.unwrap();
     let mut conn = PgConnection::connect(db.url()).await.unwrap();
     sqlx::query("CREATE TABLE marker (owner text)")
@@ -152,7 +158,7 @@ async fn write_marker(world: &World, marker: &str) -> (String, String) {
         .execute(&mut conn)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    together.wait().await;
     let rows: Vec<String> = sqlx::query_scalar("SELECT owner FROM marker")
         .fetch_all(&mut conn)
         .await
@@ -168,14 +174,18 @@ async fn write_marker(world: &World, marker: &str) -> (String, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn tests_running_at_once_get_separate_databases() {
     let world = shared_world().await;
-    let (a, b) = tokio::join!(write_marker(world, "a"), write_marker(world, "b"));
+    let together = tokio::sync::Barrier::new(2);
+    let (a, b) = tokio::join!(
+        write_marker(world, "a", &together),
+        write_marker(world, "b", &together)
+    );
     assert_ne!(a.0, b.0);
     assert_ne!(a.1, b.1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn another_test_running_at_the_same_time_gets_its_own_database() {
-    write_marker(shared_world().await, "c").await;
+    write_marker(shared_world().await, "c", &tokio::sync::Barrier::new(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -109,7 +109,7 @@ fn announces_ready(out: std::process::ChildStdout) -> tokio::sync::oneshot::Rece
 
 /// Where the project's binaries are: beside the running executable, or one level up when the
 /// running executable is a test (`target/<profile>/deps/`).
-fn binary(name: &str) -> anyhow::Result<PathBuf> {
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the running executable")?;
     let dir = exe.parent().context("executable without a directory")?;
     let candidates = [Some(dir.join(name)), dir.parent().map(|up| up.join(name))];

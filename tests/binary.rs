@@ -1,124 +1,38 @@
-//! The `booking-service` binary: configuration errors stop it with a message naming the variable,
-//! and SIGTERM stops it cleanly after it has served.
+//! The `booking-service` binary as a process: SIGTERM stops it cleanly after it has served, a
+//! crash at a fault point (alone or under load) loses no acknowledged booking and no event, and its
+//! log file names fields, never values.
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use contracts::subjects;
+use integration_tests::*;
 use world::stack::ask;
-
-const BIN: &str = env!("CARGO_BIN_EXE_booking-service");
-
-#[test]
-fn a_missing_database_url_stops_the_binary_with_a_clear_message() {
-    let output = Command::new(BIN)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("DATABASE_URL is required"), "{stderr}");
-}
-
-#[test]
-fn a_malformed_knob_stops_the_binary_with_a_clear_message() {
-    let output = Command::new(BIN)
-        .env("DATABASE_URL", "postgres://127.0.0.1:1/x")
-        .env("CACHE_TTL_SECS", "five minutes")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("CACHE_TTL_SECS"));
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_a_serving_binary_cleanly() {
-    let world = local_world().await;
+    let world = own_world().await;
     let db = world.database().await.unwrap();
     let mut child = spawn_service(&world, db.url(), &[]);
     let client = async_nats::connect(world.nats_url()).await.unwrap();
-    let page = until("the binary to answer", || {
-        ask(&client, subjects::BOOKING_SEARCH, serde_json::json!({}))
-    })
-    .await;
+    let page = until_serving(&client).await;
     assert_eq!(page["success"], true);
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = wait_exit(&mut child);
+    let exit = terminate(&mut child);
     assert!(exit.success(), "{exit}");
-}
-
-/// Servers of this test's own (the crash tests kill processes, never shared ones).
-async fn local_world() -> world::World {
-    world::World::builder()
-        .fsync(false)
-        .local_only()
-        .start()
-        .await
-        .unwrap()
-}
-
-/// Starts the binary on `world` with extra environment.
-fn spawn_service(world: &world::World, db: &str, env: &[(&str, &str)]) -> std::process::Child {
-    let mut cmd = Command::new(BIN);
-    cmd.env("DATABASE_URL", db)
-        .env("NATS_URL", world.nats_url())
-        .env("RUST_LOG", "error")
-        .env("HTTP_ADDR", "127.0.0.1:0")
-        .env("OUTBOX_POLL_MS", "100")
-        .env("COURSE_TIMEOUT_MS", "1000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().unwrap()
-}
-
-async fn until<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut probe: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            return exit;
-        }
-        assert!(Instant::now() < deadline, "the process did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Crashes the binary at `point`, restarts it without the fault, and checks that the booking is
 /// durable and its book event reached course-stub exactly once.
 async fn crash_and_recover(point: &str, expect_reply: bool) {
-    let world = local_world().await;
+    let world = own_world().await;
     let db = world.database().await.unwrap();
     let start = chrono::Utc::now().date_naive() + chrono::Duration::days(10);
     let catalog = course_stub::Catalog::generate(2, &course_stub::CatalogSpec::small(start));
     let slot = catalog.slots[0].id;
     let mut service = spawn_service(&world, db.url(), &[("FAULT_POINT", point)]);
     let client = async_nats::connect(world.nats_url()).await.unwrap();
-    until("the service", || {
-        ask(&client, subjects::BOOKING_SEARCH, serde_json::json!({}))
-    })
-    .await;
+    until_serving(&client).await;
     let _stub = course_stub::start(course_stub::StubConfig {
         nats_url: world.nats_url().to_owned(),
         login: Default::default(),
@@ -131,15 +45,19 @@ async fn crash_and_recover(point: &str, expect_reply: bool) {
     .unwrap();
     let request = serde_json::json!({"userId": 77, "gameTimeSlotId": slot, "playerCount": 2,
         "userEmail": "a@example.com", "userName": "n"});
-    until("the catalogue in the cache", || async {
-        let answer = ask(
-            &client,
-            subjects::BOOKING_AVAILABILITY,
-            serde_json::json!({"gameId": 1, "date": start.to_string()}),
-        )
-        .await?;
-        (answer["data"].as_array()?.len() == 8).then_some(())
-    })
+    eventually(
+        "the catalogue in the cache",
+        Duration::from_secs(30),
+        || async {
+            let answer = ask(
+                &client,
+                subjects::BOOKING_AVAILABILITY,
+                serde_json::json!({"gameId": 1, "date": start.to_string()}),
+            )
+            .await?;
+            (answer["data"].as_array()?.len() == 8).then_some(())
+        },
+    )
     .await;
     let reply = ask(&client, subjects::BOOKING_CREATE, request).await;
     assert_eq!(reply.is_some(), expect_reply, "{point}: reply {reply:?}");
@@ -147,7 +65,7 @@ async fn crash_and_recover(point: &str, expect_reply: bool) {
     assert!(!exit.success(), "{point}: the process crashed");
 
     let mut service = spawn_service(&world, db.url(), &[]);
-    let mine = until("the restarted service", || {
+    let mine = eventually("the restarted service", Duration::from_secs(30), || {
         ask(
             &client,
             subjects::BOOKING_FIND_BY_USER_ID,
@@ -160,20 +78,20 @@ async fn crash_and_recover(point: &str, expect_reply: bool) {
         1,
         "{point}: the committed booking survived"
     );
-    let state = until("course-stub to count the seats", || async {
-        let state = course_stub::control::Control::new(client.clone())
-            .state()
-            .await?;
-        let booked = state.slots.iter().find(|s| s.id == slot)?.booked_players;
-        (booked == 2).then_some(state)
-    })
+    let state = eventually(
+        "course-stub to count the seats",
+        Duration::from_secs(30),
+        || async {
+            let state = course_stub::control::Control::new(client.clone())
+                .state()
+                .await?;
+            let booked = state.slots.iter().find(|s| s.id == slot)?.booked_players;
+            (booked == 2).then_some(state)
+        },
+    )
     .await;
     assert_eq!(state.counts.applied, 1, "{point}: applied exactly once");
-    Command::new("kill")
-        .args(["-TERM", &service.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(wait_exit(&mut service).success());
+    assert!(terminate(&mut service).success());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -195,7 +113,7 @@ async fn crash_under_load(point: &str) {
     const CLIENTS: usize = 8;
     const PER_CLIENT: usize = 12;
     const CRASHES: usize = 3;
-    let world = local_world().await;
+    let world = own_world().await;
     let db = world.database().await.unwrap();
     let start = chrono::Utc::now().date_naive() + chrono::Duration::days(10);
     let catalog = course_stub::Catalog::generate(3, &course_stub::CatalogSpec::small(start));
@@ -207,10 +125,7 @@ async fn crash_under_load(point: &str) {
     ];
     let mut service = spawn_service(&world, db.url(), &faulty);
     let client = async_nats::connect(world.nats_url()).await.unwrap();
-    until("the service", || {
-        ask(&client, subjects::BOOKING_SEARCH, serde_json::json!({}))
-    })
-    .await;
+    until_serving(&client).await;
     let _stub = course_stub::start(course_stub::StubConfig {
         nats_url: world.nats_url().to_owned(),
         login: Default::default(),
@@ -222,13 +137,17 @@ async fn crash_under_load(point: &str) {
     .await
     .unwrap();
     let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
-    until("the catalogue in the cache", || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM game_time_slot_cache")
-            .fetch_one(&pool)
-            .await
-            .ok()?;
-        (n == slots.len() as i64).then_some(())
-    })
+    eventually(
+        "the catalogue in the cache",
+        Duration::from_secs(30),
+        || async {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM game_time_slot_cache")
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+            (n == slots.len() as i64).then_some(())
+        },
+    )
     .await;
 
     let workers: Vec<_> = (0..CLIENTS)
@@ -301,8 +220,9 @@ async fn crash_under_load(point: &str) {
     assert_eq!(stored, acknowledged, "{point}: bookings = acknowledgements");
 
     // Every outbox row delivered; course-stub applied each book once.
-    let state = until(
+    let state = eventually(
         "the outbox to drain and course-stub to converge",
+        Duration::from_secs(30),
         || async {
             let unsent: i64 =
                 sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE status <> 'SENT'")
@@ -331,11 +251,7 @@ async fn crash_under_load(point: &str) {
             slot.id
         );
     }
-    Command::new("kill")
-        .args(["-TERM", &service.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(wait_exit(&mut service).success());
+    assert!(terminate(&mut service).success());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -353,22 +269,16 @@ async fn crashes_before_marking_sent_under_load_deliver_every_event_once() {
 /// log file held ANSI colour codes.
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_name_fields_never_values_escape_control_characters_and_hold_no_colour() {
-    let world = local_world().await;
+    let world = own_world().await;
     let db = world.database().await.unwrap();
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.env("DATABASE_URL", db.url())
-        .env("NATS_URL", world.nats_url())
-        .env("RUST_LOG", "info")
-        .env("HTTP_ADDR", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(log.reopen().unwrap());
-    let mut child = cmd.spawn().unwrap();
+    let mut child = service_command(&world, db.url(), &[("RUST_LOG", "info")])
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
     let client = async_nats::connect(world.nats_url()).await.unwrap();
-    until("the binary to answer", || {
-        ask(&client, subjects::BOOKING_SEARCH, serde_json::json!({}))
-    })
-    .await;
+    until_serving(&client).await;
     let date = (chrono::Utc::now() + chrono::Duration::days(10)).date_naive();
     let slot = serde_json::json!({
         "gameTimeSlotId": 31, "gameId": 3, "gameName": "게임", "gameCode": "G3",
@@ -400,12 +310,7 @@ async fn logs_name_fields_never_values_escape_control_characters_and_hold_no_col
         )
     });
     futures::future::join_all(creates).await;
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(wait_exit(&mut child).success());
+    assert!(terminate(&mut child).success());
     let text = std::fs::read_to_string(log.path()).unwrap();
     assert!(text.contains("request refused"), "{text}");
     assert!(!text.contains('\u{1b}'), "colour codes in a file:\n{text}");
