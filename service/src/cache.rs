@@ -248,7 +248,8 @@ pub(crate) async fn upsert_slot(db: impl PgExecutor<'_>, f: &SlotFacts) -> Resul
         .bind(f.closed)
         .bind(now())
         .execute(db)
-        .await?;
+        .await
+        .step("caching the slot")?;
     Ok(())
 }
 
@@ -349,6 +350,7 @@ pub(crate) async fn upsert_game(db: impl PgExecutor<'_>, g: &GameFacts<'_>) -> R
     .bind(g.is_active)
     .bind(now())
     .execute(db)
-    .await?;
+    .await
+    .step("caching the game")?;
     Ok(())
 }

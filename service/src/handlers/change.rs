@@ -11,7 +11,7 @@ use contracts::money::Charge;
 use contracts::{subjects, Success, Won};
 
 use crate::app::App;
-use crate::error::{Result, ServiceError};
+use crate::error::{Result, ServiceError, StepExt as _};
 use crate::outbox;
 use crate::store::{self, now, utc, BookingRow};
 
@@ -20,7 +20,7 @@ pub(crate) async fn cancel(
     app: &App,
     req: CancelBookingRequest,
 ) -> Result<Success<BookingResponse>> {
-    let mut tx = app.pool.begin().await?;
+    let mut tx = app.pool.begin().await.step("starting the cancel")?;
     let booking = store::lock_booking(&mut tx, req.id).await?;
     if booking.user_id != req.user_id {
         return Err(ServiceError::Forbidden(
@@ -36,7 +36,7 @@ pub(crate) async fn cancel(
         // The same cancel sent again after it committed (its caller timed out) gets its own
         // answer; any other cancel of a cancelled booking is refused.
         if is_retry_of_cancel(&mut tx, &booking, &req, &reason, app).await? {
-            tx.commit().await?;
+            tx.commit().await.step("committing the repeated cancel")?;
             tracing::info!(
                 "Booking {} cancel repeated; answered again.",
                 booking.booking_number
@@ -93,7 +93,7 @@ pub(crate) async fn cancel(
         ],
     )
     .await?;
-    tx.commit().await?;
+    tx.commit().await.step("committing the cancel")?;
     app.metrics.booking_cancelled.inc();
     tracing::info!("Booking {} cancelled.", booking.booking_number);
     Ok(Success::new(
@@ -112,13 +112,7 @@ async fn is_retry_of_cancel(
 ) -> Result<bool> {
     let window =
         chrono::Duration::from_std(app.config.idempotency_ttl).unwrap_or(chrono::Duration::days(1));
-    let last: Option<(i32, Option<String>, chrono::NaiveDateTime)> = sqlx::query_as(
-        "SELECT user_id, details->>'reason', created_at FROM booking_history \
-         WHERE booking_id = $1 AND action = 'CANCELLED' ORDER BY id DESC LIMIT 1",
-    )
-    .bind(booking.id)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let last = store::last_cancellation(tx, booking.id).await?;
     Ok(last.is_some_and(|(user, said, at)| {
         user == req.user_id && said.as_deref() == Some(reason) && at > now() - window
     }))
@@ -134,7 +128,7 @@ pub(crate) async fn update(
             "userId: the caller is required to update a booking".into(),
         ));
     }
-    let mut tx = app.pool.begin().await?;
+    let mut tx = app.pool.begin().await.step("starting the update")?;
     let booking = store::lock_booking(&mut tx, req.id).await?;
     if req.user_id.is_some_and(|user| user != booking.user_id) {
         return Err(ServiceError::Forbidden(
@@ -160,13 +154,8 @@ pub(crate) async fn update(
     if delta != 0 {
         // The reference changed playerCount without looking at the slot; capacity is re-checked
         // under the slot's row lock, like a create.
-        let (max, booked, slot_status): (i32, i32, String) = sqlx::query_as(
-            "SELECT max_players, booked_players, status FROM game_time_slot_cache WHERE game_time_slot_id = $1 FOR UPDATE",
-        )
-        .bind(booking.game_time_slot_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| ServiceError::NotFound("Game time slot not found".into()))?;
+        let slot = store::lock_slot(&mut tx, booking.game_time_slot_id, true).await?;
+        let (max, booked, slot_status) = (slot.max_players, slot.booked_players, slot.status);
         if players > max {
             return Err(ServiceError::Validation(format!(
                 "playerCount must be between 1 and {max} for this slot, got {players}"
@@ -211,7 +200,7 @@ pub(crate) async fn update(
     let details = serde_json::to_value(dto).unwrap_or_default();
     let user = req.user_id.unwrap_or(booking.user_id);
     store::insert_history(&mut tx, booking.id, "UPDATED", &details, user, at).await?;
-    tx.commit().await?;
+    tx.commit().await.step("committing the update")?;
     Ok(Success::new(
         store::booking_by_id(&app.pool, booking.id).await?,
     ))

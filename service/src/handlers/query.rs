@@ -11,8 +11,8 @@ use contracts::{Page, Success};
 use sqlx::{Postgres, QueryBuilder};
 
 use crate::app::App;
-use crate::error::{Result, ServiceError};
-use crate::store::{self, now, BookingRow, Key, SlotRow, BOOKING_COLUMNS, SLOT_COLUMNS};
+use crate::error::{Result, ServiceError, StepExt as _};
+use crate::store::{self, now, BookingRow, Key, SlotRow, BOOKING_COLUMNS};
 
 /// Default page size of `booking.search`.
 const DEFAULT_LIMIT: i64 = 10;
@@ -116,7 +116,11 @@ pub(crate) async fn search(app: &App, req: SearchBookings) -> Result<Page<Bookin
 
     let mut count = QueryBuilder::<Postgres>::new("SELECT count(*) FROM bookings b");
     filters(&mut count, &req);
-    let total: i64 = count.build_query_scalar().fetch_one(&app.pool).await?;
+    let total: i64 = count
+        .build_query_scalar()
+        .fetch_one(&app.pool)
+        .await
+        .step("counting the search")?;
 
     let mut select =
         QueryBuilder::<Postgres>::new(format!("SELECT {BOOKING_COLUMNS} FROM bookings b"));
@@ -128,7 +132,11 @@ pub(crate) async fn search(app: &App, req: SearchBookings) -> Result<Page<Bookin
         .push_bind(limit)
         .push(" OFFSET ")
         .push_bind((page - 1).saturating_mul(limit));
-    let rows: Vec<BookingRow> = select.build_query_as().fetch_all(&app.pool).await?;
+    let rows: Vec<BookingRow> = select
+        .build_query_as()
+        .fetch_all(&app.pool)
+        .await
+        .step("reading the search page")?;
     let cutoff = Some(app.config.cancel_cutoff_days);
     let bookings = store::with_details(&app.pool, rows, false, cutoff).await?;
     Ok(Page::new(bookings, total, page, limit))
@@ -139,14 +147,7 @@ pub(crate) async fn availability(
     app: &App,
     req: AvailabilityRequest,
 ) -> Result<Success<Vec<SlotAvailability>>> {
-    let sql = format!(
-        "SELECT {SLOT_COLUMNS} FROM game_time_slot_cache WHERE game_id = $1 AND date = $2 ORDER BY start_time, id"
-    );
-    let rows: Vec<SlotRow> = sqlx::query_as(&sql)
-        .bind(req.game_id)
-        .bind(req.date)
-        .fetch_all(&app.pool)
-        .await?;
+    let rows = store::slots_on(&app.pool, req.game_id, req.date).await?;
     Ok(Success::new(
         rows.into_iter().map(SlotRow::into_availability).collect(),
     ))

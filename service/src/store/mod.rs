@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use contracts::booking::BookingResponse;
 use sqlx::PgExecutor;
 
-use crate::error::{Result, ServiceError};
+use crate::error::{Result, ServiceError, StepExt as _};
 pub(crate) use rows::{BookingRow, HistoryRow, PaymentRow, SlotRow, BOOKING_COLUMNS, SLOT_COLUMNS};
 pub(crate) use writes::*;
 
@@ -42,10 +42,29 @@ pub(crate) fn utc(at: NaiveDateTime) -> DateTime<Utc> {
 pub(crate) async fn slot(db: impl PgExecutor<'_>, slot_id: i32) -> Result<Option<SlotRow>> {
     let sql =
         format!("SELECT {SLOT_COLUMNS} FROM game_time_slot_cache WHERE game_time_slot_id = $1");
-    Ok(sqlx::query_as::<_, SlotRow>(&sql)
+    sqlx::query_as::<_, SlotRow>(&sql)
         .bind(slot_id)
         .fetch_optional(db)
-        .await?)
+        .await
+        .step("reading the slot")
+}
+
+/// The cached slots of a game on a day, by start time.
+pub(crate) async fn slots_on(
+    db: impl PgExecutor<'_>,
+    game_id: i32,
+    date: chrono::NaiveDate,
+) -> Result<Vec<SlotRow>> {
+    let sql = format!(
+        "SELECT {SLOT_COLUMNS} FROM game_time_slot_cache WHERE game_id = $1 AND date = $2 \
+         ORDER BY start_time, id"
+    );
+    sqlx::query_as(&sql)
+        .bind(game_id)
+        .bind(date)
+        .fetch_all(db)
+        .await
+        .step("reading the day's slots")
 }
 
 /// The one argument of a [`bookings_where`] clause.
@@ -68,7 +87,7 @@ pub(crate) async fn bookings_where(
         Key::Int(v) => query.bind(v),
         Key::Text(v) => query.bind(v),
     };
-    Ok(query.fetch_all(db).await?)
+    query.fetch_all(db).await.step("reading bookings")
 }
 
 /// Attaches payments (oldest first) and, when asked, histories (newest first) to bookings.
@@ -85,7 +104,8 @@ pub(crate) async fn with_details(
     )
     .bind(&ids)
     .fetch_all(pool)
-    .await?;
+    .await
+    .step("reading payments")?;
     let history: Vec<HistoryRow> = if histories {
         sqlx::query_as(
             "SELECT id, booking_id, action, details, user_id, created_at FROM booking_history \
@@ -93,7 +113,8 @@ pub(crate) async fn with_details(
         )
         .bind(&ids)
         .fetch_all(pool)
-        .await?
+        .await
+        .step("reading booking histories")?
     } else {
         Vec::new()
     };

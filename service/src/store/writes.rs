@@ -250,3 +250,18 @@ pub(crate) async fn change_booking(
     .step("updating the pending payment")?;
     Ok(())
 }
+
+/// Who cancelled a booking last, with which reason, and when (to recognise a repeated cancel).
+pub(crate) async fn last_cancellation(
+    tx: &mut Tx,
+    booking_id: i32,
+) -> Result<Option<(i32, Option<String>, NaiveDateTime)>> {
+    sqlx::query_as(
+        "SELECT user_id, details->>'reason', created_at FROM booking_history \
+         WHERE booking_id = $1 AND action = 'CANCELLED' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(booking_id)
+    .fetch_optional(tx)
+    .await
+    .step("reading the last cancellation")
+}

@@ -1,0 +1,135 @@
+//! One delivery attempt and how it is recorded: book/release as NestJS requests to course-service
+//! (a `success:false` answer is a refusal, not a delivery), booking events through the
+//! [`EventSink`]; failures retried with capped, jittered backoff.
+
+use std::time::Duration;
+
+use contracts::{subjects, MessageId, ReplyOutcome, MSG_ID_HEADER};
+use rand::Rng as _;
+use serde_json::Value;
+
+use super::rows::{self, Claimed};
+use super::sink::EventSink;
+use crate::app::App;
+use crate::error::{Result, ServiceError};
+use crate::faults::{FaultPoint, PlantedBug};
+
+/// How one delivery attempt ended.
+enum Delivery {
+    /// The peer has it.
+    Delivered,
+    /// Course-service answered `success:false`: its answer, as JSON text.
+    Refused(String),
+}
+
+/// Delivers a claimed row and records how it went; a failure to record is logged and the
+/// row's lease brings it back.
+pub(super) async fn settle(app: &App, events: &EventSink, row: Claimed) {
+    let outcome = deliver(app, events, &row).await;
+    let result = match &outcome {
+        Ok(Delivery::Refused(answer)) if !app.faults.planted(PlantedBug::AcceptRefusals) => {
+            app.metrics.outbox_rejection(&row.event_type);
+            tracing::error!(
+                event = %row.event_type,
+                event_id = %row.event_id,
+                payload = %row.payload,
+                answer = %answer,
+                "course-service refused an event: the row is REJECTED and waits for an operator (POST /outbox/redrive)"
+            );
+            rows::mark_rejected(&app.pool, row.id, answer).await
+        }
+        Ok(_) => {
+            app.faults.crash_at(FaultPoint::BeforeMarkSent);
+            rows::mark_sent(&app.pool, row.id).await
+        }
+        Err(error) => {
+            app.metrics.nats_publish_failures.inc();
+            let attempts = row.retry_count + 1;
+            let backoff = backoff(attempts, app.config.outbox_retry_cap);
+            if attempts == app.config.outbox_max_attempts {
+                tracing::error!(event = %row.event_type, event_id = %row.event_id, attempts, error = %error,
+                    "event delivery is stuck; it is still retried every {:?}", app.config.outbox_retry_cap);
+            } else {
+                tracing::warn!(event = %row.event_type, attempts, error = %error, "event delivery failed; will retry");
+            }
+            if row.event_type.starts_with("booking.") {
+                // The server may have lost (or gained) JetStream, e.g. after a reconnect.
+                events.refresh(app, true).await;
+            }
+            rows::mark_retry(&app.pool, row.id, attempts, &error.to_string(), backoff).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, id = row.id, "could not record an outbox delivery; the lease will expire and it is retried");
+    }
+}
+
+/// Capped exponential backoff with full jitter: 100 ms · 2^attempts, at most `cap`.
+fn backoff(attempts: i32, cap: Duration) -> Duration {
+    let ceiling = Duration::from_millis(100)
+        .saturating_mul(1u32 << attempts.clamp(0, 20))
+        .min(cap);
+    let millis = u64::try_from(ceiling.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
+}
+
+/// Sends one row to its peer.
+async fn deliver(app: &App, events: &EventSink, row: &Claimed) -> Result<Delivery> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(MSG_ID_HEADER, row.event_id.to_string().as_str());
+    let subject = row.event_type.clone();
+    match row.event_type.as_str() {
+        subjects::SLOTS_BOOK | subjects::SLOTS_RELEASE => {
+            // The course client's requests (its timeout and reply limit), without its retries
+            // and breaker: the relay has its own schedule.
+            let reply = app
+                .course
+                .nest()
+                .request_with(&subject, &row.payload, &MessageId::fresh(), Some(headers))
+                .await
+                // Nobody listening (NATS 503) and a slow listener need different fixes; the
+                // error says which.
+                .map_err(|e| ServiceError::Unavailable(format!("{}: {e}", row.event_type)))?;
+            match reply.outcome {
+                // course-service answers its refusals inside `response` (read liberally: only
+                // `success` matters); anything else there is an acknowledgement.
+                ReplyOutcome::Response(value)
+                    if value.get("success") == Some(&Value::Bool(false)) =>
+                {
+                    Ok(Delivery::Refused(value.to_string()))
+                }
+                ReplyOutcome::Response(_) => Ok(Delivery::Delivered),
+                ReplyOutcome::Err(err) => Err(ServiceError::Unavailable(format!(
+                    "course-service failed: {err}"
+                ))),
+                ReplyOutcome::NoHandler(text) => Err(ServiceError::Unavailable(text)),
+            }
+        }
+        _ => {
+            let body = app.codec.encode_event(&subject, &row.payload)?;
+            events.publish(app, subject, headers, body).await?;
+            Ok(Delivery::Delivered)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default `OUTBOX_RETRY_CAP_MS`.
+    const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempts in 0..40 {
+            let b = backoff(attempts, MAX_BACKOFF);
+            assert!(b <= MAX_BACKOFF, "{b:?}");
+            assert!(b >= Duration::from_millis(50));
+        }
+        assert!(backoff(30, MAX_BACKOFF) >= MAX_BACKOFF / 2);
+        assert!(backoff(30, Duration::from_secs(1)) <= Duration::from_secs(1));
+    }
+}

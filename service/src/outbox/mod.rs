@@ -1,0 +1,204 @@
+//! The transactional outbox (seed §5.2, §10.2): events are rows written in the same transaction as
+//! the booking change, and a relay delivers them after commit.
+//!
+//! Two relay loops run side by side, one per channel, so a slow course-service never holds up
+//! booking events: `course` sends `gameTimeSlots.book`/`release` as NestJS requests, `events` sends
+//! `booking.confirmed`/`booking.cancelled` to JetStream (or, where the server has no JetStream, as
+//! core NATS messages: detected at start and checked again every few seconds and after a failure).
+//! Each loop wakes on `LISTEN outbox_events` and polls as a back-up, reads the rows that may go
+//! next and leases them by pushing `next_attempt_at` forward in an `UPDATE` that re-checks each row
+//! under its lock, so replicas never hold the same row and a crashed relay's rows come back when
+//! the lease runs out. Up to
+//! `OUTBOX_BATCH` rows are in flight per loop; each is recorded as soon as it settles, so one slow
+//! answer delays only its own lane.
+//!
+//! Order: a row waits while an earlier row of its lane is PENDING (the lane is the slot for
+//! course-service messages, whose count must see the slot's changes in commit order, and the booking
+//! for booking events), and while an earlier row of its booking on its channel is not SENT in any
+//! state, so a booking's `release` never overtakes its `book`, even a refused one. A row held behind
+//! a refused row of its own booking does not hold up its lane: other bookings' rows go on.
+//!
+//! Outcomes: delivered rows are SENT; a `success:false` answer from course-service is a refusal,
+//! not a delivery: the row becomes REJECTED with the peer's answer, is logged once at ERROR and
+//! counted (`outbox_rejections`, `outbox_rejected`), and waits for an operator (`POST
+//! /outbox/redrive`). Booking-service stays the system of record: it does not cancel a customer's
+//! booking because course-service's derived count disagrees. Failures are retried with capped
+//! backoff forever; after `OUTBOX_MAX_ATTEMPTS` a row is logged as stuck and shown by
+//! `outbox_stuck`. Every message carries the row's `event_id` as `Nats-Msg-Id`, so a redelivery
+//! after a crash is deduplicated downstream.
+
+mod deliver;
+mod rows;
+mod sink;
+
+use std::sync::Arc;
+
+use contracts::course::SlotSeats;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::postgres::PgListener;
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::error::{Result, StepExt as _};
+use sink::EventSink;
+
+/// Which relay loop owns a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Channel {
+    /// Book/release requests to course-service.
+    Course,
+    /// Booking events for consumers (JetStream, or core NATS).
+    Events,
+}
+
+impl Channel {
+    /// The `channel` column's value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Channel::Course => "course",
+            Channel::Events => "events",
+        }
+    }
+}
+
+/// An event to write: subject, payload, and the slot for course-service messages.
+pub(crate) struct Pending {
+    subject: &'static str,
+    payload: Value,
+    slot: Option<i32>,
+}
+
+/// A book/release message for course-service.
+pub(crate) fn seats(subject: &'static str, slot_id: i32, players: i32) -> Pending {
+    Pending {
+        slot: Some(slot_id),
+        ..event(
+            subject,
+            &SlotSeats {
+                time_slot_id: slot_id,
+                player_count: players,
+            },
+        )
+    }
+}
+
+/// Any event.
+pub(crate) fn event(subject: &'static str, payload: &impl Serialize) -> Pending {
+    Pending {
+        subject,
+        payload: serde_json::to_value(payload).unwrap_or(Value::Null),
+        slot: None,
+    }
+}
+
+/// Writes events for `booking_id` inside the caller's transaction.
+pub(crate) async fn enqueue(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    booking_id: i32,
+    events: &[Pending],
+) -> Result<()> {
+    let ids: Vec<uuid::Uuid> = events.iter().map(|_| uuid::Uuid::new_v4()).collect();
+    let subjects: Vec<&str> = events.iter().map(|e| e.subject).collect();
+    let payloads: Vec<Value> = events.iter().map(|e| e.payload.clone()).collect();
+    let (channels, lanes): (Vec<&str>, Vec<String>) = events
+        .iter()
+        .map(|e| match e.slot {
+            Some(slot) => (Channel::Course.as_str(), format!("slot:{slot}")),
+            None => (Channel::Events.as_str(), format!("booking:{booking_id}")),
+        })
+        .unzip();
+    sqlx::query(
+        "INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, event_type, payload, channel, lane) \
+         SELECT id, 'Booking', $2, subject, payload, channel, lane \
+         FROM UNNEST($1::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::text[]) \
+         AS e(id, subject, payload, channel, lane)",
+    )
+    .bind(&ids)
+    .bind(booking_id.to_string())
+    .bind(&subjects)
+    .bind(&payloads)
+    .bind(&channels)
+    .bind(&lanes)
+    .execute(&mut **tx)
+    .await
+    .step("queueing the events")?;
+    Ok(())
+}
+
+/// Runs both relay loops until `shutdown` turns true; each finishes the rows it has in flight.
+pub(crate) async fn relay(app: Arc<App>, shutdown: watch::Receiver<bool>) {
+    let events = Arc::new(EventSink::new(&app));
+    events.refresh(&app, true).await;
+    let course = tokio::spawn(run_channel(
+        app.clone(),
+        Channel::Course,
+        events.clone(),
+        shutdown.clone(),
+    ));
+    run_channel(app, Channel::Events, events, shutdown).await;
+    let _ = course.await;
+    tracing::info!("outbox relay stopped");
+}
+
+/// One channel's loop: claim what may go next (up to `OUTBOX_BATCH` in flight), settle each row
+/// on its own task, sleep until a commit, a settled row or the poll wakes it.
+async fn run_channel(
+    app: Arc<App>,
+    channel: Channel,
+    events: Arc<EventSink>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut listener = listen(&app).await;
+    let mut in_flight = tokio::task::JoinSet::new();
+    let batch = usize::try_from(app.config.outbox_batch).unwrap_or(1).max(1);
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let room = batch.saturating_sub(in_flight.len());
+        let claimed = if room == 0 {
+            Vec::new()
+        } else {
+            rows::claim(&app, channel, room).await.unwrap_or_else(|e| {
+                tracing::warn!(channel = channel.as_str(), error = %e, "outbox relay could not claim rows");
+                Vec::new()
+            })
+        };
+        if !claimed.is_empty() {
+            for row in claimed {
+                let (app, events) = (app.clone(), events.clone());
+                in_flight.spawn(async move { deliver::settle(&app, &events, row).await });
+            }
+            continue;
+        }
+        let wake = async {
+            match listener.as_mut() {
+                Some(l) => {
+                    if l.recv().await.is_err() {
+                        tokio::time::sleep(app.config.outbox_poll).await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            // A settled row frees room, and may let the next row of its lane go.
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            _ = wake => {}
+            _ = tokio::time::sleep(app.config.outbox_poll) => {}
+            _ = shutdown.changed() => {}
+        }
+        if listener.is_none() {
+            listener = listen(&app).await;
+        }
+    }
+    while in_flight.join_next().await.is_some() {}
+}
+
+/// `LISTEN outbox_events` on a connection of its own (none if the database refuses).
+async fn listen(app: &App) -> Option<PgListener> {
+    let mut listener = PgListener::connect_with(&app.pool).await.ok()?;
+    listener.listen("outbox_events").await.ok()?;
+    Some(listener)
+}
