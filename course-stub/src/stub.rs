@@ -11,21 +11,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use contracts::course::{
-    CourseReply, Game, GameQuery, PeerError, PeerErrorDetail, SlotSeats, SlotStatus, TimeSlot,
-    TimeSlotQuery,
-};
-use contracts::sync::{GameSync, GameTimeSlotSync};
+use contracts::course::{Game, GameQuery, SlotSeats, TimeSlot, TimeSlotQuery};
 use contracts::{subjects, Codec, ErrorCode, ErrorValue, InboundKind, Success, MSG_ID_HEADER};
 use futures::StreamExt as _;
-use rand::{Rng as _, SeedableRng as _};
+use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
-use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::catalog::Catalog;
-use crate::control::{self, Counts, Drift, Faults, SlotCount, StubState, SyncReport, SyncRequest};
+use crate::control::{self, Counts, Drift, Faults, SyncRequest};
 
 /// Refused message ids kept for `courseStub.state`.
 const REFUSED_IDS_KEPT: usize = 10_000;
@@ -177,67 +171,10 @@ async fn barrier(nats: &async_nats::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// course-service's failure answer: its own code, the exception's message, no timestamp.
-fn refusal(code: &str, message: String) -> Value {
-    let reply = CourseReply::<Value>::Failed(PeerError {
-        success: false,
-        error: PeerErrorDetail {
-            code: code.into(),
-            message,
-            details: None,
-        },
-        timestamp: None,
-    });
-    serde_json::to_value(reply).unwrap_or(Value::Null)
-}
+mod replies;
+mod seats;
 
-fn success(data: Value) -> Value {
-    serde_json::to_value(Success::new(data)).unwrap_or(Value::Null)
-}
-
-/// A found item as course-service maps it, with the fields it adds beyond the seed's table.
-fn found<T: Serialize>(item: Option<&T>, code: &str, missing: String) -> Value {
-    let Some(item) = item else {
-        return refusal(code, missing);
-    };
-    let mut data = serde_json::to_value(item).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut data {
-        if let (Some(max), Some(booked)) = (
-            map.get("maxPlayers").and_then(Value::as_i64),
-            map.get("bookedPlayers").and_then(Value::as_i64),
-        ) {
-            map.insert("availablePlayers".into(), Value::from(max - booked));
-        }
-        map.insert("createdAt".into(), Value::from("2025-01-01T00:00:00.000Z"));
-        map.insert("updatedAt".into(), Value::Null);
-    }
-    success(data)
-}
-
-/// The `book`/`release` answer: the updated row, without the game relation the real handler
-/// does not load (so no game, course or club names).
-fn updated_row(slot: &TimeSlot) -> Value {
-    success(serde_json::json!({
-        "id": slot.id,
-        "gameId": slot.game_id,
-        "date": slot.date,
-        "startTime": slot.start_time,
-        "endTime": slot.end_time,
-        "maxPlayers": slot.max_players,
-        "bookedPlayers": slot.booked_players,
-        "availablePlayers": slot.max_players - slot.booked_players,
-        "price": slot.price,
-        "isPremium": slot.is_premium,
-        "status": slot.status,
-        "isActive": slot.is_active,
-        "createdAt": "2025-01-01T00:00:00.000Z",
-        "updatedAt": null,
-    }))
-}
-
-fn not_found_slot(id: i32) -> String {
-    format!("GameTimeSlot with ID {id} not found")
-}
+use replies::{found, not_found_slot};
 
 impl Stub {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -358,211 +295,4 @@ impl Stub {
             let _ = self.nats.publish(reply, body.into()).await;
         }
     }
-
-    /// Handles a book or release under the drop, duplicate and dedup rules. `None` when the
-    /// message is dropped (no answer). A message id counts as seen only once its message was
-    /// applied, so a refused message can be sent again later and be applied then.
-    fn seats(&self, seats: &SlotSeats, book: bool, msg_id: Option<String>) -> Option<Value> {
-        let mut state = self.lock();
-        state.counts.received += 1;
-        let (drop, dup) = (state.faults.drop_fraction, state.faults.duplicate_fraction);
-        if drop > 0.0 && state.rng.random_bool(drop) {
-            state.counts.dropped += 1;
-            return None;
-        }
-        let copies = if dup > 0.0 && state.rng.random_bool(dup) {
-            state.counts.duplicated += 1;
-            2
-        } else {
-            1
-        };
-        let code = if book {
-            "GAME_TIMESLOT_BOOK_FAILED"
-        } else {
-            "GAME_TIMESLOT_RELEASE_FAILED"
-        };
-        let mut answer = Value::Null;
-        for _ in 0..copies {
-            match &msg_id {
-                Some(id) if state.seen.contains(id) => {
-                    state.counts.deduplicated += 1;
-                    if let Some(slot) = state.slots.get(&seats.time_slot_id) {
-                        answer = updated_row(slot);
-                    }
-                    continue;
-                }
-                Some(_) => {}
-                None => state.counts.without_id += 1,
-            }
-            match apply(&mut state, seats, book) {
-                Ok(row) => {
-                    if let Some(id) = &msg_id {
-                        state.seen.insert(id.clone());
-                    }
-                    state.counts.applied += 1;
-                    answer = row;
-                }
-                Err(message) => {
-                    state.counts.refused += 1;
-                    if let Some(id) = &msg_id {
-                        if state.refused_ids.len() < REFUSED_IDS_KEPT {
-                            state.refused_ids.push(id.clone());
-                        }
-                    }
-                    tracing::warn!(slot = seats.time_slot_id, book, %message, "refused");
-                    answer = refusal(code, message);
-                }
-            }
-        }
-        Some(answer)
-    }
-
-    /// Books seats on course-service's side only (capped at capacity; negative seats give the
-    /// desk's seats back); returns the seats moved.
-    fn drift(&self, drift: &Drift) -> i32 {
-        let mut state = self.lock();
-        let ids: Vec<i32> = state
-            .order
-            .iter()
-            .take(drift.slots as usize)
-            .copied()
-            .collect();
-        let mut moved = 0;
-        for id in ids {
-            let external = state.external.get(&id).copied().unwrap_or(0);
-            let Some(slot) = state.slots.get_mut(&id) else {
-                continue;
-            };
-            // Never past capacity, and never more given back than the desk booked.
-            let seats = drift
-                .seats
-                .clamp(-external, (slot.max_players - slot.booked_players).max(0));
-            slot.booked_players += seats;
-            slot.status = status_for(slot.booked_players, slot.max_players);
-            state.external.insert(id, external + seats);
-            moved += seats;
-        }
-        tracing::info!(moved, "seats booked outside booking-service");
-        moved
-    }
-
-    fn state(&self) -> StubState {
-        let state = self.lock();
-        StubState {
-            slots: state
-                .order
-                .iter()
-                .filter_map(|id| state.slots.get(id))
-                .map(|s| SlotCount {
-                    id: s.id,
-                    max_players: s.max_players,
-                    booked_players: s.booked_players,
-                    external: state.external.get(&s.id).copied().unwrap_or(0),
-                })
-                .collect(),
-            counts: state.counts.clone(),
-            faults: state.faults.clone(),
-            refused_ids: state.refused_ids.clone(),
-        }
-    }
-
-    /// Emits the catalogue as `booking.game.sync` and `booking.gameTimeSlot.sync` events.
-    async fn sync(&self, stale: bool) -> anyhow::Result<SyncReport> {
-        let (games, slots) = {
-            let state = self.lock();
-            let mut games: Vec<Game> = state.games.values().cloned().collect();
-            games.sort_by_key(|g| g.id);
-            let slots: Vec<TimeSlot> = state
-                .order
-                .iter()
-                .filter_map(|id| state.slots.get(id))
-                .cloned()
-                .collect();
-            (games, slots)
-        };
-        for game in &games {
-            let body = self
-                .codec
-                .encode_event(subjects::BOOKING_GAME_SYNC, &GameSync::from(game))?;
-            self.nats
-                .publish(subjects::BOOKING_GAME_SYNC, body.into())
-                .await?;
-        }
-        for slot in &slots {
-            let mut sync = GameTimeSlotSync::from(slot);
-            if stale {
-                sync.booked_players = 0;
-                sync.available_players = Some(slot.max_players);
-                sync.is_available = Some(true);
-                sync.status = SlotStatus::Available;
-            }
-            let body = self
-                .codec
-                .encode_event(subjects::BOOKING_SLOT_SYNC, &sync)?;
-            self.nats
-                .publish(subjects::BOOKING_SLOT_SYNC, body.into())
-                .await?;
-        }
-        self.nats.flush().await?;
-        tracing::info!(
-            games = games.len(),
-            slots = slots.len(),
-            stale,
-            "catalogue synced"
-        );
-        Ok(SyncReport {
-            games: games.len(),
-            slots: slots.len(),
-        })
-    }
-}
-
-fn status_for(booked: i32, max: i32) -> SlotStatus {
-    if booked >= max {
-        SlotStatus::FullyBooked
-    } else {
-        SlotStatus::Available
-    }
-}
-
-/// Applies one book or release to the state, or says why the real course-service would refuse it.
-fn apply(state: &mut State, seats: &SlotSeats, book: bool) -> Result<Value, String> {
-    let lenient = state.faults.lenient;
-    let Some(slot) = state.slots.get_mut(&seats.time_slot_id) else {
-        state.counts.unknown_slot += 1;
-        return Err(not_found_slot(seats.time_slot_id));
-    };
-    let n = seats.player_count;
-    if book {
-        if !lenient && slot.status != SlotStatus::Available {
-            return Err(format!(
-                "Time slot is not available (status: {})",
-                slot.status.as_str()
-            ));
-        }
-        let booked = slot.booked_players + n;
-        if !lenient && booked > slot.max_players {
-            return Err(format!(
-                "Not enough capacity. Available: {}, Requested: {n}",
-                slot.max_players - slot.booked_players
-            ));
-        }
-        if booked > slot.max_players {
-            state.counts.over_capacity += 1;
-        }
-        slot.booked_players = booked;
-    } else {
-        let booked = slot.booked_players - n;
-        // The real service clamps with Math.max(0, ..) and answers success; a lenient stub keeps
-        // the negative count so that out-of-order messages still converge.
-        if booked < 0 && !lenient {
-            state.counts.clamped += 1;
-            slot.booked_players = 0;
-        } else {
-            slot.booked_players = booked;
-        }
-    }
-    // Both real handlers set the status from the count alone (a release reopens a CLOSED slot).
-    slot.status = status_for(slot.booked_players, slot.max_players);
-    Ok(updated_row(slot))
 }

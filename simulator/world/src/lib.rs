@@ -19,21 +19,23 @@
 //! process even when nothing is dropped (see `process.rs`).
 
 mod binaries;
+mod builder;
+mod databases;
 mod nats;
 mod postgres;
 pub mod process;
 pub mod stack;
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use sqlx::{Connection as _, Executor as _};
 use tokio::sync::{Mutex, OnceCell};
 
+pub use self::builder::WorldBuilder;
+pub use self::databases::TestDatabase;
 pub use self::nats::NatsRole;
-use self::nats::{NatsServer, NatsSetup};
+use self::nats::NatsServer;
 use self::postgres::PgServer;
 
 /// Why a world could not do what was asked.
@@ -80,153 +82,6 @@ enum Pg {
 enum Nats {
     Local(NatsServer),
     External(String),
-}
-
-/// Configures a [`World`].
-#[derive(Debug, Clone)]
-pub struct WorldBuilder {
-    /// Keep fsync on (production-like, default) or turn it off (fast tests).
-    fsync: bool,
-    /// Start PostgreSQL (default) or not.
-    postgres: bool,
-    /// Start NATS (default) or not.
-    nats: bool,
-    /// Honour `DATABASE_URL` and `NATS_URL` (default) or always start local servers.
-    use_env: bool,
-    /// Start NATS with JetStream (default) or as a plain core server.
-    jetstream: bool,
-    /// NATS `max_payload`, when not the default 1 MiB.
-    max_payload: Option<u32>,
-    /// NATS with a user and permissions per [`NatsRole`].
-    secured: bool,
-}
-
-impl Default for WorldBuilder {
-    fn default() -> Self {
-        Self {
-            fsync: true,
-            postgres: true,
-            nats: true,
-            use_env: true,
-            jetstream: true,
-            max_payload: None,
-            secured: false,
-        }
-    }
-}
-
-impl WorldBuilder {
-    /// Keeps fsync and synchronous commit on (`true`, the default) or turns them off for speed.
-    pub fn fsync(mut self, on: bool) -> Self {
-        self.fsync = on;
-        self
-    }
-
-    /// Leaves PostgreSQL out.
-    pub fn without_postgres(mut self) -> Self {
-        self.postgres = false;
-        self
-    }
-
-    /// Leaves NATS out.
-    pub fn without_nats(mut self) -> Self {
-        self.nats = false;
-        self
-    }
-
-    /// Starts NATS without JetStream (`false`), as some deployments run it; implies local servers.
-    pub fn jetstream(mut self, on: bool) -> Self {
-        self.jetstream = on;
-        if !on {
-            self.use_env = false;
-        }
-        self
-    }
-
-    /// Caps NATS's `max_payload` (bytes); implies local servers.
-    pub fn nats_max_payload(mut self, bytes: u32) -> Self {
-        self.max_payload = Some(bytes);
-        self.use_env = false;
-        self
-    }
-
-    /// Secures NATS as production does: anonymous clients are refused and each [`NatsRole`] has
-    /// its own user with only the subjects it needs; [`World::nats_connect`] logs in as a role.
-    /// Implies local servers.
-    pub fn secured_nats(mut self) -> Self {
-        self.secured = true;
-        self.use_env = false;
-        self
-    }
-
-    /// Ignores `DATABASE_URL` and `NATS_URL`: chaos runs need servers they can kill.
-    pub fn local_only(mut self) -> Self {
-        self.use_env = false;
-        self
-    }
-
-    /// Starts the servers.
-    pub async fn start(self) -> Result<World, WorldError> {
-        sweep_stale_dirs();
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
-            .tempdir()
-            .context("creating the world's directory")?;
-        // The PostgreSQL account (when we run as root) must reach its data directory inside.
-        set_mode(dir.path(), 0o755)?;
-
-        let env = |name: &str| {
-            self.use_env
-                .then(|| std::env::var(name).ok())
-                .flatten()
-                .filter(|v| !v.is_empty())
-        };
-        let pg = if !self.postgres {
-            None
-        } else if let Some(url) = env("DATABASE_URL") {
-            Some(Pg::External(url))
-        } else {
-            let mut server = PgServer::init(binaries::postgres()?, dir.path(), self.fsync)?;
-            server.start(true).await?;
-            Some(Pg::Local(Box::new(server)))
-        };
-        let nats = if !self.nats {
-            None
-        } else if let Some(url) = env("NATS_URL") {
-            Some(Nats::External(url))
-        } else {
-            let setup = NatsSetup {
-                jetstream: self.jetstream,
-                max_payload: self.max_payload,
-                secured: self.secured,
-            };
-            let mut server = NatsServer::new(binaries::nats()?, dir.path(), setup)?;
-            server.start(true).await?;
-            Some(Nats::Local(server))
-        };
-        tracing::info!(dir = %dir.path().display(), "world started");
-        Ok(World {
-            pg_admin_url: pg.as_ref().map(|pg| match pg {
-                Pg::Local(server) => server.url("postgres"),
-                Pg::External(url) => url.clone(),
-            }),
-            nats_url: nats.as_ref().map(|nats| match nats {
-                Nats::Local(server) => server.url(),
-                Nats::External(url) => url.clone(),
-            }),
-            nats_roles: match &nats {
-                Some(Nats::Local(server)) => NatsRole::ALL
-                    .iter()
-                    .filter_map(|&role| Some((role, server.credentials(role)?)))
-                    .collect(),
-                _ => Vec::new(),
-            },
-            pg: pg.map(Mutex::new),
-            nats: nats.map(Mutex::new),
-            templates: Mutex::new(HashSet::new()),
-            dir,
-        })
-    }
 }
 
 /// A running set of servers; dropping it stops them and deletes their files.
@@ -411,188 +266,6 @@ impl World {
         })
         .await
     }
-
-    async fn admin(&self) -> Result<sqlx::PgConnection, WorldError> {
-        let url = self.postgres_url()?;
-        Ok(sqlx::PgConnection::connect(url)
-            .await
-            .with_context(|| format!("connecting to {url}"))?)
-    }
-
-    /// A fresh, empty database of the caller's own.
-    pub async fn database(&self) -> Result<TestDatabase, WorldError> {
-        self.create_database(None).await
-    }
-
-    /// A fresh database cloned from the template `template`, which `setup` fills (with migrations,
-    /// typically) the first time it is asked for. Cloning is much faster than migrating each time.
-    pub async fn database_from<F, Fut>(
-        &self,
-        template: &str,
-        setup: F,
-    ) -> Result<TestDatabase, WorldError>
-    where
-        F: FnOnce(String) -> Fut,
-        Fut: Future<Output = anyhow::Result<()>>,
-    {
-        check_identifier(template)?;
-        {
-            let mut prepared = self.templates.lock().await;
-            if !prepared.contains(template) {
-                let mut admin = self.admin().await?;
-                admin
-                    .execute(
-                        format!("DROP DATABASE IF EXISTS \"{template}\" WITH (FORCE)").as_str(),
-                    )
-                    .await
-                    .context("dropping an old template")?;
-                admin
-                    .execute(format!("CREATE DATABASE \"{template}\"").as_str())
-                    .await
-                    .context("creating a template database")?;
-                let _ = admin.close().await;
-                setup(self.url_of(template)?)
-                    .await
-                    .with_context(|| format!("filling template {template}"))?;
-                prepared.insert(template.to_owned());
-            }
-        }
-        self.create_database(Some(template)).await
-    }
-
-    fn url_of(&self, database: &str) -> Result<String, WorldError> {
-        let admin = self.postgres_url()?;
-        let mut url = url_with_database(admin, database);
-        if url.is_empty() {
-            url = format!("{admin}/{database}");
-        }
-        Ok(url)
-    }
-
-    async fn create_database(&self, template: Option<&str>) -> Result<TestDatabase, WorldError> {
-        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
-        let sql = match template {
-            Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),
-            None => format!("CREATE DATABASE \"{name}\""),
-        };
-        let mut admin = self.admin().await?;
-        // Two clones of one template at the same instant can collide on the template's lock.
-        let mut tries = 0;
-        loop {
-            match admin.execute(sql.as_str()).await {
-                Ok(_) => break,
-                Err(e)
-                    if tries < 20 && e.to_string().contains("is being accessed by other users") =>
-                {
-                    tries += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(25 * tries)).await;
-                }
-                Err(e) => {
-                    return Err(anyhow::Error::from(e)
-                        .context("creating a test database")
-                        .into())
-                }
-            }
-        }
-        let _ = admin.close().await;
-        let external = matches!(
-            self.pg
-                .as_ref()
-                .map(|pg| pg.try_lock().map(|g| matches!(*g, Pg::External(_)))),
-            Some(Ok(true))
-        );
-        Ok(TestDatabase {
-            url: self.url_of(&name)?,
-            admin_url: external.then(|| self.pg_admin_url.clone()).flatten(),
-            name,
-        })
-    }
-}
-
-/// One database of one test.
-#[derive(Debug)]
-pub struct TestDatabase {
-    /// Its name, `test_<uuid>`.
-    name: String,
-    /// Its URL.
-    url: String,
-    /// Set for databases on an external server, which are dropped with this value.
-    admin_url: Option<String>,
-}
-
-impl TestDatabase {
-    /// The database's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// A URL to connect to it.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        // A local server's databases vanish with the world; an external server keeps what we do
-        // not drop, so drop it here, on a thread of its own because Drop cannot await.
-        let Some(admin) = self.admin_url.take() else {
-            return;
-        };
-        let name = std::mem::take(&mut self.name);
-        let _ = std::thread::Builder::new().spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = conn
-                        .execute(
-                            format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str(),
-                        )
-                        .await;
-                }
-            });
-        });
-    }
-}
-
-/// Replaces the database path of a `postgres://` URL, keeping its query string.
-fn url_with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let Some(scheme_end) = base.find("://") else {
-        return String::new();
-    };
-    let authority_end = base[scheme_end + 3..]
-        .find('/')
-        .map(|i| scheme_end + 3 + i)
-        .unwrap_or(base.len());
-    let mut out = format!("{}/{database}", &base[..authority_end]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
-
-fn check_identifier(name: &str) -> Result<(), WorldError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(
-            anyhow::anyhow!("template name {name:?} must be 1-63 characters of [A-Za-z0-9_]")
-                .into(),
-        )
-    }
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), WorldError> {
@@ -634,29 +307,5 @@ fn sweep_stale_dirs() {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_database_of_a_url_is_replaced_and_the_query_kept() {
-        assert_eq!(
-            url_with_database("postgres://u:p@h:5/postgres?sslmode=disable", "t1"),
-            "postgres://u:p@h:5/t1?sslmode=disable"
-        );
-        assert_eq!(
-            url_with_database("postgres://h:5", "t1"),
-            "postgres://h:5/t1"
-        );
-    }
-
-    #[test]
-    fn template_names_are_plain_identifiers() {
-        assert!(check_identifier("booking_v1").is_ok());
-        assert!(check_identifier("x\"; DROP").is_err());
-        assert!(check_identifier("").is_err());
     }
 }
