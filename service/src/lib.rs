@@ -28,6 +28,7 @@ mod cache;
 pub mod config;
 mod course;
 pub mod error;
+mod events;
 pub mod faults;
 mod handlers;
 mod idempotency;

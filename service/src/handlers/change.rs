@@ -6,14 +6,13 @@ use contracts::booking::{
     BookingResponse, BookingStatus, CancelBookingRequest, UpdateBookingRequest,
 };
 use contracts::course::SlotStatus;
-use contracts::events::BookingCancelled;
 use contracts::money::Charge;
 use contracts::{subjects, Success, Won};
 
 use crate::app::App;
 use crate::error::{Result, ServiceError, StepExt as _};
-use crate::outbox;
-use crate::store::{self, now, utc, BookingRow};
+use crate::store::{self, now, BookingRow};
+use crate::{events, outbox};
 
 /// `booking.cancel`.
 pub(crate) async fn cancel(
@@ -64,22 +63,7 @@ pub(crate) async fn cancel(
     store::move_seats(&mut tx, booking.game_time_slot_id, -booking.player_count).await?;
     let details = serde_json::json!({ "reason": reason });
     store::insert_history(&mut tx, booking.id, "CANCELLED", &details, req.user_id, at).await?;
-    let event = BookingCancelled {
-        booking_id: booking.id,
-        booking_number: booking.booking_number.clone(),
-        user_id: booking.user_id,
-        game_id: booking.game_id,
-        game_name: booking.game_name.clone().unwrap_or_default(),
-        booking_date: contracts::time::iso_millis::format(&utc(booking.booking_date)),
-        time_slot: booking.start_time.clone(),
-        reason: req
-            .reason
-            .clone()
-            .unwrap_or_else(|| "No reason provided".into()),
-        cancelled_at: contracts::time::iso_millis::format(&utc(at)),
-        user_email: booking.user_email.clone().unwrap_or_default(),
-        user_name: booking.user_name.clone().unwrap_or_default(),
-    };
+    let event = events::cancelled(&booking, req.reason.as_deref(), at);
     outbox::enqueue(
         &mut tx,
         booking.id,

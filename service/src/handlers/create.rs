@@ -5,24 +5,17 @@
 use chrono::NaiveTime;
 use contracts::booking::{BookingResponse, CreateBookingRequest};
 use contracts::course::SlotStatus;
-use contracts::events::BookingConfirmed;
 use contracts::money::Charge;
 use contracts::{subjects, Success, Won};
 
 use crate::app::App;
 use crate::error::{Result, ServiceError, StepExt as _};
 use crate::faults::{FaultPoint, PlantedBug};
-use crate::store::{self, now, utc, NewBooking, SlotRow};
-use crate::{cache, idempotency, outbox, telemetry};
+use crate::store::{self, now, NewBooking, SlotRow};
+use crate::{cache, events, idempotency, outbox, telemetry};
 
 /// Payment method recorded when the request names none (the column is NOT NULL).
 const DEFAULT_PAYMENT_METHOD: &str = "unspecified";
-
-/// `BK-XXXXXXXX-XXXX` from a random UUID, as the reference does.
-pub(crate) fn booking_number() -> String {
-    let hex = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
-    format!("BK-{}-{}", &hex[..8], &hex[8..12])
-}
 
 /// `booking.create`.
 pub(crate) async fn create(
@@ -148,7 +141,7 @@ async fn insert(
     let (front, back) = store::game_courses(&mut tx, slot.game_id).await?;
     let price = Won(locked.price);
     let charge = Charge::of(price, req.player_count);
-    let number = booking_number();
+    let number = store::booking_number();
     let at = now();
     let method = req
         .payment_method
@@ -186,28 +179,13 @@ async fn insert(
     let history =
         store::insert_history(&mut tx, booking.id, "CREATED", &details, req.user_id, at).await?;
 
-    let confirmed = BookingConfirmed {
-        booking_id: booking.id,
-        booking_number: number,
-        user_id: req.user_id,
-        game_id: slot.game_id,
-        game_name: slot.game_name.clone().unwrap_or_default(),
-        front_nine_course_name: slot.front_nine_course_name.clone().unwrap_or_default(),
-        back_nine_course_name: slot.back_nine_course_name.clone().unwrap_or_default(),
-        booking_date: contracts::time::iso_millis::format(&utc(booking.booking_date)),
-        time_slot: slot.start_time.clone(),
-        player_count: req.player_count,
-        total_price: charge.total,
-        user_email: req.user_email.clone(),
-        user_name: req.user_name.clone(),
-    };
     let mut events = vec![
         outbox::seats(
             subjects::SLOTS_BOOK,
             slot.game_time_slot_id,
             req.player_count,
         ),
-        outbox::event(subjects::BOOKING_CONFIRMED, &confirmed),
+        outbox::event(subjects::BOOKING_CONFIRMED, &events::confirmed(&booking)),
     ];
     if app.faults.planted(PlantedBug::DropOutbox) {
         events.remove(0);
@@ -225,21 +203,4 @@ async fn insert(
     tx.commit().await.step("committing the booking")?;
     app.faults.crash_at(FaultPoint::AfterCommit);
     Ok(booking.into_response(vec![payment.into_wire()?], vec![history.into_wire()])?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn booking_numbers_have_the_reference_shape() {
-        let n = booking_number();
-        assert_eq!(n.len(), 16);
-        assert!(n.starts_with("BK-"));
-        assert_eq!(&n[11..12], "-");
-        assert!(n[3..11]
-            .chars()
-            .chain(n[12..].chars())
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
-    }
 }

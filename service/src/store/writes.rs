@@ -48,6 +48,12 @@ pub(crate) async fn game_courses(tx: &mut Tx, game_id: i32) -> Result<(Option<i3
     Ok(game.map_or((None, None), |(f, b)| (Some(f), Some(b))))
 }
 
+/// `BK-XXXXXXXX-XXXX` from a random UUID, as the reference does.
+pub(crate) fn booking_number() -> String {
+    let hex = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+    format!("BK-{}-{}", &hex[..8], &hex[8..12])
+}
+
 /// A booking about to be written (status CONFIRMED).
 pub(crate) struct NewBooking<'a> {
     pub(crate) number: &'a str,
@@ -264,4 +270,21 @@ pub(crate) async fn last_cancellation(
     .fetch_optional(tx)
     .await
     .step("reading the last cancellation")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booking_numbers_have_the_reference_shape() {
+        let n = booking_number();
+        assert_eq!(n.len(), 16);
+        assert!(n.starts_with("BK-"));
+        assert_eq!(&n[11..12], "-");
+        assert!(n[3..11]
+            .chars()
+            .chain(n[12..].chars())
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
+    }
 }
