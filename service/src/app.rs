@@ -5,6 +5,7 @@ use sqlx::PgPool;
 
 use std::sync::Arc;
 
+use crate::cache::{ReadThrough, SlotFetches};
 use crate::config::Config;
 use crate::course::CourseClient;
 use crate::faults::Faults;
@@ -22,11 +23,24 @@ pub(crate) struct App {
     /// Course-service calls.
     pub(crate) course: CourseClient,
     /// Slots being fetched from course-service (one fetch per slot at a time).
-    pub(crate) slot_fetches: crate::cache::SlotFetches,
+    pub(crate) slot_fetches: SlotFetches,
     /// Inbound message decoding.
     pub(crate) codec: Codec,
     /// Counters, gauges and histograms.
     pub(crate) metrics: Arc<Metrics>,
     /// Fault points and planted bugs of this process.
     pub(crate) faults: Faults,
+}
+
+impl App {
+    /// The slot cache's read-through lookup, on this service's pool, course client and metrics.
+    pub(crate) fn slot_cache(&self) -> ReadThrough<'_> {
+        ReadThrough {
+            pool: &self.pool,
+            course: &self.course,
+            fetches: &self.slot_fetches,
+            metrics: &self.metrics,
+            ttl: self.config.cache_ttl,
+        }
+    }
 }

@@ -15,10 +15,10 @@ use contracts::course::{Game, SlotStatus, TimeSlot};
 use contracts::sync::{GameSync, GameTimeSlotSync};
 use sqlx::PgExecutor;
 
-use crate::app::App;
-use crate::course::CourseError;
+use crate::course::{CourseClient, CourseError};
 use crate::error::{Result, ServiceError, StepExt as _};
-use crate::store::{self, now, SlotRow};
+use crate::metrics::Metrics;
+use crate::store::{self, now, slot_state_sql, SlotRow};
 
 /// One lock per slot being fetched from course-service, so concurrent misses make one call.
 #[derive(Debug, Default)]
@@ -62,54 +62,70 @@ impl Drop for FetchGuard<'_> {
     }
 }
 
-/// Finds a slot in the cache, fetching it from course-service when missing or older than the
-/// TTL; a refusal is `BUS_002`, an outage falls back to a stale row or is `SYS_004`.
-pub(crate) async fn resolve_slot(app: &App, slot_id: i32) -> Result<SlotRow> {
-    let ttl = chrono::Duration::from_std(app.config.cache_ttl).unwrap_or(chrono::Duration::MAX);
-    let fresh = |row: &SlotRow| now() - row.last_sync_at <= ttl;
-    let cached = store::slot(&app.pool, slot_id).await?;
-    if let Some(row) = cached.as_ref().filter(|r| fresh(r)) {
-        app.metrics.cache_hits.inc();
-        return Ok(row.clone());
-    }
-    app.metrics.cache_misses.inc();
-    tracing::info!("Slot cache miss for gameTimeSlotId: {slot_id}");
-    // One fetch per slot at a time: later callers wait, then find the row fresh.
-    let _guard = app.slot_fetches.lock(slot_id).await;
-    if let Some(row) = store::slot(&app.pool, slot_id).await?.filter(|r| fresh(r)) {
-        return Ok(row);
-    }
-    let fetched = async {
-        let slot = app.course.time_slot(slot_id).await?;
-        let game = app.course.game(slot.game_id).await.ok();
-        Ok::<_, CourseError>((slot, game))
-    }
-    .await;
-    match fetched {
-        Ok((slot, game)) => {
-            let mut tx = app.pool.begin().await.step("starting the cache refresh")?;
-            if let Some(game) = &game {
-                upsert_game(&mut *tx, &game.into()).await?;
-            }
-            upsert_slot(&mut *tx, &SlotFacts::from(&slot)).await?;
-            tx.commit().await.step("committing the cache refresh")?;
-            tracing::info!("GameTimeSlotCache synced for gameTimeSlotId: {slot_id}");
-            store::slot(&app.pool, slot_id).await?.ok_or_else(|| {
-                anyhow::anyhow!("slot {slot_id} vanished right after its upsert").into()
-            })
+/// What the read-through slot lookup works with (the service's `App` lends it).
+pub(crate) struct ReadThrough<'a> {
+    /// The cache tables.
+    pub(crate) pool: &'a sqlx::PgPool,
+    /// Where missing or old slots come from.
+    pub(crate) course: &'a CourseClient,
+    /// One fetch per slot at a time.
+    pub(crate) fetches: &'a SlotFetches,
+    /// Hits, misses, stale fallbacks.
+    pub(crate) metrics: &'a Metrics,
+    /// How old a row may be and still answer without asking course-service.
+    pub(crate) ttl: std::time::Duration,
+}
+
+impl ReadThrough<'_> {
+    /// Finds a slot in the cache, fetching it from course-service when missing or older than the
+    /// TTL; a refusal is `BUS_002`, an outage falls back to a stale row or is `SYS_004`.
+    pub(crate) async fn resolve(&self, slot_id: i32) -> Result<SlotRow> {
+        let ttl = chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::MAX);
+        let fresh = |row: &SlotRow| now() - row.last_sync_at <= ttl;
+        let cached = store::slot(self.pool, slot_id).await?;
+        if let Some(row) = cached.as_ref().filter(|r| fresh(r)) {
+            self.metrics.cache_hits.inc();
+            return Ok(row.clone());
         }
-        Err(CourseError::Refused(message)) => Err(ServiceError::NotFound(format!(
-            "Game time slot {slot_id} not found: course-service said \"{message}\""
-        ))),
-        Err(e) => match cached {
-            // A stale row is better than no booking while course-service is away.
-            Some(stale) => {
-                tracing::warn!(slot_id, error = %e, "course-service unavailable; using the stale cache row");
-                app.metrics.stale_fallbacks.inc();
-                Ok(stale)
+        self.metrics.cache_misses.inc();
+        tracing::info!("Slot cache miss for gameTimeSlotId: {slot_id}");
+        // One fetch per slot at a time: later callers wait, then find the row fresh.
+        let _guard = self.fetches.lock(slot_id).await;
+        if let Some(row) = store::slot(self.pool, slot_id).await?.filter(|r| fresh(r)) {
+            return Ok(row);
+        }
+        let fetched = async {
+            let slot = self.course.time_slot(slot_id).await?;
+            let game = self.course.game(slot.game_id).await.ok();
+            Ok::<_, CourseError>((slot, game))
+        }
+        .await;
+        match fetched {
+            Ok((slot, game)) => {
+                let mut tx = self.pool.begin().await.step("starting the cache refresh")?;
+                if let Some(game) = &game {
+                    upsert_game(&mut *tx, &game.into()).await?;
+                }
+                upsert_slot(&mut *tx, &SlotFacts::from(&slot)).await?;
+                tx.commit().await.step("committing the cache refresh")?;
+                tracing::info!("GameTimeSlotCache synced for gameTimeSlotId: {slot_id}");
+                store::slot(self.pool, slot_id).await?.ok_or_else(|| {
+                    anyhow::anyhow!("slot {slot_id} vanished right after its upsert").into()
+                })
             }
-            None => Err(ServiceError::Unavailable(e.to_string())),
-        },
+            Err(CourseError::Refused(message)) => Err(ServiceError::NotFound(format!(
+                "Game time slot {slot_id} not found: course-service said \"{message}\""
+            ))),
+            Err(e) => match cached {
+                // A stale row is better than no booking while course-service is away.
+                Some(stale) => {
+                    tracing::warn!(slot_id, error = %e, "course-service unavailable; using the stale cache row");
+                    self.metrics.stale_fallbacks.inc();
+                    Ok(stale)
+                }
+                None => Err(ServiceError::Unavailable(e.to_string())),
+            },
+        }
     }
 }
 
@@ -177,35 +193,6 @@ impl From<&GameTimeSlotSync> for SlotFacts {
         }
     }
 }
-
-/// The status and availability columns computed from capacity, local count and closure, in SQL
-/// over the row being written (`m` = max players, `b` = booked players, `c` = closed).
-macro_rules! slot_state_sql {
-    ($m:expr, $b:expr, $c:expr) => {
-        concat!(
-            "available_players = GREATEST(",
-            $m,
-            " - ",
-            $b,
-            ", 0), ",
-            "is_available = (NOT ",
-            $c,
-            " AND ",
-            $m,
-            " - ",
-            $b,
-            " > 0), ",
-            "status = CASE WHEN ",
-            $c,
-            " THEN 'CLOSED' WHEN ",
-            $m,
-            " - ",
-            $b,
-            " > 0 THEN 'AVAILABLE' ELSE 'FULLY_BOOKED' END"
-        )
-    };
-}
-pub(crate) use slot_state_sql;
 
 /// Inserts or refreshes a slot's course-owned fields, keeping the local booked count.
 pub(crate) async fn upsert_slot(db: impl PgExecutor<'_>, f: &SlotFacts) -> Result<()> {

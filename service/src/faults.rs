@@ -1,11 +1,9 @@
 //! Fault injection, for chaos runs and for proving the simulator's checker: the points where a
 //! process may abort (`FAULT_POINT`, `FAULT_AFTER`) and the known defects that can be planted back
-//! (`PLANTED_BUG`). The settings come from [`Config`]; the hit counter belongs to one process's
+//! (`PLANTED_BUG`). The configuration reads the settings; the hit counter belongs to one process's
 //! [`Faults`], so clones of a configuration never share it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use crate::config::Config;
 
 /// Where a chaos run may crash the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,7 +14,7 @@ pub enum FaultPoint {
     BeforeMarkSent,
 }
 
-/// A defect the simulator must catch; see [`Config::planted_bug`].
+/// A defect the simulator must catch (`PLANTED_BUG`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlantedBug {
     /// Read the slot without `FOR UPDATE` before the capacity check.
@@ -40,12 +38,12 @@ pub(crate) struct Faults {
 }
 
 impl Faults {
-    /// The faults `config` asks for.
-    pub(crate) fn new(config: &Config) -> Self {
+    /// Aborts at `point` on its `after`th pass; plants `planted`.
+    pub(crate) fn new(point: Option<FaultPoint>, after: u64, planted: Option<PlantedBug>) -> Self {
         Self {
-            point: config.fault_point,
-            after: config.fault_after,
-            planted: config.planted_bug,
+            point,
+            after,
+            planted,
             hits: AtomicU64::new(0),
         }
     }

@@ -141,7 +141,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         course: course::CourseClient::new(nats.clone(), &config, metrics.clone()),
         slot_fetches: cache::SlotFetches::default(),
         metrics,
-        faults: faults::Faults::new(&config),
+        faults: faults::Faults::new(config.fault_point, config.fault_after, config.planted_bug),
         codec: contracts::Codec::default(),
         config,
         pool: pool.clone(),

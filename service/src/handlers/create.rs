@@ -1,4 +1,4 @@
-//! `booking.create`: validate, find the slot (`cache::resolve_slot`), then one transaction that
+//! `booking.create`: validate, find the slot (`cache::ReadThrough::resolve`), then one transaction that
 //! locks the slot row, re-checks capacity, and writes booking, payment, history, outbox events,
 //! the new cache count and the idempotency key together (`store`, `idempotency`, `outbox`).
 
@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::error::{Result, ServiceError, StepExt as _};
 use crate::faults::{FaultPoint, PlantedBug};
 use crate::store::{self, now, NewBooking, SlotRow};
-use crate::{cache, events, idempotency, outbox, telemetry};
+use crate::{events, idempotency, outbox, telemetry};
 
 /// Payment method recorded when the request names none (the column is NOT NULL).
 const DEFAULT_PAYMENT_METHOD: &str = "unspecified";
@@ -52,7 +52,7 @@ async fn attempt(
     req: &CreateBookingRequest,
     fingerprint: &str,
 ) -> Result<BookingResponse> {
-    let slot = cache::resolve_slot(app, req.game_time_slot_id).await?;
+    let slot = app.slot_cache().resolve(req.game_time_slot_id).await?;
     if req.player_count > slot.max_players {
         return Err(ServiceError::Validation(format!(
             "playerCount must be between 1 and {} for this slot, got {}",

@@ -33,6 +33,35 @@ impl Millis for NaiveDateTime {
     }
 }
 
+/// The status and availability columns computed from capacity, local count and closure, in SQL
+/// over the row being written (`m` = max players, `b` = booked players, `c` = closed).
+macro_rules! slot_state_sql {
+    ($m:expr, $b:expr, $c:expr) => {
+        concat!(
+            "available_players = GREATEST(",
+            $m,
+            " - ",
+            $b,
+            ", 0), ",
+            "is_available = (NOT ",
+            $c,
+            " AND ",
+            $m,
+            " - ",
+            $b,
+            " > 0), ",
+            "status = CASE WHEN ",
+            $c,
+            " THEN 'CLOSED' WHEN ",
+            $m,
+            " - ",
+            $b,
+            " > 0 THEN 'AVAILABLE' ELSE 'FULLY_BOOKED' END"
+        )
+    };
+}
+pub(crate) use slot_state_sql;
+
 /// A stored UTC timestamp as an instant.
 pub(crate) fn utc(at: NaiveDateTime) -> DateTime<Utc> {
     at.and_utc()

@@ -5,8 +5,8 @@ use chrono::NaiveDateTime;
 use contracts::money::Charge;
 use contracts::Won;
 
+use super::slot_state_sql;
 use super::{BookingRow, HistoryRow, PaymentRow, BOOKING_COLUMNS};
-use crate::cache::slot_state_sql;
 use crate::error::{Result, ServiceError, StepExt as _};
 
 /// The connection of a transaction.
