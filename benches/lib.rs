@@ -66,7 +66,10 @@ impl Bench {
                 seed: 1,
                 stub_args: Vec::new(),
                 fsync: true,
-                service_env: vec![("RUST_LOG".into(), "error".into())],
+                // Group-commit knobs given to the bench (`CREATE_BATCH_*`) reach the service.
+                service_env: std::iter::once(("RUST_LOG".into(), "error".into()))
+                    .chain(std::env::vars().filter(|(k, _)| k.starts_with("CREATE_BATCH_")))
+                    .collect(),
                 ..StackOptions::default()
             },
             log_dir,

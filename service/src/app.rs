@@ -5,6 +5,7 @@ use sqlx::PgPool;
 
 use std::sync::Arc;
 
+use crate::batch::Batches;
 use crate::cache::{ReadThrough, SlotFetches};
 use crate::config::Config;
 use crate::course::CourseClient;
@@ -29,7 +30,9 @@ pub(crate) struct App {
     /// Counters, gauges and histograms.
     pub(crate) metrics: Arc<Metrics>,
     /// Fault points and planted bugs of this process.
-    pub(crate) faults: Faults,
+    pub(crate) faults: Arc<Faults>,
+    /// The group-commit queue of `booking.create`.
+    pub(crate) batches: Batches,
 }
 
 impl App {

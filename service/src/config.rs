@@ -30,6 +30,14 @@ pub struct Config {
     pub breaker_open: Duration,
     /// `CACHE_TTL_SECS` (default 300): a cached slot older than this is refreshed on booking.
     pub cache_ttl: Duration,
+    /// `CREATE_BATCH_MAX` (default 64): most creates committed in one transaction (1 turns group
+    /// commit off).
+    pub create_batch_max: usize,
+    /// `CREATE_BATCH_WAIT_US` (default 0): longest wait for more creates once one is queued; 0
+    /// batches only what arrived while earlier batches committed.
+    pub create_batch_wait: Duration,
+    /// `CREATE_BATCH_WORKERS` (default 4): batches committing at once per replica.
+    pub create_batch_workers: usize,
     /// `CANCEL_CUTOFF_DAYS` (default 3): cancelling is refused closer than this to the booking date.
     pub cancel_cutoff_days: i64,
     /// `MAX_IN_FLIGHT` (default 512): requests handled at once; more wait in the queue. Each
@@ -200,6 +208,14 @@ impl Config {
             breaker_threshold: number("BREAKER_THRESHOLD", 5, 1, 10_000)? as u32,
             breaker_open: millis("BREAKER_OPEN_MS", 10_000)?,
             cache_ttl: Duration::from_secs(number("CACHE_TTL_SECS", 300, 0, 86_400 * 30)?),
+            create_batch_max: number("CREATE_BATCH_MAX", 64, 1, 10_000)? as usize,
+            create_batch_wait: Duration::from_micros(number(
+                "CREATE_BATCH_WAIT_US",
+                0,
+                0,
+                1_000_000,
+            )?),
+            create_batch_workers: number("CREATE_BATCH_WORKERS", 4, 1, 256)? as usize,
             cancel_cutoff_days: number("CANCEL_CUTOFF_DAYS", 3, 0, 365)? as i64,
             max_in_flight: number("MAX_IN_FLIGHT", 512, 1, 100_000)? as usize,
             update_requires_caller: flag("UPDATE_REQUIRES_CALLER")?,
@@ -282,10 +298,11 @@ impl Config {
                 Some("drop-outbox") => Some(PlantedBug::DropOutbox),
                 Some("accept-refusals") => Some(PlantedBug::AcceptRefusals),
                 Some("refuse-keyed-retry") => Some(PlantedBug::RefuseKeyedRetry),
+                Some("batch-shares-seats") => Some(PlantedBug::BatchSharesSeats),
                 Some(other) => {
                     return Err(ConfigError(format!(
                         "PLANTED_BUG={other:?} must be skip-row-lock, drop-outbox, \
-                         accept-refusals or refuse-keyed-retry"
+                         accept-refusals, refuse-keyed-retry or batch-shares-seats"
                     )))
                 }
             },
@@ -310,86 +327,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|name| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        })
-    }
-
-    #[test]
-    fn a_missing_database_url_is_named() {
-        let err = with(&[]).unwrap_err().to_string();
-        assert!(err.contains("DATABASE_URL"), "{err}");
-    }
-
-    #[test]
-    fn a_bad_number_names_the_variable_and_the_range() {
-        let err = with(&[
-            ("DATABASE_URL", "postgres://h/db"),
-            ("COURSE_TIMEOUT_MS", "soon"),
-        ])
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("COURSE_TIMEOUT_MS") && err.contains("between"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn defaults_follow_the_design() {
-        let c = with(&[("DATABASE_URL", "postgres://h/db")]).unwrap();
-        assert_eq!(c.queue_group, "booking-service");
-        assert_eq!(c.course_timeout, Duration::from_secs(5));
-        assert_eq!(c.cache_ttl, Duration::from_secs(300));
-        assert_eq!(c.cancel_cutoff_days, 3);
-    }
-
-    #[test]
-    fn nats_credentials_are_read_checked_and_never_printed() {
-        let c = with(&[
-            ("DATABASE_URL", "postgres://h/db"),
-            ("NATS_USER", "booking-service"),
-            ("NATS_PASSWORD", "s3cret"),
-        ])
-        .unwrap();
-        assert_eq!(
-            c.nats_auth,
-            NatsLogin::UserPassword {
-                user: "booking-service".into(),
-                password: "s3cret".into()
-            }
-        );
-        assert!(!format!("{:?}", c.nats_auth).contains("s3cret"));
-        let both = with(&[
-            ("DATABASE_URL", "postgres://h/db"),
-            ("NATS_TOKEN", "t"),
-            ("NATS_CREDS", "/x.creds"),
-        ]);
-        assert!(both.unwrap_err().to_string().contains("at most one"));
-        let half = with(&[("DATABASE_URL", "postgres://h/db"), ("NATS_USER", "u")]);
-        assert!(half.unwrap_err().to_string().contains("NATS_PASSWORD"));
-        let tls = with(&[
-            ("DATABASE_URL", "postgres://h/db"),
-            ("NATS_TLS_CA", "/ca.pem"),
-        ])
-        .unwrap();
-        assert!(tls.nats_tls.required);
-    }
-
-    #[test]
-    fn passwords_never_reach_debug_output() {
-        let c = with(&[("DATABASE_URL", "postgres://u:hunter2@h/db")]).unwrap();
-        assert!(!format!("{c:?}").contains("hunter2"));
-    }
-}
+mod tests;

@@ -25,6 +25,9 @@ pub enum PlantedBug {
     AcceptRefusals,
     /// Refuse a keyed create (slot full) without checking whether its key already made a booking.
     RefuseKeyedRetry,
+    /// Check each create of a batch against the slot's count before the batch, so two creates of
+    /// one batch can both take the last seat.
+    BatchSharesSeats,
 }
 
 /// One process's faults.

@@ -23,6 +23,7 @@
 //! - [`telemetry`]: logging and personal-data masks.
 
 mod app;
+mod batch;
 mod breaker;
 mod cache;
 pub mod config;
@@ -137,11 +138,28 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    let faults = Arc::new(faults::Faults::new(
+        config.fault_point,
+        config.fault_after,
+        config.planted_bug,
+    ));
+    let batches = batch::Batches::start(
+        batch::Deps {
+            pool: pool.clone(),
+            faults: faults.clone(),
+            metrics: metrics.clone(),
+            max: config.create_batch_max,
+            wait: config.create_batch_wait,
+            key_ttl: config.idempotency_ttl,
+        },
+        config.create_batch_workers,
+    );
     let app = Arc::new(app::App {
         course: course::CourseClient::new(nats.clone(), &config, metrics.clone()),
         slot_fetches: cache::SlotFetches::default(),
         metrics,
-        faults: faults::Faults::new(config.fault_point, config.fault_after, config.planted_bug),
+        faults,
+        batches,
         codec: contracts::Codec::default(),
         config,
         pool: pool.clone(),

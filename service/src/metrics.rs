@@ -39,6 +39,8 @@ pub(crate) struct Metrics {
     pub(crate) stale_fallbacks: Counter,
     /// Course-service call latency, seconds.
     pub(crate) course_latency: Histogram,
+    /// Creates per group-commit transaction.
+    pub(crate) create_batch_size: Histogram,
     /// Course-service call failures by kind.
     pub(crate) course_failures: Family<Kind, Counter>,
     /// Events that could not be published (each failed outbox attempt).
@@ -79,6 +81,7 @@ impl Default for Metrics {
             cache_misses: Counter::default(),
             stale_fallbacks: Counter::default(),
             course_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            create_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             course_failures: Family::default(),
             nats_publish_failures: Counter::default(),
             malformed_messages: Counter::default(),
@@ -124,6 +127,11 @@ impl Default for Metrics {
             "course_service_latency_seconds",
             "Latency of course-service calls",
             m.course_latency.clone(),
+        );
+        registry.register(
+            "create_batch_size",
+            "booking.create requests committed per group-commit transaction",
+            m.create_batch_size.clone(),
         );
         registry.register(
             "course_service_failures",

@@ -134,6 +134,34 @@ async fn a_short_faulty_run_holds_every_invariant_writes_its_report_and_leaves_n
     }
 }
 
+/// Group commit allocates a batch's seats in memory, in arrival order; the planted defect checks
+/// every item against the count read before the batch, so a batch can sell the last seat twice.
+/// One batch worker: the rush queues behind the first create, so the next batch is a crowd.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_planted_batch_that_sells_the_last_seat_twice_is_caught_with_a_witness() {
+    let scenario = Scenario::parse(
+        "name = 'bug'\nreplicas = 1\nduration_s = 1.0\nsettle_s = 10.0\n\
+         [workload]\nrate = 10.0\nrush_users = 300\nrush_slots = 1\nrush_at_s = 0.2\n\
+         [service]\nCREATE_BATCH_WORKERS = '1'\n",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let report = execute(
+        &Trace::expand(&scenario, 1),
+        &options(dir.path(), &[("PLANTED_BUG", "batch-shares-seats")]),
+    )
+    .await
+    .unwrap();
+    let i1 = &report.invariants[0];
+    assert_eq!(i1.id, "I1");
+    assert!(!i1.held, "{}", report.markdown());
+    assert!(
+        i1.witnesses[0].contains("players on 4 seats"),
+        "{:?}",
+        i1.witnesses
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_planted_missing_row_lock_is_caught_with_a_witness() {
     let scenario = Scenario::parse(

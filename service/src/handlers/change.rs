@@ -11,8 +11,8 @@ use contracts::{subjects, Success, Won};
 
 use crate::app::App;
 use crate::error::{Result, ServiceError, StepExt as _};
+use crate::events;
 use crate::store::{self, now, BookingRow};
-use crate::{events, outbox};
 
 /// `booking.cancel`.
 pub(crate) async fn cancel(
@@ -64,16 +64,16 @@ pub(crate) async fn cancel(
     let details = serde_json::json!({ "reason": reason });
     store::insert_history(&mut tx, booking.id, "CANCELLED", &details, req.user_id, at).await?;
     let event = events::cancelled(&booking, req.reason.as_deref(), at);
-    outbox::enqueue(
+    store::outbox::enqueue(
         &mut tx,
         booking.id,
         &[
-            outbox::seats(
+            store::outbox::seats(
                 subjects::SLOTS_RELEASE,
                 booking.game_time_slot_id,
                 booking.player_count,
             ),
-            outbox::event(subjects::BOOKING_CANCELLED, &event),
+            store::outbox::event(subjects::BOOKING_CANCELLED, &event),
         ],
     )
     .await?;
@@ -162,10 +162,14 @@ pub(crate) async fn update(
         } else {
             (subjects::SLOTS_RELEASE, -delta)
         };
-        outbox::enqueue(
+        store::outbox::enqueue(
             &mut tx,
             booking.id,
-            &[outbox::seats(subject, booking.game_time_slot_id, seats)],
+            &[store::outbox::seats(
+                subject,
+                booking.game_time_slot_id,
+                seats,
+            )],
         )
         .await?;
     }

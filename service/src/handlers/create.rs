@@ -4,18 +4,15 @@
 
 use chrono::NaiveTime;
 use contracts::booking::{BookingResponse, CreateBookingRequest};
-use contracts::course::SlotStatus;
 use contracts::money::Charge;
 use contracts::{subjects, Success, Won};
 
 use crate::app::App;
+use crate::batch::{check_room, Conflict, DEFAULT_PAYMENT_METHOD};
 use crate::error::{Result, ServiceError, StepExt as _};
 use crate::faults::{FaultPoint, PlantedBug};
 use crate::store::{self, now, NewBooking, SlotRow};
-use crate::{events, idempotency, outbox, telemetry};
-
-/// Payment method recorded when the request names none (the column is NOT NULL).
-const DEFAULT_PAYMENT_METHOD: &str = "unspecified";
+use crate::{events, idempotency, telemetry};
 
 /// `booking.create`.
 pub(crate) async fn create(
@@ -62,12 +59,21 @@ async fn attempt(
     // Losers of a rush are answered from the cache without queueing on the row lock; the lock
     // below re-checks for everyone else.
     check_room(&slot.status, slot.available_players, req.player_count)?;
-    match insert(app, req, &slot, fingerprint).await {
+    // Group commit; a create whose batch failed runs alone.
+    let outcome = match app.batches.submit(req, &slot, fingerprint).await {
+        Err(Conflict::Alone) => insert(app, req, &slot, fingerprint).await,
+        other => other,
+    };
+    match outcome {
         Err(Conflict::Key) => {
             let key = req.idempotency_key.as_deref().unwrap_or_default();
             idempotency::replay(&app.pool, req.user_id, key, fingerprint)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("idempotency key vanished during replay").into())
+        }
+        // Only a batch answers this, and a create that ran alone had no batch.
+        Err(Conflict::Alone) => {
+            Err(anyhow::anyhow!("a lone create was sent back to run alone").into())
         }
         Err(Conflict::Service(e)) => {
             // Losing a race for the last seats is expected, not an error of ours; the caller is
@@ -89,36 +95,7 @@ async fn attempt(
     }
 }
 
-/// `BUS_004` when the slot is closed or has fewer than `requested` seats left.
-fn check_room(status: &str, available: i32, requested: i32) -> Result<()> {
-    if status == SlotStatus::Closed.as_str() {
-        return Err(ServiceError::Rule(
-            "Selected time slot is not available".into(),
-        ));
-    }
-    if available < requested {
-        return Err(ServiceError::Rule(format!(
-            "Selected time slot is no longer available: {available} seats left, {requested} requested"
-        )));
-    }
-    Ok(())
-}
-
-/// Why the insert transaction stopped.
-enum Conflict {
-    /// Another request with the same idempotency key committed first.
-    Key,
-    /// Anything else.
-    Service(ServiceError),
-}
-
-impl<E: Into<ServiceError>> From<E> for Conflict {
-    fn from(e: E) -> Self {
-        Conflict::Service(e.into())
-    }
-}
-
-/// The transaction: lock, re-check, write everything, commit; the reply is built from the rows
+/// One create alone (when its batch failed): lock, re-check, write everything, commit; the reply is built from the rows
 /// written, as every other handler builds it from the rows it reads.
 async fn insert(
     app: &App,
@@ -180,17 +157,17 @@ async fn insert(
         store::insert_history(&mut tx, booking.id, "CREATED", &details, req.user_id, at).await?;
 
     let mut events = vec![
-        outbox::seats(
+        store::outbox::seats(
             subjects::SLOTS_BOOK,
             slot.game_time_slot_id,
             req.player_count,
         ),
-        outbox::event(subjects::BOOKING_CONFIRMED, &events::confirmed(&booking)),
+        store::outbox::event(subjects::BOOKING_CONFIRMED, &events::confirmed(&booking)),
     ];
     if app.faults.planted(PlantedBug::DropOutbox) {
         events.remove(0);
     }
-    outbox::enqueue(&mut tx, booking.id, &events).await?;
+    store::outbox::enqueue(&mut tx, booking.id, &events).await?;
     let booked = locked.booked_players + req.player_count;
     store::set_booked(&mut tx, slot.game_time_slot_id, booked, at).await?;
     if let Some(key) = &req.idempotency_key {

@@ -4,6 +4,8 @@
 //! Money columns are `DECIMAL(10,2)` holding whole won: they are read as `::int8` and written from
 //! `i64`. Timestamps are `timestamp(3)` holding UTC, read and written as `NaiveDateTime`.
 
+pub(crate) mod batch;
+pub(crate) mod outbox;
 mod rows;
 mod writes;
 

@@ -127,6 +127,27 @@ pub(crate) struct PaymentRow {
 }
 
 impl PaymentRow {
+    /// A PENDING payment as `store::batch` writes it.
+    pub(crate) fn pending(
+        id: i32,
+        booking_id: i32,
+        amount: i64,
+        method: String,
+        at: NaiveDateTime,
+    ) -> Self {
+        Self {
+            id,
+            booking_id,
+            amount,
+            payment_method: method,
+            payment_status: "PENDING".into(),
+            transaction_id: None,
+            paid_at: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
     pub(crate) fn into_wire(self) -> Result<Payment> {
         Ok(Payment {
             id: self.id,
@@ -155,6 +176,24 @@ pub(crate) struct HistoryRow {
 }
 
 impl HistoryRow {
+    /// The CREATED entry as `store::batch` writes it.
+    pub(crate) fn created(
+        id: i32,
+        booking_id: i32,
+        details: serde_json::Value,
+        user_id: i32,
+        at: NaiveDateTime,
+    ) -> Self {
+        Self {
+            id,
+            booking_id,
+            action: "CREATED".into(),
+            details: Some(details),
+            user_id,
+            created_at: at,
+        }
+    }
+
     pub(crate) fn into_wire(self) -> BookingHistoryEntry {
         BookingHistoryEntry {
             id: self.id,

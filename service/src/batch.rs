@@ -1,0 +1,379 @@
+//! Group commit for `booking.create`: creates that arrive together become one transaction per
+//! replica, so the commit (the fsync) is paid once per batch instead of once per booking.
+//!
+//! Creates queue here after their slot is resolved. `CREATE_BATCH_WORKERS` workers each take
+//! what is queued (up to `CREATE_BATCH_MAX`, waiting at most `CREATE_BATCH_WAIT_US` for more; a
+//! lone create finds an idle worker and goes straight through), lock the touched slots in id order,
+//! allocate seats in arrival order in memory, write every row with multi-row statements, update
+//! each slot once and commit once (`store::batch`). Each caller then gets exactly what it would
+//! have got alone: its booking, `BUS_004` when the seats ran out before its turn, or
+//! [`Conflict::Key`] when its key is taken. One refused item never fails the others; a database
+//! error fails the batch, and each item is then answered [`Conflict::Alone`] so that its handler
+//! runs it alone.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveTime;
+use contracts::booking::{BookingResponse, CreateBookingRequest};
+use contracts::course::SlotStatus;
+use contracts::money::Charge;
+use contracts::{subjects, Won};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use crate::error::{Result, ServiceError, StepExt as _};
+use crate::events;
+use crate::faults::{FaultPoint, Faults, PlantedBug};
+use crate::metrics::Metrics;
+use crate::store::batch::{self as sql, BatchSlot, BatchWrite};
+use crate::store::{self, now, BookingRow, HistoryRow, PaymentRow, SlotRow};
+
+/// Payment method recorded when the request names none (the column is NOT NULL).
+pub(crate) const DEFAULT_PAYMENT_METHOD: &str = "unspecified";
+
+/// Why a create was not written.
+#[derive(Debug)]
+pub(crate) enum Conflict {
+    /// Its idempotency key is already taken (by a committed booking, or an earlier item of its
+    /// batch): the caller replays the key.
+    Key,
+    /// Refused or failed, as it would have been alone.
+    Service(ServiceError),
+    /// Its batch failed as a whole: run it alone.
+    Alone,
+}
+
+impl<E: Into<ServiceError>> From<E> for Conflict {
+    fn from(e: E) -> Self {
+        Conflict::Service(e.into())
+    }
+}
+
+/// A create's result.
+pub(crate) type Outcome = std::result::Result<BookingResponse, Conflict>;
+
+/// One queued create.
+struct Job {
+    req: CreateBookingRequest,
+    slot: SlotRow,
+    fingerprint: String,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// What the workers work with.
+pub(crate) struct Deps {
+    /// The database.
+    pub(crate) pool: sqlx::PgPool,
+    /// Fault points and planted bugs of this process.
+    pub(crate) faults: Arc<Faults>,
+    /// Batch sizes.
+    pub(crate) metrics: Arc<Metrics>,
+    /// Most creates in one transaction.
+    pub(crate) max: usize,
+    /// Longest wait for more creates once one is queued.
+    pub(crate) wait: Duration,
+    /// How long a stored idempotency key lives.
+    pub(crate) key_ttl: Duration,
+}
+
+/// The replica's create queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Batches {
+    queue: mpsc::UnboundedSender<Job>,
+}
+
+impl Batches {
+    /// Starts `workers` batch workers; they stop once every handle is dropped and the queue is
+    /// empty.
+    pub(crate) fn start(deps: Deps, workers: usize) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let rx = Arc::new(Mutex::new(rx));
+        let deps = Arc::new(deps);
+        for _ in 0..workers.max(1) {
+            let (rx, deps) = (rx.clone(), deps.clone());
+            tokio::spawn(async move {
+                while let Some(jobs) = next_batch(&rx, deps.max, deps.wait).await {
+                    run(&deps, jobs).await;
+                }
+            });
+        }
+        Self { queue }
+    }
+
+    /// Queues a create whose slot is resolved and waits for its outcome.
+    pub(crate) async fn submit(
+        &self,
+        req: &CreateBookingRequest,
+        slot: &SlotRow,
+        fingerprint: &str,
+    ) -> Outcome {
+        let (reply, outcome) = oneshot::channel();
+        let job = Job {
+            req: req.clone(),
+            slot: slot.clone(),
+            fingerprint: fingerprint.to_owned(),
+            reply,
+        };
+        if self.queue.send(job).is_err() {
+            return Err(Conflict::Alone);
+        }
+        outcome.await.unwrap_or(Err(Conflict::Alone))
+    }
+}
+
+/// Waits for one queued create, then takes up to `max` in all, waiting at most `wait` for more.
+async fn next_batch(
+    rx: &Mutex<mpsc::UnboundedReceiver<Job>>,
+    max: usize,
+    wait: Duration,
+) -> Option<Vec<Job>> {
+    let mut rx = rx.lock().await;
+    let first = rx.recv().await?;
+    let mut jobs = vec![first];
+    let deadline = tokio::time::Instant::now() + wait;
+    while jobs.len() < max.max(1) {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) if wait.is_zero() => break,
+            Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(job)) => jobs.push(job),
+                _ => break,
+            },
+        }
+    }
+    Some(jobs)
+}
+
+/// Commits one batch and answers every caller.
+async fn run(deps: &Deps, jobs: Vec<Job>) {
+    deps.metrics.create_batch_size.observe(jobs.len() as f64);
+    let outcomes = match commit(deps, &jobs).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            tracing::warn!(items = jobs.len(), error = %e, "a create batch failed; each create runs alone");
+            jobs.iter().map(|_| Err(Conflict::Alone)).collect()
+        }
+    };
+    for (job, outcome) in jobs.into_iter().zip(outcomes) {
+        let _ = job.reply.send(outcome);
+    }
+}
+
+/// `BUS_004` when the slot is closed or has fewer than `requested` seats left.
+pub(crate) fn check_room(status: &str, available: i32, requested: i32) -> Result<()> {
+    if status == SlotStatus::Closed.as_str() {
+        return Err(ServiceError::Rule(
+            "Selected time slot is not available".into(),
+        ));
+    }
+    if available < requested {
+        return Err(ServiceError::Rule(format!(
+            "Selected time slot is no longer available: {available} seats left, {requested} requested"
+        )));
+    }
+    Ok(())
+}
+
+/// The batch's transaction; one outcome per job, in order.
+async fn commit(deps: &Deps, jobs: &[Job]) -> Result<Vec<Outcome>> {
+    let mut tx = deps.pool.begin().await.step("starting a create batch")?;
+    let mut slot_ids: Vec<i32> = jobs.iter().map(|j| j.slot.game_time_slot_id).collect();
+    slot_ids.sort_unstable();
+    slot_ids.dedup();
+    let lock = !deps.faults.planted(PlantedBug::SkipRowLock);
+    let (slots, ids) = sql::lock_slots(&mut tx, &slot_ids, lock, jobs.len()).await?;
+    let keyed: Vec<(i32, String)> = jobs
+        .iter()
+        .filter_map(|j| Some((j.req.user_id, j.req.idempotency_key.clone()?)))
+        .collect();
+    let taken = if keyed.is_empty() {
+        HashSet::new()
+    } else {
+        let (users, keys): (Vec<i32>, Vec<String>) = keyed.into_iter().unzip();
+        sql::taken_keys(&mut tx, &users, &keys).await?
+    };
+
+    let at = now();
+    let mut outcomes: Vec<Option<Outcome>> = jobs.iter().map(|_| None).collect();
+    let mut write = BatchWrite::default();
+    let mut counts: HashMap<i32, i32> = HashMap::new();
+    let mut seen_keys = HashSet::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let req = &job.req;
+        if let Some(key) = &req.idempotency_key {
+            let pair = (req.user_id, key.clone());
+            if taken.contains(&pair) || !seen_keys.insert(pair) {
+                outcomes[i] = Some(Err(Conflict::Key));
+                continue;
+            }
+        }
+        let Some(locked) = slots.get(&job.slot.game_time_slot_id) else {
+            let id = job.slot.game_time_slot_id;
+            outcomes[i] = Some(Err(ServiceError::NotFound(format!(
+                "Game time slot {id} not found"
+            ))
+            .into()));
+            continue;
+        };
+        let Some(&booking_id) = ids.get(i) else {
+            outcomes[i] = Some(Err(Conflict::Alone));
+            continue;
+        };
+        let booked = counts
+            .entry(locked.game_time_slot_id)
+            .or_insert(locked.booked_players);
+        // The planted defect checks every item against the count read under the lock, so two
+        // items of one batch can both take the last seat.
+        let seen = if deps.faults.planted(PlantedBug::BatchSharesSeats) {
+            locked.booked_players
+        } else {
+            *booked
+        };
+        if let Err(e) = check_room(&locked.status, locked.max_players - seen, req.player_count) {
+            outcomes[i] = Some(Err(e.into()));
+            continue;
+        }
+        *booked += req.player_count;
+        add(&mut write, job, locked, booking_id, deps, at);
+    }
+    write.slots = counts.into_iter().collect();
+    write.slots.sort_unstable();
+
+    if write.bookings.is_empty() {
+        tx.commit().await.step("ending an empty create batch")?;
+        return Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Err(Conflict::Alone)))
+            .collect());
+    }
+    let written = sql::write(&mut tx, &write, at, deps.key_ttl).await?;
+    if written.keys_stored < write.keys.len() {
+        // A live key of the same name committed meanwhile: roll back; alone, each create learns
+        // whether it was its own.
+        tx.rollback().await.step("rolling back a create batch")?;
+        return Ok(jobs.iter().map(|_| Err(Conflict::Alone)).collect());
+    }
+    tx.commit().await.step("committing a create batch")?;
+    deps.faults.crash_at(FaultPoint::AfterCommit);
+
+    let mut written_rows = write
+        .bookings
+        .into_iter()
+        .zip(write.payment_methods)
+        .zip(write.details);
+    for (i, outcome) in outcomes.iter_mut().enumerate() {
+        if outcome.is_some() {
+            continue;
+        }
+        let Some(((booking, method), details)) = written_rows.next() else {
+            *outcome = Some(Err(Conflict::Alone));
+            continue;
+        };
+        let Some(&(payment_id, history_id)) = written.payment_and_history.get(&booking.id) else {
+            tracing::error!(
+                item = i,
+                booking = booking.id,
+                "a batch booking came back without its payment"
+            );
+            *outcome = Some(Err(Conflict::Alone));
+            continue;
+        };
+        let payment = PaymentRow::pending(payment_id, booking.id, booking.total_price, method, at);
+        let history = HistoryRow::created(history_id, booking.id, details, booking.user_id, at);
+        *outcome = Some(
+            payment
+                .into_wire()
+                .and_then(|p| booking.into_response(vec![p], vec![history.into_wire()]))
+                .map_err(Conflict::Service),
+        );
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Err(Conflict::Alone)))
+        .collect())
+}
+
+/// Adds one allocated create to the batch's rows: booking, payment method, history details,
+/// its book and `booking.confirmed` outbox rows, and its key.
+fn add(
+    write: &mut BatchWrite,
+    job: &Job,
+    locked: &BatchSlot,
+    id: i32,
+    deps: &Deps,
+    at: chrono::NaiveDateTime,
+) {
+    let (req, slot) = (&job.req, &job.slot);
+    let price = Won(locked.price);
+    let charge = Charge::of(price, req.player_count);
+    let booking = BookingRow {
+        id,
+        booking_number: store::booking_number(),
+        user_id: req.user_id,
+        game_id: slot.game_id,
+        game_time_slot_id: slot.game_time_slot_id,
+        game_name: slot.game_name.clone(),
+        game_code: slot.game_code.clone(),
+        front_nine_course_id: locked.front_nine_course_id,
+        front_nine_course_name: slot.front_nine_course_name.clone(),
+        back_nine_course_id: locked.back_nine_course_id,
+        back_nine_course_name: slot.back_nine_course_name.clone(),
+        club_id: slot.club_id,
+        club_name: slot.club_name.clone(),
+        booking_date: slot.date.and_time(NaiveTime::MIN),
+        start_time: slot.start_time.clone(),
+        end_time: slot.end_time.clone(),
+        player_count: req.player_count,
+        price_per_person: price.get(),
+        service_fee: charge.fee.get(),
+        total_price: charge.total.get(),
+        status: "CONFIRMED".into(),
+        payment_method: req.payment_method.clone(),
+        special_requests: req.special_requests.clone(),
+        user_email: Some(req.user_email.clone()),
+        user_name: Some(req.user_name.clone()),
+        user_phone: req.user_phone.clone(),
+        created_at: at,
+        updated_at: at,
+    };
+    write.details.push(serde_json::json!({
+        "playerCount": req.player_count,
+        "totalPrice": charge.total.get().to_string(),
+        "paymentMethod": req.payment_method,
+        "gameName": slot.game_name,
+        "gameTimeSlotId": slot.game_time_slot_id,
+    }));
+    write.payment_methods.push(
+        req.payment_method
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PAYMENT_METHOD.into()),
+    );
+    let book = store::outbox::seats(
+        subjects::SLOTS_BOOK,
+        slot.game_time_slot_id,
+        req.player_count,
+    );
+    let confirmed = store::outbox::event(subjects::BOOKING_CONFIRMED, &events::confirmed(&booking));
+    let mut rows = vec![book, confirmed];
+    if deps.faults.planted(PlantedBug::DropOutbox) {
+        rows.remove(0);
+    }
+    for row in rows {
+        let (channel, lane) = row.channel_and_lane(id);
+        write.events.push((
+            uuid::Uuid::new_v4(),
+            id,
+            row.subject,
+            row.payload,
+            channel,
+            lane,
+        ));
+    }
+    if let Some(key) = &req.idempotency_key {
+        write
+            .keys
+            .push((req.user_id, key.clone(), job.fingerprint.clone(), id));
+    }
+    write.bookings.push(booking);
+}

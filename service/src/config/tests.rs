@@ -1,0 +1,83 @@
+//! Unit tests of `config`.
+
+use super::*;
+
+fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let pairs: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_lookup(|name| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    })
+}
+
+#[test]
+fn a_missing_database_url_is_named() {
+    let err = with(&[]).unwrap_err().to_string();
+    assert!(err.contains("DATABASE_URL"), "{err}");
+}
+
+#[test]
+fn a_bad_number_names_the_variable_and_the_range() {
+    let err = with(&[
+        ("DATABASE_URL", "postgres://h/db"),
+        ("COURSE_TIMEOUT_MS", "soon"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("COURSE_TIMEOUT_MS") && err.contains("between"),
+        "{err}"
+    );
+}
+
+#[test]
+fn defaults_follow_the_design() {
+    let c = with(&[("DATABASE_URL", "postgres://h/db")]).unwrap();
+    assert_eq!(c.queue_group, "booking-service");
+    assert_eq!(c.course_timeout, Duration::from_secs(5));
+    assert_eq!(c.cache_ttl, Duration::from_secs(300));
+    assert_eq!(c.cancel_cutoff_days, 3);
+}
+
+#[test]
+fn nats_credentials_are_read_checked_and_never_printed() {
+    let c = with(&[
+        ("DATABASE_URL", "postgres://h/db"),
+        ("NATS_USER", "booking-service"),
+        ("NATS_PASSWORD", "s3cret"),
+    ])
+    .unwrap();
+    assert_eq!(
+        c.nats_auth,
+        NatsLogin::UserPassword {
+            user: "booking-service".into(),
+            password: "s3cret".into()
+        }
+    );
+    assert!(!format!("{:?}", c.nats_auth).contains("s3cret"));
+    let both = with(&[
+        ("DATABASE_URL", "postgres://h/db"),
+        ("NATS_TOKEN", "t"),
+        ("NATS_CREDS", "/x.creds"),
+    ]);
+    assert!(both.unwrap_err().to_string().contains("at most one"));
+    let half = with(&[("DATABASE_URL", "postgres://h/db"), ("NATS_USER", "u")]);
+    assert!(half.unwrap_err().to_string().contains("NATS_PASSWORD"));
+    let tls = with(&[
+        ("DATABASE_URL", "postgres://h/db"),
+        ("NATS_TLS_CA", "/ca.pem"),
+    ])
+    .unwrap();
+    assert!(tls.nats_tls.required);
+}
+
+#[test]
+fn passwords_never_reach_debug_output() {
+    let c = with(&[("DATABASE_URL", "postgres://u:hunter2@h/db")]).unwrap();
+    assert!(!format!("{c:?}").contains("hunter2"));
+}
