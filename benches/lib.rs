@@ -1,8 +1,14 @@
 //! The benchmark harness shared by `benches/create.rs` (criterion) and its summary table: a
 //! production-like stack (PostgreSQL with fsync on, NATS, one release booking-service process,
 //! the course-stub), slots already in the cache, and closed-loop clients that issue
-//! `booking.create` either over NATS to the service or as the same SQL transaction straight to
-//! PostgreSQL: the database's own limit for this work.
+//! `booking.create` over NATS to the service; beside it, the database's own limit for this work:
+//! the same SQL transaction run by `pgbench` ([`pgbench`]) and by Rust straight to PostgreSQL, both
+//! on a quiet database of their own (same server, same schema and slots, no relay attached).
+
+mod direct;
+pub mod pgbench;
+
+pub use direct::direct_create;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,9 +21,13 @@ use world::stack::{Stack, StackOptions};
 /// Slots the benchmark books on (each with room for every booking it will make).
 pub const SLOTS: i32 = 256;
 /// First slot id.
-const FIRST_SLOT: i32 = 900_001;
+pub(crate) const FIRST_SLOT: i32 = 900_001;
 /// The benchmark's game.
-const GAME: i32 = 9_001;
+pub(crate) const GAME: i32 = 9_001;
+/// Price per player of the benchmark's slots.
+pub(crate) const PRICE: i64 = 20_000;
+/// The 4-seat slot of the hot-slot rush.
+const HOT_SLOT: i32 = 990_001;
 
 /// Throughput and latency of one measurement.
 #[derive(Debug, Clone, Serialize)]
@@ -40,8 +50,13 @@ pub struct Figures {
 pub struct Bench {
     /// The stack (its logs are in `target/bench/logs`).
     pub stack: Stack,
-    /// A pool for the direct transactions, one connection per client.
+    /// A pool on the service's database.
     pub pool: sqlx::PgPool,
+    /// A quiet database (same schema and slots, no relay attached) for the direct baselines.
+    pub quiet: world::TestDatabase,
+    /// A pool on it for the Rust direct path, one connection per client (made for each point, so
+    /// that idle connections never crowd out `pgbench`'s).
+    quiet_pool: std::sync::Mutex<sqlx::PgPool>,
     /// A NATS client.
     pub client: async_nats::Client,
     /// Shared counter for unique users and slot choice.
@@ -76,38 +91,45 @@ impl Bench {
         )
         .await?;
         let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(64)
+            .max_connections(4)
             .connect(stack.db.url())
             .await?;
-        let date = chrono::Utc::now().date_naive() + chrono::Duration::days(30);
-        sqlx::query(
-            "INSERT INTO game_cache (game_id, name, code, front_nine_course_id, front_nine_course_name, \
-             back_nine_course_id, back_nine_course_name, base_price, club_id, club_name, updated_at) \
-             VALUES ($1, 'bench', 'B1', 1, 'A', 2, 'B', 20000, 1, 'club', now())",
-        )
-        .bind(GAME)
-        .execute(&pool)
-        .await?;
-        sqlx::query(
-            "INSERT INTO game_time_slot_cache (game_time_slot_id, game_id, game_name, game_code, \
-             front_nine_course_name, back_nine_course_name, club_id, club_name, date, start_time, end_time, \
-             max_players, booked_players, available_players, price, last_sync_at, updated_at) \
-             SELECT id, $2, 'bench', 'B1', 'A', 'B', 1, 'club', $3, '09:00', '12:00', 1000000, 0, 1000000, \
-             20000, now() + interval '1 day', now() FROM generate_series($1::int, $1::int + $4 - 1) AS id",
-        )
-        .bind(FIRST_SLOT)
-        .bind(GAME)
-        .bind(date)
-        .bind(SLOTS)
-        .execute(&pool)
-        .await?;
+        seed(&pool).await?;
+        let quiet = quiet_database(&stack.world).await?;
+        let quiet_pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(quiet.url())
+            .await?;
         let client = stack.client().await?;
         Ok(Self {
             stack,
             pool,
+            quiet,
+            quiet_pool: std::sync::Mutex::new(quiet_pool),
             client,
             next: std::sync::atomic::AtomicU64::new(1),
         })
+    }
+
+    fn direct_pool(&self) -> sqlx::PgPool {
+        match self.quiet_pool.lock() {
+            Ok(pool) => pool.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Gives the Rust direct path a pool of `size` connections, closing the previous one.
+    pub async fn direct_clients(&self, size: usize) -> anyhow::Result<()> {
+        let fresh = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(u32::try_from(size.max(1)).unwrap_or(1))
+            .connect(self.quiet.url())
+            .await?;
+        let old = match self.quiet_pool.lock() {
+            Ok(mut pool) => std::mem::replace(&mut *pool, fresh),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), fresh),
+        };
+        old.close().await;
+        Ok(())
     }
 
     fn next(&self) -> (i32, i32) {
@@ -123,21 +145,54 @@ impl Bench {
         let started = Instant::now();
         match path {
             Route::Service => self.over_nats(user, slot).await?,
-            Route::Direct => direct_create(&self.pool, user, slot).await?,
+            Route::Direct => direct_create(&self.direct_pool(), user, slot).await?,
         }
         Ok(started.elapsed())
     }
 
     async fn over_nats(&self, user: i32, slot: i32) -> anyhow::Result<()> {
-        let data = serde_json::json!({"userId": user, "gameTimeSlotId": slot, "playerCount": 1,
-            "paymentMethod": "card", "userEmail": "bench@example.com", "userName": "bench"});
-        let reply = NestClient::new(self.client.clone(), Duration::from_secs(30))
-            .request(subjects::BOOKING_CREATE, &data)
-            .await?;
-        match reply.outcome {
+        match self.ask_create(user, slot).await? {
             ReplyOutcome::Response(_) => Ok(()),
             other => anyhow::bail!("booking.create failed: {other:?}"),
         }
+    }
+
+    async fn ask_create(&self, user: i32, slot: i32) -> anyhow::Result<ReplyOutcome> {
+        let data = serde_json::json!({"userId": user, "gameTimeSlotId": slot, "playerCount": 1,
+            "paymentMethod": "card", "userEmail": "bench@example.com", "userName": "bench"});
+        Ok(
+            NestClient::new(self.client.clone(), Duration::from_secs(60))
+                .request(subjects::BOOKING_CREATE, &data)
+                .await?
+                .outcome,
+        )
+    }
+
+    /// `users` clients ask at once for one seat each of a fresh 4-seat slot: the time until every
+    /// one is answered, and the seats sold.
+    pub async fn rush(&self, users: usize, round: i32) -> anyhow::Result<(Duration, usize)> {
+        let slot = HOT_SLOT + round;
+        sqlx::query(
+            "INSERT INTO game_time_slot_cache (game_time_slot_id, game_id, game_name, game_code, \
+             front_nine_course_name, back_nine_course_name, club_id, club_name, date, start_time, end_time, \
+             max_players, booked_players, available_players, price, last_sync_at, updated_at) \
+             VALUES ($1, $2, 'bench', 'B1', 'A', 'B', 1, 'club', CURRENT_DATE + 30, '10:00', '13:00', 4, 0, 4, \
+             $3, now() + interval '1 day', now())",
+        )
+        .bind(slot)
+        .bind(GAME)
+        .bind(PRICE)
+        .execute(&self.pool)
+        .await?;
+        let started = Instant::now();
+        let asks = (0..users).map(|u| self.ask_create(2_000_000 + u as i32, slot));
+        let mut sold = 0;
+        for outcome in futures::future::join_all(asks).await {
+            if matches!(outcome?, ReplyOutcome::Response(_)) {
+                sold += 1;
+            }
+        }
+        Ok((started.elapsed(), sold))
     }
 
     /// `n` bookings by `clients` closed-loop clients; the wall time.
@@ -248,86 +303,53 @@ impl Bench {
     }
 }
 
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant, valid histogram bounds")
+/// A database of its own on `world`'s server with the service's schema and the benchmark's slots,
+/// and no service attached: where the direct baselines run.
+pub async fn quiet_database(world: &world::World) -> anyhow::Result<world::TestDatabase> {
+    let db = world.database().await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(db.url())
+        .await?;
+    let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../service/migrations");
+    sqlx::migrate::Migrator::new(migrations.as_path())
+        .await?
+        .run(&pool)
+        .await?;
+    seed(&pool).await?;
+    pool.close().await;
+    Ok(db)
 }
 
-/// The service's create transaction as plain SQL (warm cache, no idempotency key): lock the slot,
-/// read the game, insert booking, payment, history and two outbox rows, update the cache, commit.
-pub async fn direct_create(pool: &sqlx::PgPool, user: i32, slot: i32) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await?;
-    let (max, booked, price): (i32, i32, i64) = sqlx::query_as(
-        "SELECT max_players, booked_players, price::int8 FROM game_time_slot_cache \
-         WHERE game_time_slot_id = $1 FOR UPDATE",
-    )
-    .bind(slot)
-    .fetch_one(&mut *tx)
-    .await?;
-    anyhow::ensure!(max - booked >= 1, "slot {slot} is full");
-    let _game: Option<(i32, i32)> = sqlx::query_as(
-        "SELECT front_nine_course_id, back_nine_course_id FROM game_cache WHERE game_id = $1",
+/// The benchmark's game and [`SLOTS`] roomy slots, in the cache of the database behind `pool`.
+async fn seed(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let date = chrono::Utc::now().date_naive() + chrono::Duration::days(30);
+    sqlx::query(
+        "INSERT INTO game_cache (game_id, name, code, front_nine_course_id, front_nine_course_name, \
+         back_nine_course_id, back_nine_course_name, base_price, club_id, club_name, updated_at) \
+         VALUES ($1, 'bench', 'B1', 1, 'A', 2, 'B', $2, 1, 'club', now())",
     )
     .bind(GAME)
-    .fetch_optional(&mut *tx)
+    .bind(PRICE)
+    .execute(pool)
     .await?;
-    let number = format!("BK-{}", uuid::Uuid::new_v4().simple());
-    let charge = contracts::money::Charge::of(contracts::Won(price), 1);
-    let (fee, total) = (charge.fee.get(), charge.total.get());
-    let id: i32 = sqlx::query_scalar(
-        "INSERT INTO bookings (booking_number, user_id, game_id, game_time_slot_id, game_name, game_code, \
-         front_nine_course_id, front_nine_course_name, back_nine_course_id, back_nine_course_name, club_id, \
-         club_name, booking_date, start_time, end_time, player_count, price_per_person, service_fee, total_price, \
-         status, payment_method, special_requests, user_email, user_name, user_phone, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'bench', 'B1', 1, 'A', 2, 'B', 1, 'club', now(), '09:00', '12:00', 1, $5, $6, $7, \
-         'CONFIRMED'::\"BookingStatus\", 'card', NULL, 'bench@example.com', 'bench', NULL, now(), now()) RETURNING id",
+    sqlx::query(
+        "INSERT INTO game_time_slot_cache (game_time_slot_id, game_id, game_name, game_code, \
+         front_nine_course_name, back_nine_course_name, club_id, club_name, date, start_time, end_time, \
+         max_players, booked_players, available_players, price, last_sync_at, updated_at) \
+         SELECT id, $2, 'bench', 'B1', 'A', 'B', 1, 'club', $3, '09:00', '12:00', 1000000, 0, 1000000, \
+         $5, now() + interval '1 day', now() FROM generate_series($1::int, $1::int + $4 - 1) AS id",
     )
-    .bind(&number)
-    .bind(user)
+    .bind(FIRST_SLOT)
     .bind(GAME)
-    .bind(slot)
-    .bind(price)
-    .bind(fee)
-    .bind(total)
-    .fetch_one(&mut *tx)
+    .bind(date)
+    .bind(SLOTS)
+    .bind(PRICE)
+    .execute(pool)
     .await?;
-    sqlx::query(
-        "INSERT INTO payments (booking_id, amount, payment_method, payment_status, created_at, updated_at) \
-         VALUES ($1, $2, 'card', 'PENDING', now(), now())",
-    )
-    .bind(id)
-    .bind(total)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO booking_history (booking_id, action, details, user_id, created_at) \
-         VALUES ($1, 'CREATED', $2, $3, now())",
-    )
-    .bind(id)
-    .bind(serde_json::json!({"playerCount": 1, "totalPrice": total.to_string()}))
-    .bind(user)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, event_type, payload, channel, lane) \
-         VALUES ($1, 'Booking', $3, 'gameTimeSlots.book', $4, 'course', $6), \
-         ($2, 'Booking', $3, 'booking.confirmed', $5, 'events', 'booking:' || $3)",
-    )
-    .bind(uuid::Uuid::new_v4())
-    .bind(uuid::Uuid::new_v4())
-    .bind(id.to_string())
-    .bind(serde_json::json!({"timeSlotId": slot, "playerCount": 1}))
-    .bind(serde_json::json!({"bookingId": id, "bookingNumber": number}))
-    .bind(format!("slot:{slot}"))
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE game_time_slot_cache SET booked_players = $2, available_players = max_players - $2, \
-         updated_at = now() WHERE game_time_slot_id = $1",
-    )
-    .bind(slot)
-    .bind(booked + 1)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
     Ok(())
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant, valid histogram bounds")
 }

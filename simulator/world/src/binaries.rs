@@ -49,15 +49,29 @@ fn debian_pg_dirs() -> Vec<PathBuf> {
     versions.into_iter().map(|(_, dir)| dir).collect()
 }
 
-/// Finds `initdb` and `postgres`: `PG_BIN_DIR`, then Debian's directories, then `PATH`.
-pub(crate) fn postgres() -> Result<PgBinaries, WorldError> {
+/// Where PostgreSQL's programs may be: `PG_BIN_DIR`, then Debian's directories, then `PATH`.
+fn pg_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PG_BIN_DIR")
         .map(PathBuf::from)
         .into_iter()
         .collect();
     dirs.extend(debian_pg_dirs());
     dirs.extend(path_dirs());
-    pg_in(&dirs)
+    dirs
+}
+
+/// Finds `initdb` and `postgres`: `PG_BIN_DIR`, then Debian's directories, then `PATH`.
+pub(crate) fn postgres() -> Result<PgBinaries, WorldError> {
+    pg_in(&pg_dirs())
+}
+
+/// Finds another PostgreSQL program (`pgbench`, `psql`) where `postgres` would be looked for.
+pub fn postgres_tool(name: &'static str) -> Result<PathBuf, WorldError> {
+    find_in(name, &pg_dirs()).ok_or(WorldError::MissingBinary {
+        program: name,
+        package: "postgresql",
+        instead: "set PG_BIN_DIR to its directory",
+    })
 }
 
 /// Finds both PostgreSQL programs in the same directory of `dirs`.

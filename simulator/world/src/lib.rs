@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use tokio::sync::{Mutex, OnceCell};
 
+pub use self::binaries::postgres_tool;
 pub use self::builder::WorldBuilder;
 pub use self::databases::TestDatabase;
 pub use self::nats::NatsRole;
