@@ -63,6 +63,21 @@ pub struct Bench {
     next: std::sync::atomic::AtomicU64,
 }
 
+/// How a hot-slot rush ended.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Rush {
+    /// Clients that asked at once.
+    pub clients: usize,
+    /// Until the last answer (or give-up), ms.
+    pub settled_ms: f64,
+    /// Bookings made.
+    pub sold: usize,
+    /// Answered with an error (`BUS_004` for the losers).
+    pub refused: usize,
+    /// Never answered within 10 s.
+    pub unanswered: usize,
+}
+
 /// Which path a booking takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -169,8 +184,8 @@ impl Bench {
     }
 
     /// `users` clients ask at once for one seat each of a fresh 4-seat slot: the time until every
-    /// one is answered, and the seats sold.
-    pub async fn rush(&self, users: usize, round: i32) -> anyhow::Result<(Duration, usize)> {
+    /// one is answered (or given up after 10 s), the seats sold, and the requests never answered.
+    pub async fn rush(&self, users: usize, round: i32) -> anyhow::Result<Rush> {
         let slot = HOT_SLOT + round;
         sqlx::query(
             "INSERT INTO game_time_slot_cache (game_time_slot_id, game_id, game_name, game_code, \
@@ -185,14 +200,26 @@ impl Bench {
         .execute(&self.pool)
         .await?;
         let started = Instant::now();
-        let asks = (0..users).map(|u| self.ask_create(2_000_000 + u as i32, slot));
-        let mut sold = 0;
-        for outcome in futures::future::join_all(asks).await {
-            if matches!(outcome?, ReplyOutcome::Response(_)) {
-                sold += 1;
+        let asker = NestClient::new(self.client.clone(), Duration::from_secs(10));
+        let asks = (0..users).map(|u| {
+            let data = serde_json::json!({"userId": 2_000_000 + u, "gameTimeSlotId": slot,
+                "playerCount": 1, "userEmail": "rush@example.com", "userName": "rush"});
+            let asker = &asker;
+            async move { asker.request(subjects::BOOKING_CREATE, &data).await }
+        });
+        let mut rush = Rush {
+            clients: users,
+            ..Rush::default()
+        };
+        for answer in futures::future::join_all(asks).await {
+            match answer.map(|reply| reply.outcome) {
+                Ok(ReplyOutcome::Response(_)) => rush.sold += 1,
+                Ok(_) => rush.refused += 1,
+                Err(_) => rush.unanswered += 1,
             }
         }
-        Ok((started.elapsed(), sold))
+        rush.settled_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(rush)
     }
 
     /// `n` bookings by `clients` closed-loop clients; the wall time.

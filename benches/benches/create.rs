@@ -78,6 +78,7 @@ fn main() -> anyhow::Result<()> {
     let (points, rushes, rtt, memory) = rt.block_on(async {
         let mut points = Vec::new();
         for clients in CLIENTS {
+            eprintln!("bench: {clients} clients: pgbench, Rust direct, service ({secs} s each)");
             let pgbench = benches::pgbench::run(bench.quiet.url(), clients, secs, &dir)?;
             bench.direct_clients(clients).await?;
             let direct = bench
@@ -95,8 +96,8 @@ fn main() -> anyhow::Result<()> {
         }
         let mut rushes = Vec::new();
         for (round, users) in RUSHES.into_iter().enumerate() {
-            let (took, sold) = bench.rush(users, round as i32).await?;
-            rushes.push((users, took, sold));
+            eprintln!("bench: hot-slot rush of {users} clients on one 4-seat slot");
+            rushes.push(bench.rush(users, round as i32).await?);
         }
         let rtt = bench.nats_round_trip(2000).await?;
         let memory = bench.service_peak_memory_mib().await;
@@ -122,12 +123,14 @@ fn main() -> anyhow::Result<()> {
             p.direct.p50_ms,
         );
     }
-    md.push_str("\n| hot-slot rush | settled in ms | seats sold (of 4) |\n|---:|---:|---:|\n");
-    for (users, took, sold) in &rushes {
+    md.push_str(
+        "\n| hot-slot rush | settled in ms | seats sold (of 4) | refused | never answered |\n|---:|---:|---:|---:|---:|\n",
+    );
+    for r in &rushes {
         let _ = writeln!(
             md,
-            "| {users} clients | {:.0} | {sold} |",
-            took.as_secs_f64() * 1000.0
+            "| {} clients | {:.0} | {} | {} | {} |",
+            r.clients, r.settled_ms, r.sold, r.refused, r.unanswered
         );
     }
     let _ = writeln!(
@@ -157,8 +160,7 @@ fn main() -> anyhow::Result<()> {
             "service": p.service, "pgbench": p.pgbench, "direct": p.direct,
             "ratio_to_pgbench": p.service.throughput / p.pgbench.throughput.max(1e-9),
             "ratio_to_faster": p.service.throughput / p.baseline().max(1e-9)})).collect::<Vec<_>>(),
-        "rushes": rushes.iter().map(|(users, took, sold)| serde_json::json!({
-            "clients": users, "settled_ms": took.as_secs_f64() * 1000.0, "sold": sold})).collect::<Vec<_>>(),
+        "rushes": rushes,
         "nats_rtt_ms": {"p50": rtt_p50, "p99": rtt_p99},
         "service_peak_mib": memory,
     });
