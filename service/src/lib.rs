@@ -112,10 +112,23 @@ impl Running {
 
 /// Connects, migrates, subscribes and starts the relay.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let connect = config
+        .database_url
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .with_context(|| {
+            format!(
+                "reading DATABASE_URL {}",
+                config::redact(&config.database_url)
+            )
+        })?
+        // Every statement is prepared once per connection; with a custom plan per execution, the
+        // group commit's multi-row statement would be planned again for every batch (its arrays'
+        // lengths change the estimates), which cost more than the rest of a lone create.
+        .options([("plan_cache_mode", "force_generic_plan")]);
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(config.db_pool_size)
         .acquire_timeout(config.db_acquire_timeout)
-        .connect(&config.database_url)
+        .connect_with(connect)
         .await
         .with_context(|| {
             format!(

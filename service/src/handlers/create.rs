@@ -59,10 +59,14 @@ async fn attempt(
     // Losers of a rush are answered from the cache without queueing on the row lock; the lock
     // below re-checks for everyone else.
     check_room(&slot.status, slot.available_players, req.player_count)?;
-    // Group commit; a create whose batch failed runs alone.
-    let outcome = match app.batches.submit(req, &slot, fingerprint).await {
-        Err(Conflict::Alone) => insert(app, req, &slot, fingerprint).await,
-        other => other,
+    // Group commit (unless CREATE_BATCH_MAX is 1); a create whose batch failed runs alone.
+    let outcome = if app.config.create_batch_max <= 1 {
+        insert(app, req, &slot, fingerprint).await
+    } else {
+        match app.batches.submit(req, &slot, fingerprint).await {
+            Err(Conflict::Alone) => insert(app, req, &slot, fingerprint).await,
+            other => other,
+        }
     };
     match outcome {
         Err(Conflict::Key) => {
