@@ -46,6 +46,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ),
     ("long-outage", include_str!("../scenarios/long-outage.toml")),
     ("retry-rush", include_str!("../scenarios/retry-rush.toml")),
+    ("batch-rush", include_str!("../scenarios/batch-rush.toml")),
 ];
 
 /// A whole scenario.
