@@ -7,8 +7,11 @@
 
 mod direct;
 pub mod pgbench;
+mod setup;
 
 pub use direct::direct_create;
+pub use setup::quiet_database;
+use setup::{roomy_stub_slots, seed};
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -59,6 +62,8 @@ pub struct Bench {
     quiet_pool: std::sync::Mutex<sqlx::PgPool>,
     /// A NATS client.
     pub client: async_nats::Client,
+    /// The course-stub's slots, roomy in the service's cache.
+    service_slots: Vec<i32>,
     /// Shared counter for unique users and slot choice.
     next: std::sync::atomic::AtomicU64,
 }
@@ -88,13 +93,25 @@ pub enum Route {
 }
 
 impl Bench {
-    /// Starts the stack (fsync on) and fills the cache with [`SLOTS`] roomy slots.
+    /// Starts the stack (fsync on); the service books on the course-stub's 256 slots, made roomy
+    /// in the cache, with the stub applying every book (as production's course-service would for a
+    /// slot it knows), so the relay's work is the real work of delivering each booking.
     pub async fn start(log_dir: &Path) -> anyhow::Result<Self> {
+        let stub_args = [
+            "--clubs",
+            "4",
+            "--games-per-club",
+            "4",
+            "--days",
+            "4",
+            "--slots-per-day",
+            "4",
+        ];
         let stack = Stack::start(
             &StackOptions {
                 replicas: 1,
                 seed: 1,
-                stub_args: Vec::new(),
+                stub_args: stub_args.iter().map(|a| (*a).to_owned()).collect(),
                 fsync: true,
                 // Group-commit knobs given to the bench (`CREATE_BATCH_*`) reach the service, and
                 // `BENCH_SERVICE_LOG` becomes its `RUST_LOG`.
@@ -117,18 +134,20 @@ impl Bench {
             .connect(stack.db.url())
             .await?;
         seed(&pool).await?;
+        let client = stack.client().await?;
+        let service_slots = roomy_stub_slots(&pool, &client).await?;
         let quiet = quiet_database(&stack.world).await?;
         let quiet_pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(2)
             .connect(quiet.url())
             .await?;
-        let client = stack.client().await?;
         Ok(Self {
             stack,
             pool,
             quiet,
             quiet_pool: std::sync::Mutex::new(quiet_pool),
             client,
+            service_slots,
             next: std::sync::atomic::AtomicU64::new(1),
         })
     }
@@ -154,16 +173,23 @@ impl Bench {
         Ok(())
     }
 
-    fn next(&self) -> (i32, i32) {
+    /// The next user, and a slot of `path`'s database, round robin.
+    fn next(&self, path: Route) -> (i32, i32) {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let user = i32::try_from(n % 1_000_000).unwrap_or(1) + 1;
-        let slot = FIRST_SLOT + i32::try_from(n % SLOTS as u64).unwrap_or(0);
+        let slot = match path {
+            Route::Service => {
+                let i = usize::try_from(n).unwrap_or(0) % self.service_slots.len().max(1);
+                self.service_slots.get(i).copied().unwrap_or(FIRST_SLOT)
+            }
+            Route::Direct => FIRST_SLOT + i32::try_from(n % SLOTS as u64).unwrap_or(0),
+        };
         (user, slot)
     }
 
     /// One booking through `path`; its latency.
     pub async fn book(&self, path: Route) -> anyhow::Result<Duration> {
-        let (user, slot) = self.next();
+        let (user, slot) = self.next(path);
         let started = Instant::now();
         match path {
             Route::Service => self.over_nats(user, slot).await?,
@@ -335,53 +361,6 @@ impl Bench {
             .ok()?;
         Some(kib / 1024.0)
     }
-}
-
-/// A database of its own on `world`'s server with the service's schema and the benchmark's slots,
-/// and no service attached: where the direct baselines run.
-pub async fn quiet_database(world: &world::World) -> anyhow::Result<world::TestDatabase> {
-    let db = world.database().await?;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(db.url())
-        .await?;
-    let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../service/migrations");
-    sqlx::migrate::Migrator::new(migrations.as_path())
-        .await?
-        .run(&pool)
-        .await?;
-    seed(&pool).await?;
-    pool.close().await;
-    Ok(db)
-}
-
-/// The benchmark's game and [`SLOTS`] roomy slots, in the cache of the database behind `pool`.
-async fn seed(pool: &sqlx::PgPool) -> anyhow::Result<()> {
-    let date = chrono::Utc::now().date_naive() + chrono::Duration::days(30);
-    sqlx::query(
-        "INSERT INTO game_cache (game_id, name, code, front_nine_course_id, front_nine_course_name, \
-         back_nine_course_id, back_nine_course_name, base_price, club_id, club_name, updated_at) \
-         VALUES ($1, 'bench', 'B1', 1, 'A', 2, 'B', $2, 1, 'club', now())",
-    )
-    .bind(GAME)
-    .bind(PRICE)
-    .execute(pool)
-    .await?;
-    sqlx::query(
-        "INSERT INTO game_time_slot_cache (game_time_slot_id, game_id, game_name, game_code, \
-         front_nine_course_name, back_nine_course_name, club_id, club_name, date, start_time, end_time, \
-         max_players, booked_players, available_players, price, last_sync_at, updated_at) \
-         SELECT id, $2, 'bench', 'B1', 'A', 'B', 1, 'club', $3, '09:00', '12:00', 1000000, 0, 1000000, \
-         $5, now() + interval '1 day', now() FROM generate_series($1::int, $1::int + $4 - 1) AS id",
-    )
-    .bind(FIRST_SLOT)
-    .bind(GAME)
-    .bind(date)
-    .bind(SLOTS)
-    .bind(PRICE)
-    .execute(pool)
-    .await?;
-    Ok(())
 }
 
 fn histogram() -> Histogram<u64> {
