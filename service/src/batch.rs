@@ -201,12 +201,18 @@ async fn commit(deps: &Deps, jobs: &[Job]) -> Result<Vec<Outcome>> {
     let mut seen_keys = HashSet::new();
     for (i, job) in jobs.iter().enumerate() {
         let req = &job.req;
-        if let Some(key) = &req.idempotency_key {
-            let pair = (req.user_id, key.clone());
-            if taken.contains(&pair) || !seen_keys.insert(pair) {
-                outcomes[i] = Some(Err(Conflict::Key));
-                continue;
-            }
+        // A key held by a committed booking, or by an earlier create of this batch that got its
+        // seats, is replayed; a copy of a create that was refused tries for itself.
+        let key = req
+            .idempotency_key
+            .as_ref()
+            .map(|k| (req.user_id, k.clone()));
+        if key
+            .as_ref()
+            .is_some_and(|k| taken.contains(k) || seen_keys.contains(k))
+        {
+            outcomes[i] = Some(Err(Conflict::Key));
+            continue;
         }
         let Some(locked) = slots.get(&job.slot.game_time_slot_id) else {
             let id = job.slot.game_time_slot_id;
@@ -235,6 +241,7 @@ async fn commit(deps: &Deps, jobs: &[Job]) -> Result<Vec<Outcome>> {
             continue;
         }
         *booked += req.player_count;
+        seen_keys.extend(key);
         add(&mut write, job, locked, booking_id, deps, at);
     }
     write.slots = counts.into_iter().collect();
