@@ -51,7 +51,7 @@ async fn one_batch_never_oversells_and_refuses_only_creates_that_could_not_fit()
             }
         }
     }
-    assert!(sold <= 4 && sold >= 3, "sold {sold}");
+    assert!((3..=4).contains(&sold), "sold {sold}");
     for players in refused {
         assert!(
             players > 4 - sold,
