@@ -18,10 +18,12 @@ pub(crate) async fn connect(
         .name(config.service_name.clone())
         .retry_on_initial_connect()
         // async-nats buffers 65,536 messages per subscription by default, before any size check of
-        // ours runs. The serve loop drains these buffers eagerly, but one socket read can carry
-        // hundreds of small requests at once: four times the in-flight limit (at least 1,024)
-        // absorbs such a burst, and an overflow is counted, never silent.
-        .subscription_capacity((config.max_in_flight * 4).max(1024))
+        // ours runs. The serve loop drains these buffers eagerly, but a burst of small requests
+        // (a ticket-opening rush) arrives faster than it spawns handlers. The buffer holds as many
+        // 2 KiB requests as MAX_QUEUED_MIB admits (at least four times the in-flight limit), so a
+        // burst is shed by that byte budget with a visible SYS_004, not dropped unanswered here;
+        // an overflow is still counted, never silent.
+        .subscription_capacity(subscription_capacity(config))
         .event_callback(move |event| {
             let metrics = metrics.clone();
             async move {
@@ -58,4 +60,9 @@ pub(crate) async fn connect(
         .connect(&config.nats_url)
         .await
         .with_context(|| format!("connecting to NATS at {}", config::redact(&config.nats_url)))
+}
+
+/// Messages each subscription may buffer before the serve loop takes them.
+fn subscription_capacity(config: &Config) -> usize {
+    (config.max_queued_bytes / 2048).max(config.max_in_flight * 4).max(1024)
 }
