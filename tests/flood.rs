@@ -3,9 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
-
 use contracts::subjects as s;
+use integration_tests::flood;
 use serde_json::json;
 
 /// The service process's peak resident set (`VmHWM`), in bytes.
@@ -21,43 +20,6 @@ fn peak_rss(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap();
     kib * 1024
-}
-
-/// Sends `n` requests of `body` to `subject` at once; returns each reply's payload (or `None`).
-async fn flood(
-    client: &async_nats::Client,
-    subject: &'static str,
-    body: bytes::Bytes,
-    n: usize,
-) -> tokio::task::JoinHandle<Vec<Option<bytes::Bytes>>> {
-    let client = client.clone();
-    let inbox = client.new_inbox();
-    let mut replies = client.subscribe(format!("{inbox}.*")).await.unwrap();
-    for i in 0..n {
-        client
-            .publish_with_reply(subject, format!("{inbox}.{i}"), body.clone())
-            .await
-            .unwrap();
-    }
-    client.flush().await.unwrap();
-    tokio::spawn(async move {
-        use futures::StreamExt as _;
-        let mut got = vec![None; n];
-        let mut seen = 0;
-        while seen < n {
-            match tokio::time::timeout(Duration::from_secs(60), replies.next()).await {
-                Ok(Some(m)) => {
-                    let i: usize = m.subject.rsplit('.').next().unwrap().parse().unwrap();
-                    if got[i].is_none() {
-                        seen += 1;
-                    }
-                    got[i] = Some(m.payload);
-                }
-                _ => break,
-            }
-        }
-        got
-    })
 }
 
 /// Before: with handlers stalled (a table lock) 1,500 bodies of 1 MB took the service from 53 MB

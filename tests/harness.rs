@@ -613,3 +613,41 @@ pub async fn until_serving(client: &async_nats::Client) -> Value {
     })
     .await
 }
+
+// ---- floods of raw requests ----
+
+/// Sends `n` requests of `body` to `subject` at once; returns each reply's payload (or `None`).
+pub async fn flood(
+    client: &async_nats::Client,
+    subject: &'static str,
+    body: bytes::Bytes,
+    n: usize,
+) -> tokio::task::JoinHandle<Vec<Option<bytes::Bytes>>> {
+    let client = client.clone();
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(format!("{inbox}.*")).await.unwrap();
+    for i in 0..n {
+        client
+            .publish_with_reply(subject, format!("{inbox}.{i}"), body.clone())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    tokio::spawn(async move {
+        let mut got = vec![None; n];
+        let mut seen = 0;
+        while seen < n {
+            match tokio::time::timeout(Duration::from_secs(60), replies.next()).await {
+                Ok(Some(m)) => {
+                    let i: usize = m.subject.rsplit('.').next().unwrap().parse().unwrap();
+                    if got[i].is_none() {
+                        seen += 1;
+                    }
+                    got[i] = Some(m.payload);
+                }
+                _ => break,
+            }
+        }
+        got
+    })
+}

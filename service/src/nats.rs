@@ -64,5 +64,7 @@ pub(crate) async fn connect(
 
 /// Messages each subscription may buffer before the serve loop takes them.
 fn subscription_capacity(config: &Config) -> usize {
-    (config.max_queued_bytes / 2048).max(config.max_in_flight * 4).max(1024)
+    (config.max_queued_bytes / 2048)
+        .max(config.max_in_flight * 4)
+        .max(1024)
 }
