@@ -30,7 +30,13 @@ async fn crash_and_recover(point: &str, expect_reply: bool) {
     let start = chrono::Utc::now().date_naive() + chrono::Duration::days(10);
     let catalog = course_stub::Catalog::generate(2, &course_stub::CatalogSpec::small(start));
     let slot = catalog.slots[0].id;
-    let mut service = spawn_service(&world, db.url(), &[("FAULT_POINT", point)]);
+    // Rows the crashing relay had leased (the other channel's, in flight at the crash) come back
+    // when its lease runs out: 2 s here, well inside the waits below.
+    let mut service = spawn_service(
+        &world,
+        db.url(),
+        &[("FAULT_POINT", point), ("OUTBOX_LEASE_MS", "2000")],
+    );
     let client = async_nats::connect(world.nats_url()).await.unwrap();
     until_serving(&client).await;
     let _stub = course_stub::start(course_stub::StubConfig {
