@@ -7,7 +7,7 @@ use std::io::Read as _;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use nix::sys::signal::Signal;
@@ -249,36 +249,25 @@ impl NatsServer {
     }
 
     async fn wait_ready(&mut self) -> Result<(), WorldError> {
-        let deadline = Instant::now() + READY_TIMEOUT;
         let addr = format!("127.0.0.1:{}", self.port);
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(WorldError::Startup {
-                        server: "nats-server",
-                        log: format!("exited with {status}\n{}", log_tail(&self.log_path, 30)),
-                    });
-                }
+        let greeted = || {
+            let addr = addr.clone();
+            async move {
+                tokio::task::spawn_blocking(move || greets(&addr))
+                    .await
+                    .unwrap_or(false)
             }
-            let addr_for_probe = addr.clone();
-            let greeted = tokio::task::spawn_blocking(move || greets(&addr_for_probe))
-                .await
-                .unwrap_or(false);
-            if greeted {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(WorldError::Startup {
-                    server: "nats-server",
-                    log: format!(
-                        "not ready after {READY_TIMEOUT:?}\n{}",
-                        log_tail(&self.log_path, 30)
-                    ),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        };
+        let every = Duration::from_millis(20);
+        process::wait_ready(
+            &mut self.child,
+            "nats-server",
+            &self.log_path,
+            READY_TIMEOUT,
+            every,
+            greeted,
+        )
+        .await
     }
 
     /// Kills the server with SIGKILL.

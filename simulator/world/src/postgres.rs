@@ -184,36 +184,29 @@ impl PgServer {
     }
 
     async fn wait_ready(&mut self) -> Result<(), WorldError> {
-        let deadline = Instant::now() + READY_TIMEOUT;
         let url = self.url("postgres");
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(WorldError::Startup {
-                        server: "postgres",
-                        log: format!("exited with {status}\n{}", log_tail(&self.log_path, 30)),
-                    });
-                }
-            }
+        let connects = || async {
             let attempt =
                 tokio::time::timeout(Duration::from_secs(2), sqlx::PgConnection::connect(&url))
                     .await;
-            if let Ok(Ok(conn)) = attempt {
-                let _ = conn.close().await;
-                return Ok(());
+            match attempt {
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                    true
+                }
+                _ => false,
             }
-            if Instant::now() > deadline {
-                return Err(WorldError::Startup {
-                    server: "postgres",
-                    log: format!(
-                        "not ready after {READY_TIMEOUT:?}\n{}",
-                        log_tail(&self.log_path, 30)
-                    ),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        };
+        let every = Duration::from_millis(50);
+        process::wait_ready(
+            &mut self.child,
+            "postgres",
+            &self.log_path,
+            READY_TIMEOUT,
+            every,
+            connects,
+        )
+        .await
     }
 
     /// Kills the server and all its backends at once (like a power cut: no checkpoint).

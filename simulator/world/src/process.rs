@@ -105,3 +105,39 @@ pub fn is_alive(pid: u32) -> bool {
         .map(|pid| nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok())
         .unwrap_or(false)
 }
+
+/// Polls `ready` every `every` until it holds; fails with the tail of `log` when the process exits
+/// first (it is then forgotten) or `timeout` passes.
+pub(crate) async fn wait_ready<F, Fut>(
+    child: &mut Option<Child>,
+    server: &'static str,
+    log: &std::path::Path,
+    timeout: Duration,
+    every: Duration,
+    mut ready: F,
+) -> Result<(), super::WorldError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(Ok(Some(status))) = child.as_mut().map(Child::try_wait) {
+            *child = None;
+            return Err(super::WorldError::Startup {
+                server,
+                log: format!("exited with {status}\n{}", super::log_tail(log, 30)),
+            });
+        }
+        if ready().await {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(super::WorldError::Startup {
+                server,
+                log: format!("not ready after {timeout:?}\n{}", super::log_tail(log, 30)),
+            });
+        }
+        tokio::time::sleep(every).await;
+    }
+}
