@@ -3,7 +3,8 @@
 //!
 //! Creates queue here after their slot is resolved. `CREATE_BATCH_WORKERS` workers each take
 //! what is queued (up to `CREATE_BATCH_MAX`, waiting at most `CREATE_BATCH_WAIT_US` for more; a
-//! lone create finds an idle worker and goes straight through), lock the touched slots in id order,
+//! lone create finds an idle worker and goes straight through, unkeyed in a single statement:
+//! `lone`), lock the touched slots in id order,
 //! allocate seats in arrival order in memory, write every row with multi-row statements, update
 //! each slot once and commit once (`store::batch`). Each caller then gets exactly what it would
 //! have got alone: its booking, `BUS_004` when the seats ran out before its turn, or
@@ -15,19 +16,20 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::NaiveTime;
 use contracts::booking::{BookingResponse, CreateBookingRequest};
 use contracts::course::SlotStatus;
-use contracts::money::Charge;
-use contracts::{subjects, Won};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::error::{Result, ServiceError, StepExt as _};
-use crate::events;
 use crate::faults::{FaultPoint, Faults, PlantedBug};
 use crate::metrics::Metrics;
-use crate::store::batch::{self as sql, BatchSlot, BatchWrite};
-use crate::store::{self, now, BookingRow, HistoryRow, PaymentRow, SlotRow};
+use crate::store::batch::{self as sql, BatchWrite};
+use crate::store::{now, SlotRow};
+
+mod lone;
+mod rows;
+
+use rows::{add, reply};
 
 /// Payment method recorded when the request names none (the column is NOT NULL).
 pub(crate) const DEFAULT_PAYMENT_METHOD: &str = "unspecified";
@@ -148,6 +150,16 @@ async fn next_batch(
 /// Commits one batch and answers every caller.
 async fn run(deps: &Deps, jobs: Vec<Job>) {
     deps.metrics.create_batch_size.observe(jobs.len() as f64);
+    if let [job] = jobs.as_slice() {
+        if lone::fits(deps, job) {
+            if let Some(outcome) = lone::write(deps, job).await {
+                if let Some(job) = jobs.into_iter().next() {
+                    let _ = job.reply.send(outcome);
+                }
+                return;
+            }
+        }
+    }
     let outcomes = match commit(deps, &jobs).await {
         Ok(outcomes) => outcomes,
         Err(e) => {
@@ -286,101 +298,16 @@ async fn commit(deps: &Deps, jobs: &[Job]) -> Result<Vec<Outcome>> {
             *outcome = Some(Err(Conflict::Alone));
             continue;
         };
-        let payment = PaymentRow::pending(payment_id, booking.id, booking.total_price, method, at);
-        let history = HistoryRow::created(history_id, booking.id, details, booking.user_id, at);
-        *outcome = Some(
-            payment
-                .into_wire()
-                .and_then(|p| booking.into_response(vec![p], vec![history.into_wire()]))
-                .map_err(Conflict::Service),
-        );
+        *outcome = Some(reply(
+            booking,
+            method,
+            details,
+            (payment_id, history_id),
+            at,
+        ));
     }
     Ok(outcomes
         .into_iter()
         .map(|o| o.unwrap_or(Err(Conflict::Alone)))
         .collect())
-}
-
-/// Adds one allocated create to the batch's rows: booking, payment method, history details,
-/// its book and `booking.confirmed` outbox rows, and its key.
-fn add(
-    write: &mut BatchWrite,
-    job: &Job,
-    locked: &BatchSlot,
-    id: i32,
-    deps: &Deps,
-    at: chrono::NaiveDateTime,
-) {
-    let (req, slot) = (&job.req, &job.slot);
-    let price = Won(locked.price);
-    let charge = Charge::of(price, req.player_count);
-    let booking = BookingRow {
-        id,
-        booking_number: store::booking_number(),
-        user_id: req.user_id,
-        game_id: slot.game_id,
-        game_time_slot_id: slot.game_time_slot_id,
-        game_name: slot.game_name.clone(),
-        game_code: slot.game_code.clone(),
-        front_nine_course_id: locked.front_nine_course_id,
-        front_nine_course_name: slot.front_nine_course_name.clone(),
-        back_nine_course_id: locked.back_nine_course_id,
-        back_nine_course_name: slot.back_nine_course_name.clone(),
-        club_id: slot.club_id,
-        club_name: slot.club_name.clone(),
-        booking_date: slot.date.and_time(NaiveTime::MIN),
-        start_time: slot.start_time.clone(),
-        end_time: slot.end_time.clone(),
-        player_count: req.player_count,
-        price_per_person: price.get(),
-        service_fee: charge.fee.get(),
-        total_price: charge.total.get(),
-        status: "CONFIRMED".into(),
-        payment_method: req.payment_method.clone(),
-        special_requests: req.special_requests.clone(),
-        user_email: Some(req.user_email.clone()),
-        user_name: Some(req.user_name.clone()),
-        user_phone: req.user_phone.clone(),
-        created_at: at,
-        updated_at: at,
-    };
-    write.details.push(serde_json::json!({
-        "playerCount": req.player_count,
-        "totalPrice": charge.total.get().to_string(),
-        "paymentMethod": req.payment_method,
-        "gameName": slot.game_name,
-        "gameTimeSlotId": slot.game_time_slot_id,
-    }));
-    write.payment_methods.push(
-        req.payment_method
-            .clone()
-            .unwrap_or_else(|| DEFAULT_PAYMENT_METHOD.into()),
-    );
-    let book = store::outbox::seats(
-        subjects::SLOTS_BOOK,
-        slot.game_time_slot_id,
-        req.player_count,
-    );
-    let confirmed = store::outbox::event(subjects::BOOKING_CONFIRMED, &events::confirmed(&booking));
-    let mut rows = vec![book, confirmed];
-    if deps.faults.planted(PlantedBug::DropOutbox) {
-        rows.remove(0);
-    }
-    for row in rows {
-        let (channel, lane) = row.channel_and_lane(id);
-        write.events.push((
-            uuid::Uuid::new_v4(),
-            id,
-            row.subject,
-            row.payload,
-            channel,
-            lane,
-        ));
-    }
-    if let Some(key) = &req.idempotency_key {
-        write
-            .keys
-            .push((req.user_id, key.clone(), job.fingerprint.clone(), id));
-    }
-    write.bookings.push(booking);
 }

@@ -214,3 +214,95 @@ pub(crate) async fn write(
         keys_stored,
     })
 }
+
+/// What the statement of a lone create reports: the booking's id and courses, its payment's and
+/// history's ids.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct LoneWritten {
+    pub(crate) id: i32,
+    pub(crate) front_nine_course_id: Option<i32>,
+    pub(crate) back_nine_course_id: Option<i32>,
+    pub(crate) payment_id: i32,
+    pub(crate) history_id: i32,
+}
+
+/// A lone create in one statement, its own transaction (one round trip, one commit): the slot's
+/// `UPDATE` takes the row lock and re-checks room, status and price on the newest row (READ
+/// COMMITTED re-evaluates its condition after waiting for the lock), and every insert reads the
+/// booking from it, so nothing is written unless the seats were taken. The booking id comes from
+/// the sequence and is stamped into the events' lane and `bookingId`. `None`: nothing was written
+/// (full, closed, price changed, or no such slot); the locking path then says which.
+pub(crate) async fn write_lone(
+    pool: &sqlx::PgPool,
+    w: &BatchWrite,
+    at: NaiveDateTime,
+) -> Result<Option<LoneWritten>> {
+    let sql = concat!(
+        "WITH u AS (UPDATE game_time_slot_cache SET booked_players = booked_players + $2, updated_at = $4, ",
+        slot_state_sql!("max_players", "(booked_players + $2)", "false"),
+        " WHERE game_time_slot_id = $1 AND status <> 'CLOSED' AND booked_players + $2 <= max_players ",
+        "AND price::int8 = $3 RETURNING game_id), ",
+        "b AS (INSERT INTO bookings (booking_number, user_id, game_id, game_time_slot_id, game_name, ",
+        "game_code, front_nine_course_id, front_nine_course_name, back_nine_course_id, back_nine_course_name, ",
+        "club_id, club_name, booking_date, start_time, end_time, player_count, price_per_person, service_fee, ",
+        "total_price, status, payment_method, special_requests, user_email, user_name, user_phone, created_at, ",
+        "updated_at) SELECT $5, $6, u.game_id, $1, $7, $8, g.front_nine_course_id, $9, g.back_nine_course_id, ",
+        "$10, $11, $12, $13, $14, $15, $2, $3, $16, $17, 'CONFIRMED'::\"BookingStatus\", $18, $19, $20, $21, ",
+        "$22, $4, $4 FROM u LEFT JOIN game_cache g USING (game_id) ",
+        "RETURNING id, front_nine_course_id, back_nine_course_id), ",
+        "p AS (INSERT INTO payments (booking_id, amount, payment_method, payment_status, created_at, updated_at) ",
+        "SELECT id, $17, $23, 'PENDING'::\"PaymentStatus\", $4, $4 FROM b RETURNING id), ",
+        "h AS (INSERT INTO booking_history (booking_id, action, details, user_id, created_at) ",
+        "SELECT id, 'CREATED', $24, $6, $4 FROM b RETURNING id), ",
+        "o AS (INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, event_type, payload, channel, lane) ",
+        "SELECT e.id, 'Booking', b.id::text, e.subject, ",
+        "CASE WHEN e.payload ? 'bookingId' THEN jsonb_set(e.payload, '{bookingId}', to_jsonb(b.id)) ",
+        "ELSE e.payload END, e.channel, ",
+        "CASE WHEN e.channel = 'events' THEN 'booking:' || b.id ELSE e.lane END ",
+        "FROM b, UNNEST($25::uuid[], $26::text[], $27::jsonb[], $28::text[], $29::text[]) ",
+        "AS e(id, subject, payload, channel, lane) RETURNING 1) ",
+        "SELECT b.id, b.front_nine_course_id, b.back_nine_course_id, p.id AS payment_id, h.id AS history_id ",
+        "FROM b, p, h"
+    );
+    let (Some(r), Some(method), Some(details)) = (
+        w.bookings.first(),
+        w.payment_methods.first(),
+        w.details.first(),
+    ) else {
+        return Ok(None);
+    };
+    let written: Option<LoneWritten> = sqlx::query_as(sql)
+        .bind(r.game_time_slot_id)
+        .bind(r.player_count)
+        .bind(r.price_per_person)
+        .bind(at)
+        .bind(&r.booking_number)
+        .bind(r.user_id)
+        .bind(&r.game_name)
+        .bind(&r.game_code)
+        .bind(&r.front_nine_course_name)
+        .bind(&r.back_nine_course_name)
+        .bind(r.club_id)
+        .bind(&r.club_name)
+        .bind(r.booking_date)
+        .bind(&r.start_time)
+        .bind(&r.end_time)
+        .bind(r.service_fee)
+        .bind(r.total_price)
+        .bind(&r.payment_method)
+        .bind(&r.special_requests)
+        .bind(&r.user_email)
+        .bind(&r.user_name)
+        .bind(&r.user_phone)
+        .bind(method)
+        .bind(details)
+        .bind(w.events.iter().map(|e| e.0).collect::<Vec<_>>())
+        .bind(w.events.iter().map(|e| e.2).collect::<Vec<_>>())
+        .bind(w.events.iter().map(|e| e.3.clone()).collect::<Vec<_>>())
+        .bind(w.events.iter().map(|e| e.4).collect::<Vec<_>>())
+        .bind(w.events.iter().map(|e| e.5.clone()).collect::<Vec<_>>())
+        .fetch_optional(pool)
+        .await
+        .step("writing a lone booking")?;
+    Ok(written)
+}

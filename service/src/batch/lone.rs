@@ -1,0 +1,63 @@
+//! A batch of one: an unkeyed create that finds the queue empty is written by one statement that
+//! is its own transaction (`store::batch::write_lone`), so a lone booking costs one round trip
+//! and one commit. When that statement writes nothing (the slot filled up, closed or was
+//! repriced since it was read), the create goes through the locking path, which says exactly why.
+
+use super::{add, reply, Conflict, Deps, Job, Outcome};
+use crate::faults::{FaultPoint, PlantedBug};
+use crate::store::batch::{self as sql, BatchSlot, BatchWrite};
+use crate::store::now;
+
+/// Whether `job` may take the one-statement path: it has no idempotency key (a taken key must
+/// roll the whole create back, which needs a transaction of several statements), and no planted
+/// bug asks for the unlocked path.
+pub(super) fn fits(deps: &Deps, job: &Job) -> bool {
+    job.req.idempotency_key.is_none() && !deps.faults.planted(PlantedBug::SkipRowLock)
+}
+
+/// Writes `job` in one statement; `None` when nothing was written.
+pub(super) async fn write(deps: &Deps, job: &Job) -> Option<Outcome> {
+    let at = now();
+    let slot = &job.slot;
+    // The slot as read before: its price is what the statement requires still holds.
+    let seen = BatchSlot {
+        game_time_slot_id: slot.game_time_slot_id,
+        max_players: slot.max_players,
+        booked_players: slot.booked_players,
+        status: slot.status.clone(),
+        price: slot.price,
+        front_nine_course_id: None,
+        back_nine_course_id: None,
+        ids: Vec::new(),
+    };
+    let mut rows = BatchWrite::default();
+    // The booking id is the sequence's: 0 stands in until the statement stamps it.
+    add(&mut rows, job, &seen, 0, deps, at);
+    match sql::write_lone(&deps.pool, &rows, at).await {
+        Err(e) => {
+            tracing::warn!(error = %e, "a lone create failed; it runs again on the locking path");
+            Some(Err(Conflict::Alone))
+        }
+        Ok(None) => None,
+        Ok(Some(written)) => {
+            deps.faults.crash_at(FaultPoint::AfterCommit);
+            let (Some(mut booking), Some(method), Some(details)) = (
+                rows.bookings.pop(),
+                rows.payment_methods.pop(),
+                rows.details.pop(),
+            ) else {
+                return Some(Err(Conflict::Alone));
+            };
+            booking.id = written.id;
+            booking.front_nine_course_id = written.front_nine_course_id;
+            booking.back_nine_course_id = written.back_nine_course_id;
+            Some(reply(
+                booking,
+                method,
+                details,
+                (written.payment_id, written.history_id),
+                at,
+            ))
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! How one create of a batch becomes rows (booking, payment method, history details, its outbox
+//! rows and key) and, once they are written, the answer its caller gets.
+
+use chrono::NaiveTime;
+use contracts::money::Charge;
+use contracts::{subjects, Won};
+
+use super::{Conflict, Deps, Job, Outcome, DEFAULT_PAYMENT_METHOD};
+use crate::events;
+use crate::faults::PlantedBug;
+use crate::store::batch::{BatchSlot, BatchWrite};
+use crate::store::{self, BookingRow, HistoryRow, PaymentRow};
+
+/// A caller's answer, built from the rows written for it: the booking, its pending payment and
+/// its CREATED history entry.
+pub(super) fn reply(
+    booking: BookingRow,
+    method: String,
+    details: serde_json::Value,
+    (payment_id, history_id): (i32, i32),
+    at: chrono::NaiveDateTime,
+) -> Outcome {
+    let payment = PaymentRow::pending(payment_id, booking.id, booking.total_price, method, at);
+    let history = HistoryRow::created(history_id, booking.id, details, booking.user_id, at);
+    payment
+        .into_wire()
+        .and_then(|p| booking.into_response(vec![p], vec![history.into_wire()]))
+        .map_err(Conflict::Service)
+}
+
+/// Adds one allocated create to the batch's rows: booking, payment method, history details,
+/// its book and `booking.confirmed` outbox rows, and its key.
+pub(super) fn add(
+    write: &mut BatchWrite,
+    job: &Job,
+    locked: &BatchSlot,
+    id: i32,
+    deps: &Deps,
+    at: chrono::NaiveDateTime,
+) {
+    let (req, slot) = (&job.req, &job.slot);
+    let price = Won(locked.price);
+    let charge = Charge::of(price, req.player_count);
+    let booking = BookingRow {
+        id,
+        booking_number: store::booking_number(),
+        user_id: req.user_id,
+        game_id: slot.game_id,
+        game_time_slot_id: slot.game_time_slot_id,
+        game_name: slot.game_name.clone(),
+        game_code: slot.game_code.clone(),
+        front_nine_course_id: locked.front_nine_course_id,
+        front_nine_course_name: slot.front_nine_course_name.clone(),
+        back_nine_course_id: locked.back_nine_course_id,
+        back_nine_course_name: slot.back_nine_course_name.clone(),
+        club_id: slot.club_id,
+        club_name: slot.club_name.clone(),
+        booking_date: slot.date.and_time(NaiveTime::MIN),
+        start_time: slot.start_time.clone(),
+        end_time: slot.end_time.clone(),
+        player_count: req.player_count,
+        price_per_person: price.get(),
+        service_fee: charge.fee.get(),
+        total_price: charge.total.get(),
+        status: "CONFIRMED".into(),
+        payment_method: req.payment_method.clone(),
+        special_requests: req.special_requests.clone(),
+        user_email: Some(req.user_email.clone()),
+        user_name: Some(req.user_name.clone()),
+        user_phone: req.user_phone.clone(),
+        created_at: at,
+        updated_at: at,
+    };
+    write.details.push(serde_json::json!({
+        "playerCount": req.player_count,
+        "totalPrice": charge.total.get().to_string(),
+        "paymentMethod": req.payment_method,
+        "gameName": slot.game_name,
+        "gameTimeSlotId": slot.game_time_slot_id,
+    }));
+    write.payment_methods.push(
+        req.payment_method
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PAYMENT_METHOD.into()),
+    );
+    let book = store::outbox::seats(
+        subjects::SLOTS_BOOK,
+        slot.game_time_slot_id,
+        req.player_count,
+    );
+    let confirmed = store::outbox::event(subjects::BOOKING_CONFIRMED, &events::confirmed(&booking));
+    let mut rows = vec![book, confirmed];
+    if deps.faults.planted(PlantedBug::DropOutbox) {
+        rows.remove(0);
+    }
+    for row in rows {
+        let (channel, lane) = row.channel_and_lane(id);
+        write.events.push((
+            uuid::Uuid::new_v4(),
+            id,
+            row.subject,
+            row.payload,
+            channel,
+            lane,
+        ));
+    }
+    if let Some(key) = &req.idempotency_key {
+        write
+            .keys
+            .push((req.user_id, key.clone(), job.fingerprint.clone(), id));
+    }
+    write.bookings.push(booking);
+}
