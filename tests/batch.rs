@@ -131,3 +131,66 @@ async fn a_batch_is_counted_in_its_size_histogram() {
     assert_eq!(sum, 5.0, "{text}");
     assert!(count < 5.0, "five creates in fewer batches: {count}");
 }
+
+/// A lone create is one statement; what it writes must be exactly what the locking path writes:
+/// the event names the booking the sequence gave it, and its lane is that booking's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lone_create_stamps_its_booking_id_into_its_event_and_lane() {
+    let app = spawn_app().await;
+    app.seed_slot(&slot(75, 1, 10, 4), &game(1)).await;
+    let reply = app
+        .call(s::BOOKING_CREATE, create_request(9, 75, 2))
+        .await
+        .ok();
+    let id = reply["data"]["id"].as_i64().unwrap();
+    let rows: Vec<(String, Value, String, String)> = sqlx::query_as(
+        "SELECT event_type, payload, lane, aggregate_id FROM outbox_events ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let (book, confirmed) = (&rows[0], &rows[1]);
+    assert_eq!(book.0, s::SLOTS_BOOK);
+    assert_eq!(book.1["timeSlotId"], 75);
+    assert_eq!(book.2, "slot:75");
+    assert_eq!(confirmed.0, s::BOOKING_CONFIRMED);
+    assert_eq!(confirmed.1["bookingId"].as_i64(), Some(id));
+    assert_eq!(confirmed.1["bookingNumber"], reply["data"]["bookingNumber"]);
+    assert_eq!(confirmed.2, format!("booking:{id}"));
+    assert!(rows.iter().all(|r| r.3 == id.to_string()), "{rows:?}");
+    // The reply is the booking as stored.
+    let found = app
+        .call(s::BOOKING_FIND_BY_ID, serde_json::json!({ "id": id }))
+        .await
+        .ok();
+    assert_eq!(found["data"], reply["data"]);
+    assert_eq!(app.cached_booked(75).await, 2);
+}
+
+/// The cache still shows room but the slot's locked count is full (another replica sold the
+/// seats): the one statement writes nothing, and the locking path refuses exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lone_create_on_a_slot_filled_behind_the_cache_is_refused_and_writes_nothing() {
+    let app = spawn_app().await;
+    app.seed_slot(&slot(76, 1, 10, 4), &game(1)).await;
+    sqlx::query("UPDATE game_time_slot_cache SET booked_players = 3 WHERE game_time_slot_id = 76")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let answer = app.call(s::BOOKING_CREATE, create_request(9, 76, 2)).await;
+    let Answer::Err(e) = answer else {
+        panic!("sold 2 seats of the 1 left: {answer:?}");
+    };
+    assert_eq!(e.code(), ErrorCode::BusinessRule, "{e}");
+    assert!(e.to_string().contains("1 seats left"), "{e}");
+    assert_eq!(app.count("bookings").await, 0);
+    assert_eq!(app.count("payments").await, 0);
+    assert_eq!(app.count("outbox_events").await, 0);
+    assert_eq!(app.cached_booked(76).await, 3);
+    // One seat still sells.
+    app.call(s::BOOKING_CREATE, create_request(9, 76, 1))
+        .await
+        .ok();
+    assert_eq!(app.cached_booked(76).await, 4);
+}
