@@ -113,11 +113,13 @@ impl Bench {
                 seed: 1,
                 stub_args: stub_args.iter().map(|a| (*a).to_owned()).collect(),
                 fsync: true,
-                // Group-commit knobs given to the bench (`CREATE_BATCH_*`) reach the service, and
-                // `BENCH_SERVICE_LOG` becomes its `RUST_LOG`.
+                // Group-commit and relay knobs given to the bench (`CREATE_BATCH_*`, `OUTBOX_*`)
+                // reach the service, and `BENCH_SERVICE_LOG` becomes its `RUST_LOG`.
                 service_env: std::iter::once(("RUST_LOG".into(), "error".into()))
                     .chain(std::env::vars().filter(|(k, _)| {
-                        k.starts_with("CREATE_BATCH_") || k == "BENCH_SERVICE_LOG"
+                        k.starts_with("CREATE_BATCH_")
+                            || k.starts_with("OUTBOX_")
+                            || k == "BENCH_SERVICE_LOG"
                     }))
                     .map(|(k, v)| match k.as_str() {
                         "BENCH_SERVICE_LOG" => ("RUST_LOG".to_owned(), v),

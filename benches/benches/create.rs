@@ -16,6 +16,23 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 const CLIENTS: [usize; 4] = [1, 16, 64, 256];
 const RUSHES: [usize; 2] = [1_000, 10_000];
 
+/// A list of numbers from `var` (e.g. `BENCH_CLIENTS=1,16`), or `default` when unset; for a
+/// quicker look at one point while tuning.
+fn numbers_from_env(var: &str, default: &[usize]) -> anyhow::Result<Vec<usize>> {
+    match std::env::var(var) {
+        Err(_) => Ok(default.to_vec()),
+        Ok(text) => text
+            .split(',')
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| {
+                t.trim()
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("{var}: {t:?} is not a count: {e}"))
+            })
+            .collect(),
+    }
+}
+
 fn out_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -77,7 +94,7 @@ fn main() -> anyhow::Result<()> {
     let dir = out_dir();
     let (points, rushes, rtt, memory) = rt.block_on(async {
         let mut points = Vec::new();
-        for clients in CLIENTS {
+        for clients in numbers_from_env("BENCH_CLIENTS", &CLIENTS)? {
             eprintln!("bench: {clients} clients: pgbench, Rust direct, service ({secs} s each)");
             let pgbench = benches::pgbench::run(bench.quiet.url(), clients, secs, &dir)?;
             bench.direct_clients(clients).await?;
@@ -95,7 +112,10 @@ fn main() -> anyhow::Result<()> {
             });
         }
         let mut rushes = Vec::new();
-        for (round, users) in RUSHES.into_iter().enumerate() {
+        for (round, users) in numbers_from_env("BENCH_RUSHES", &RUSHES)?
+            .into_iter()
+            .enumerate()
+        {
             eprintln!("bench: hot-slot rush of {users} clients on one 4-seat slot");
             rushes.push(bench.rush(users, round as i32).await?);
         }

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::course::CourseClient;
 use crate::faults::Faults;
 use crate::metrics::Metrics;
+use crate::wake::RelayWake;
 
 /// Shared by the NATS server, the handlers and the outbox relay.
 #[derive(Debug)]
@@ -19,6 +20,8 @@ pub(crate) struct App {
     pub(crate) config: Config,
     /// PostgreSQL.
     pub(crate) pool: PgPool,
+    /// PostgreSQL for the outbox relay's own records, committed without waiting for the flush.
+    pub(crate) relay_pool: PgPool,
     /// NATS.
     pub(crate) nats: async_nats::Client,
     /// Course-service calls.
@@ -33,6 +36,8 @@ pub(crate) struct App {
     pub(crate) faults: Arc<Faults>,
     /// The group-commit queue of `booking.create`.
     pub(crate) batches: Batches,
+    /// Wakes this replica's outbox relay after its own writes.
+    pub(crate) relay_wake: RelayWake,
 }
 
 impl App {

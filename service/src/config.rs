@@ -63,6 +63,10 @@ pub struct Config {
     pub outbox_poll: Duration,
     /// `OUTBOX_BATCH` (default 64): rows a relay claims at once.
     pub outbox_batch: i64,
+    /// `OUTBOX_CLAIM_GAP_MS` (default 5, 0 = none): the shortest time between two claims of one
+    /// relay loop, so rows committed together are claimed, sent and recorded together instead of
+    /// one claim per commit (each claim sorts the channel's unsent rows).
+    pub outbox_claim_gap: Duration,
     /// `OUTBOX_LEASE_MS` (default 30000): how long a claimed row is reserved for its relay; a crashed
     /// relay's rows are retried by another once it runs out.
     pub outbox_lease: Duration,
@@ -269,6 +273,7 @@ impl Config {
             )?),
             outbox_poll: millis("OUTBOX_POLL_MS", 1000)?,
             outbox_batch: number("OUTBOX_BATCH", 64, 1, 10_000)? as i64,
+            outbox_claim_gap: Duration::from_millis(number("OUTBOX_CLAIM_GAP_MS", 5, 0, 10_000)?),
             outbox_lease: millis("OUTBOX_LEASE_MS", 30_000)?,
             outbox_max_attempts: number("OUTBOX_MAX_ATTEMPTS", 50, 1, 1_000_000)? as i32,
             outbox_retry_cap: millis("OUTBOX_RETRY_CAP_MS", 60_000)?,

@@ -27,19 +27,26 @@ fn to_value(reply: impl Serialize) -> Result<Value> {
 /// Runs the handler of `subject` on `data`; `None` when no handler matches.
 pub(crate) async fn dispatch(app: &App, subject: &str, data: Value) -> Option<Result<Value>> {
     let result = match subject {
-        s::BOOKING_CREATE => run(data, |req| create::create(app, req)).await,
+        s::BOOKING_CREATE => wake(app, run(data, |req| create::create(app, req)).await),
         s::BOOKING_FIND_BY_ID => run(data, |req| query::find_by_id(app, req)).await,
         s::BOOKING_FIND_BY_NUMBER => run(data, |req| query::find_by_number(app, req)).await,
         s::BOOKING_FIND_BY_USER_ID => run(data, |req| query::find_by_user_id(app, req)).await,
         s::BOOKING_SEARCH => run(data, |req| query::search(app, req)).await,
         s::BOOKING_AVAILABILITY => run(data, |req| query::availability(app, req)).await,
-        s::BOOKING_UPDATE => run(data, |req| change::update(app, req)).await,
-        s::BOOKING_CANCEL => run(data, |req| change::cancel(app, req)).await,
+        s::BOOKING_UPDATE => wake(app, run(data, |req| change::update(app, req)).await),
+        s::BOOKING_CANCEL => wake(app, run(data, |req| change::cancel(app, req)).await),
         s::BOOKING_GAME_SYNC => run(data, |req| sync::game(app, req)).await,
         s::BOOKING_SLOT_SYNC => run(data, |req| sync::slot(app, req)).await,
         _ => return None,
     };
     Some(result)
+}
+
+/// After a handler that may have committed outbox rows: its own relay looks at once (a refusal
+/// costs one spare look, at most one per `OUTBOX_CLAIM_GAP_MS`).
+fn wake(app: &App, result: Result<Value>) -> Result<Value> {
+    app.relay_wake.rows_written();
+    result
 }
 
 /// Attempts of a handler whose transaction hit a transient database error.

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::app::App;
 
 /// The outbox gauges' query, run at every scrape. Its `status <> 'SENT'` matches the predicate of
-/// the partial index `outbox_events_aggregate_unsent_idx`, so it reads the unsent rows only, not
+/// the partial index `outbox_events_channel_unsent_idx`, so it reads the unsent rows only, not
 /// the whole (mostly delivered) table.
 pub const OUTBOX_GAUGES_SQL: &str = "SELECT count(*) FILTER (WHERE status = 'PENDING'), \
      COALESCE(EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE status = 'PENDING')), 0)::int8, \

@@ -44,6 +44,7 @@ mod retention;
 mod server;
 mod store;
 pub mod telemetry;
+mod wake;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -110,6 +111,9 @@ impl Running {
     }
 }
 
+/// Connections of the outbox relay's own pool (leases and delivery records).
+const RELAY_CONNECTIONS: u32 = 4;
+
 /// Connects, migrates, subscribes and starts the relay.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let connect = config
@@ -128,7 +132,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(config.db_pool_size)
         .acquire_timeout(config.db_acquire_timeout)
-        .connect_with(connect)
+        .connect_with(connect.clone())
         .await
         .with_context(|| {
             format!(
@@ -137,6 +141,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             )
         })?;
     MIGRATOR.run(&pool).await.context("applying migrations")?;
+    // The relay records leases and deliveries without waiting for the WAL flush: a database crash
+    // can lose the last few, and such a row is then sent again (deduplicated by its Nats-Msg-Id),
+    // which the relay must survive anyway. Waiting would put up to four more flushes behind every
+    // booking's own commit.
+    let relay_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(RELAY_CONNECTIONS.min(config.db_pool_size))
+        .acquire_timeout(config.db_acquire_timeout)
+        .connect_lazy_with(
+            connect.options([("synchronous_commit", "off"), ("plan_cache_mode", "auto")]),
+        );
     let metrics = Arc::new(metrics::Metrics::default());
     let nats = nats::connect(&config, metrics.clone()).await?;
     // With retry-on-connect the client returns before it is connected; subscribing then would
@@ -176,6 +190,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         codec: contracts::Codec::default(),
         config,
         pool: pool.clone(),
+        relay_pool,
+        relay_wake: wake::RelayWake::default(),
         nats: nats.clone(),
     });
     let (shutdown, signal) = watch::channel(false);

@@ -67,6 +67,8 @@ pub(crate) async fn redrive(
     .map_err(database)?
     .rows_affected();
     tracing::warn!(moved, id = ?which.id, "operator re-drove rejected outbox rows");
+    // This replica's relay at once, every other one through its LISTEN.
+    app.relay_wake.rows_written();
     let _ = sqlx::query("SELECT pg_notify('outbox_events', '')")
         .execute(&app.pool)
         .await;

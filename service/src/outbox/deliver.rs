@@ -22,9 +22,10 @@ enum Delivery {
     Refused(String),
 }
 
-/// Delivers a claimed row and records how it went; a failure to record is logged and the
-/// row's lease brings it back.
-pub(super) async fn settle(app: &App, events: &EventSink, row: Claimed) {
+/// Delivers a claimed row and records a refusal or a failure; a delivered row's id is returned,
+/// for the loop to mark it SENT together with the others that settled meanwhile. A failure to
+/// record is logged and the row's lease brings it back.
+pub(super) async fn settle(app: &App, events: &EventSink, row: Claimed) -> Option<i64> {
     let outcome = deliver(app, events, &row).await;
     let result = match &outcome {
         Ok(Delivery::Refused(answer)) if !app.faults.planted(PlantedBug::AcceptRefusals) => {
@@ -36,12 +37,9 @@ pub(super) async fn settle(app: &App, events: &EventSink, row: Claimed) {
                 answer = %answer,
                 "course-service refused an event: the row is REJECTED and waits for an operator (POST /outbox/redrive)"
             );
-            rows::mark_rejected(&app.pool, row.id, answer).await
+            rows::mark_rejected(&app.relay_pool, row.id, answer).await
         }
-        Ok(_) => {
-            app.faults.crash_at(FaultPoint::BeforeMarkSent);
-            rows::mark_sent(&app.pool, row.id).await
-        }
+        Ok(_) => return Some(row.id),
         Err(error) => {
             app.metrics.nats_publish_failures.inc();
             let attempts = row.retry_count + 1;
@@ -56,11 +54,31 @@ pub(super) async fn settle(app: &App, events: &EventSink, row: Claimed) {
                 // The server may have lost (or gained) JetStream, e.g. after a reconnect.
                 events.refresh(app, true).await;
             }
-            rows::mark_retry(&app.pool, row.id, attempts, &error.to_string(), backoff).await
+            rows::mark_retry(
+                &app.relay_pool,
+                row.id,
+                attempts,
+                &error.to_string(),
+                backoff,
+            )
+            .await
         }
     };
     if let Err(e) = result {
         tracing::warn!(error = %e, id = row.id, "could not record an outbox delivery; the lease will expire and it is retried");
+    }
+    None
+}
+
+/// Marks delivered rows SENT in one statement (after the crash point that sits between a
+/// delivery and its record).
+pub(super) async fn record_sent(app: &App, ids: &[i64]) {
+    if ids.is_empty() {
+        return;
+    }
+    app.faults.crash_at(FaultPoint::BeforeMarkSent);
+    if let Err(e) = rows::mark_sent(&app.relay_pool, ids).await {
+        tracing::warn!(error = %e, rows = ids.len(), "could not mark delivered events sent; their leases will expire and they are sent again (deduplicated by Nats-Msg-Id)");
     }
 }
 

@@ -5,12 +5,13 @@
 //! booking events: `course` sends `gameTimeSlots.book`/`release` as NestJS requests, `events` sends
 //! `booking.confirmed`/`booking.cancelled` to JetStream (or, where the server has no JetStream, as
 //! core NATS messages: detected at start and checked again every few seconds and after a failure).
-//! Each loop wakes on `LISTEN outbox_events` and polls as a back-up, reads the rows that may go
-//! next and leases them by pushing `next_attempt_at` forward in an `UPDATE` that re-checks each row
-//! under its lock, so replicas never hold the same row and a crashed relay's rows come back when
-//! the lease runs out. Up to
-//! `OUTBOX_BATCH` rows are in flight per loop; each is recorded as soon as it settles, so one slow
-//! answer delays only its own lane.
+//! Each loop wakes after its own replica's writes (`wake`), on `LISTEN outbox_events` (anything
+//! else, e.g. an operator's re-drive, wakes every replica that way) and polls as a back-up; it
+//! reads the rows that may go next and leases them by pushing `next_attempt_at` forward in an `UPDATE` that re-checks each row
+//! under its lock (one statement), so replicas never hold the same row and a crashed relay's rows
+//! come back when the lease runs out. Up to `OUTBOX_BATCH` rows are in flight per loop; rows are
+//! recorded as they settle (those that settled together in one statement), so one slow answer
+//! delays only its own lane.
 //!
 //! Order: a row waits while an earlier row of its lane is PENDING (the lane is the slot for
 //! course-service messages, whose count must see the slot's changes in commit order, and the booking
@@ -56,7 +57,10 @@ pub(crate) async fn relay(app: Arc<App>, shutdown: watch::Receiver<bool>) {
 }
 
 /// One channel's loop: claim what may go next (up to `OUTBOX_BATCH` in flight), settle each row
-/// on its own task, sleep until a commit, a settled row or the poll wakes it.
+/// on its own task (so publishes are pipelined: a row's ack never waits for another's), mark the
+/// rows that settled together SENT in one statement, and sleep until a commit, a settled row or
+/// the poll wakes it. A burst of commits wakes it once: the notifications already buffered are
+/// taken with the first.
 async fn run_channel(
     app: Arc<App>,
     channel: Channel,
@@ -65,11 +69,22 @@ async fn run_channel(
 ) {
     let mut listener = listen(&app).await;
     let mut in_flight = tokio::task::JoinSet::new();
+    let mut delivered = Vec::new();
+    let mut last_claim = tokio::time::Instant::now();
     let batch = usize::try_from(app.config.outbox_batch).unwrap_or(1).max(1);
     loop {
         if *shutdown.borrow() {
             break;
         }
+        // Whatever else settled meanwhile is recorded with it.
+        while let Some(settled) = in_flight.try_join_next() {
+            delivered.extend(settled.ok().flatten());
+        }
+        deliver::record_sent(&app, &delivered).await;
+        delivered.clear();
+        // At most one claim per gap: what commits meanwhile is claimed together.
+        tokio::time::sleep_until(last_claim + app.config.outbox_claim_gap).await;
+        last_claim = tokio::time::Instant::now();
         let room = batch.saturating_sub(in_flight.len());
         let claimed = if room == 0 {
             Vec::new()
@@ -86,20 +101,24 @@ async fn run_channel(
             }
             continue;
         }
-        let wake = async {
+        let listened = async {
             match listener.as_mut() {
                 Some(l) => {
                     if l.recv().await.is_err() {
                         tokio::time::sleep(app.config.outbox_poll).await;
                     }
+                    while l.next_buffered().is_some() {}
                 }
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
             // A settled row frees room, and may let the next row of its lane go.
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-            _ = wake => {}
+            Some(settled) = in_flight.join_next(), if !in_flight.is_empty() => {
+                delivered.extend(settled.ok().flatten());
+            }
+            _ = app.relay_wake.wait(channel == Channel::Course) => {}
+            _ = listened => {}
             _ = tokio::time::sleep(app.config.outbox_poll) => {}
             _ = shutdown.changed() => {}
         }
@@ -107,7 +126,10 @@ async fn run_channel(
             listener = listen(&app).await;
         }
     }
-    while in_flight.join_next().await.is_some() {}
+    while let Some(settled) = in_flight.join_next().await {
+        delivered.extend(settled.ok().flatten());
+    }
+    deliver::record_sent(&app, &delivered).await;
 }
 
 /// `LISTEN outbox_events` on a connection of its own (none if the database refuses).

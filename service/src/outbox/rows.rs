@@ -21,62 +21,59 @@ pub(super) struct Claimed {
 
 /// The due rows of one channel that head both their lane and their booking (see the module docs),
 /// found by sorting the channel's unsent rows once (DISTINCT ON) rather than asking "is there an
-/// earlier row?" per row, which is quadratic in the backlog after an outage.
-const HEADS: &str = "WITH unsent AS ( \
-       SELECT id, lane, aggregate_type, aggregate_id, status FROM outbox_events \
+/// earlier row?" per row, which is quadratic in the backlog after an outage. The unsent rows come
+/// from the partial index on `(channel, id) WHERE status <> 'SENT'` and are read once
+/// (MATERIALIZED), so a claim costs what the backlog holds, not what the table holds, whatever
+/// the plan.
+const HEADS: &str = "WITH unsent AS MATERIALIZED ( \
+       SELECT id, lane, aggregate_type, aggregate_id, status, next_attempt_at FROM outbox_events \
        WHERE channel = $1 AND status <> 'SENT'), \
      refused AS ( \
        SELECT aggregate_type, aggregate_id, min(id) AS first FROM unsent \
        WHERE status = 'REJECTED' GROUP BY 1, 2), \
      lane_heads AS ( \
-       SELECT DISTINCT ON (u.lane) u.id FROM unsent u \
+       SELECT DISTINCT ON (u.lane) u.id, u.status, u.next_attempt_at FROM unsent u \
        LEFT JOIN refused r ON r.aggregate_type = u.aggregate_type \
          AND r.aggregate_id = u.aggregate_id AND r.first < u.id \
        WHERE u.status = 'PENDING' AND r.first IS NULL ORDER BY u.lane, u.id), \
      booking_heads AS ( \
        SELECT DISTINCT ON (aggregate_type, aggregate_id) id FROM unsent \
        ORDER BY aggregate_type, aggregate_id, id) \
-     SELECT o.id FROM lane_heads l JOIN booking_heads b ON b.id = l.id \
-     JOIN outbox_events o ON o.id = l.id \
-     WHERE o.status = 'PENDING' AND o.next_attempt_at <= now() ORDER BY o.id LIMIT $2";
+     SELECT l.id FROM lane_heads l JOIN booking_heads b ON b.id = l.id \
+     WHERE l.next_attempt_at <= now() ORDER BY l.id LIMIT $2";
 
-/// Claims up to `limit` due rows of `channel`, in id order. The heads are read without locks, then
-/// leased by one `UPDATE` that re-checks each row under its row lock, so of two relays reading the
-/// same heads only one leases each row. (One statement with `FOR UPDATE SKIP LOCKED` around the
-/// sorts spent a second per claim re-checking rows that other relay tasks had just updated.)
+/// Claims up to `limit` due rows of `channel`, in id order, in one statement: the heads are
+/// found without locks, then leased by an `UPDATE` that re-checks each row under its row lock, so
+/// of two relays that found the same heads only one leases each row. (Wrapping the sorts in
+/// `FOR UPDATE SKIP LOCKED` instead spent a second per claim re-checking rows that other relay
+/// tasks had just updated.)
 pub(super) async fn claim(app: &App, channel: Channel, limit: usize) -> Result<Vec<Claimed>> {
-    let heads: Vec<i64> = sqlx::query_scalar(HEADS)
+    let sql = format!(
+        "WITH heads AS ({HEADS}) UPDATE outbox_events o SET next_attempt_at = now() + $3 \
+         FROM heads WHERE o.id = heads.id AND o.status = 'PENDING' AND o.next_attempt_at <= now() \
+         RETURNING o.id, o.event_id, o.event_type, o.payload, o.retry_count"
+    );
+    let mut rows: Vec<Claimed> = sqlx::query_as(&sql)
         .bind(channel.as_str())
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&app.pool)
+        .bind(app.config.outbox_lease)
+        .fetch_all(&app.relay_pool)
         .await
-        .step("reading the outbox heads")?;
-    if heads.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut rows: Vec<Claimed> = sqlx::query_as(
-        "UPDATE outbox_events SET next_attempt_at = now() + $2 \
-         WHERE id = ANY($1) AND status = 'PENDING' AND next_attempt_at <= now() \
-         RETURNING id, event_id, event_type, payload, retry_count",
-    )
-    .bind(&heads)
-    .bind(app.config.outbox_lease)
-    .fetch_all(&app.pool)
-    .await
-    .step("leasing outbox rows")?;
+        .step("leasing outbox rows")?;
     rows.sort_by_key(|r| r.id);
     Ok(rows)
 }
 
-/// A delivered row.
-pub(super) async fn mark_sent(pool: &sqlx::PgPool, id: i64) -> Result<()> {
+/// Delivered rows, all in one statement.
+pub(super) async fn mark_sent(pool: &sqlx::PgPool, ids: &[i64]) -> Result<()> {
     sqlx::query(
-        "UPDATE outbox_events SET status = 'SENT', processed_at = now(), last_error = NULL WHERE id = $1",
+        "UPDATE outbox_events SET status = 'SENT', processed_at = now(), last_error = NULL \
+         WHERE id = ANY($1)",
     )
-    .bind(id)
+    .bind(ids)
     .execute(pool)
     .await
-    .step("marking an event sent")?;
+    .step("marking events sent")?;
     Ok(())
 }
 
