@@ -307,6 +307,27 @@ impl Bench {
         })
     }
 
+    /// The relay's backlog when a point ends: rows not yet sent (PENDING), and how long the relay
+    /// then took to send them all (ms; `None` if not within 30 s).
+    pub async fn outbox_backlog(&self) -> anyhow::Result<(i64, Option<f64>)> {
+        let pending = || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM outbox_events WHERE status = 'PENDING'",
+            )
+            .fetch_one(&self.pool)
+            .await
+        };
+        let at_end = pending().await?;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if pending().await? == 0 {
+                return Ok((at_end, Some(started.elapsed().as_secs_f64() * 1000.0)));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok((at_end, None))
+    }
+
     /// The NATS request/reply floor: an empty responder, one client, median and p99 in ms.
     pub async fn nats_round_trip(&self, n: usize) -> anyhow::Result<(f64, f64)> {
         use futures::StreamExt as _;

@@ -45,6 +45,8 @@ struct Point {
     service: Figures,
     pgbench: Figures,
     direct: Figures,
+    /// Outbox rows not yet sent when the service point ended, and ms until all were sent.
+    backlog: (i64, Option<f64>),
 }
 
 impl Point {
@@ -105,10 +107,12 @@ fn main() -> anyhow::Result<()> {
             let service = bench
                 .measure(Route::Service, clients, Duration::from_secs(secs))
                 .await?;
+            let backlog = bench.outbox_backlog().await?;
             points.push(Point {
                 service,
                 pgbench,
                 direct,
+                backlog,
             });
         }
         let mut rushes = Vec::new();
@@ -125,13 +129,13 @@ fn main() -> anyhow::Result<()> {
     })?;
     let (rtt_p50, rtt_p99) = rtt;
     let mut md = String::from(
-        "| clients | service ops/s | pgbench tps (same SQL) | Rust direct ops/s | service ÷ faster | service p50 ms | service p99 ms | pgbench avg ms | direct p50 ms |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| clients | service ops/s | pgbench tps (same SQL) | Rust direct ops/s | service ÷ faster | service p50 ms | service p99 ms | pgbench avg ms | direct p50 ms | outbox unsent at end | sent all in ms |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for p in &points {
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.0} | {:.0} | **{:.2}** | {:.2} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {:.0} | {:.0} | {:.0} | **{:.2}** | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
             p.service.clients,
             p.service.throughput,
             p.pgbench.throughput,
@@ -141,6 +145,10 @@ fn main() -> anyhow::Result<()> {
             p.service.p99_ms,
             p.pgbench.p50_ms,
             p.direct.p50_ms,
+            p.backlog.0,
+            p.backlog
+                .1
+                .map_or_else(|| "not within 30 s".to_owned(), |ms| format!("{ms:.0}")),
         );
     }
     md.push_str(
@@ -179,7 +187,8 @@ fn main() -> anyhow::Result<()> {
         "rows": points.iter().map(|p| serde_json::json!({
             "service": p.service, "pgbench": p.pgbench, "direct": p.direct,
             "ratio_to_pgbench": p.service.throughput / p.pgbench.throughput.max(1e-9),
-            "ratio_to_faster": p.service.throughput / p.baseline().max(1e-9)})).collect::<Vec<_>>(),
+            "ratio_to_faster": p.service.throughput / p.baseline().max(1e-9),
+            "outbox_unsent_at_end": p.backlog.0, "outbox_sent_all_ms": p.backlog.1})).collect::<Vec<_>>(),
         "rushes": rushes,
         "nats_rtt_ms": {"p50": rtt_p50, "p99": rtt_p99},
         "service_peak_mib": memory,
