@@ -478,3 +478,49 @@ async fn a_row_written_by_the_previous_version_is_filled_in_and_delivered() {
         .booked_players;
     assert_eq!(booked, 2);
 }
+
+/// A claim looks at a bounded window of the first PENDING rows; rows held behind refusals (waiting
+/// for an operator) must never fill it. 1,100 refused books with their releases held ahead of a
+/// new booking: the new booking's book is still delivered, and the held rows stay held.
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_waiting_for_an_operator_never_hold_back_later_bookings() {
+    let app = spawn_app().await;
+    let (_stub, catalog) = start_stub(&app, Faults::default()).await;
+    let (held_slot, slot) = (catalog.slots[3].id, catalog.slots[4].id);
+    sqlx::query(
+        "INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, event_type, payload, status) \
+         SELECT gen_random_uuid(), 'Booking', (100000 + g)::text, t.event_type, $1, t.status \
+         FROM generate_series(1, 1100) g, \
+              (VALUES (1, 'gameTimeSlots.book', 'REJECTED'), (2, 'gameTimeSlots.release', 'PENDING')) \
+                AS t(k, event_type, status) \
+         ORDER BY g, t.k",
+    )
+    .bind(json!({"timeSlotId": held_slot, "playerCount": 1}))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let booked = |state: control::StubState| {
+        state
+            .slots
+            .iter()
+            .find(|s| s.id == slot)
+            .map(|s| s.booked_players)
+    };
+    let before = booked(stub_state(&app).await).unwrap();
+    app.call(s::BOOKING_CREATE, create_request(1, slot, 2))
+        .await
+        .ok();
+    eventually(
+        "the new booking's book to reach course-service",
+        Duration::from_secs(10),
+        || async { (booked(stub_state(&app).await)? == before + 2).then_some(()) },
+    )
+    .await;
+    let held: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox_events WHERE status = 'PENDING' AND event_type = 'gameTimeSlots.release'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(held, 1100);
+}

@@ -61,7 +61,7 @@ pub struct Config {
     pub idempotency_ttl: Duration,
     /// `OUTBOX_POLL_MS` (default 1000): relay poll interval, a back-up to LISTEN/NOTIFY.
     pub outbox_poll: Duration,
-    /// `OUTBOX_BATCH` (default 64): rows a relay claims at once.
+    /// `OUTBOX_BATCH` (default 256): rows a relay loop has in flight at most.
     pub outbox_batch: i64,
     /// `OUTBOX_CLAIM_GAP_MS` (default 5, 0 = none): the shortest time between two claims of one
     /// relay loop, so rows committed together are claimed, sent and recorded together instead of
@@ -272,7 +272,7 @@ impl Config {
                 86_400 * 365,
             )?),
             outbox_poll: millis("OUTBOX_POLL_MS", 1000)?,
-            outbox_batch: number("OUTBOX_BATCH", 64, 1, 10_000)? as i64,
+            outbox_batch: number("OUTBOX_BATCH", 256, 1, 10_000)? as i64,
             outbox_claim_gap: Duration::from_millis(number("OUTBOX_CLAIM_GAP_MS", 5, 0, 10_000)?),
             outbox_lease: millis("OUTBOX_LEASE_MS", 30_000)?,
             outbox_max_attempts: number("OUTBOX_MAX_ATTEMPTS", 50, 1, 1_000_000)? as i32,

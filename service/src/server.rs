@@ -94,7 +94,9 @@ pub(crate) async fn serve(
                 let Ok(_permit) = permits.acquire_owned().await else {
                     return;
                 };
-                handle(&app, message).await;
+                // Boxed once it may run: a waiting task holds a pointer, not the handler's whole
+                // state (kilobytes), so a rush of thousands waiting costs little memory.
+                Box::pin(handle(&app, message)).await;
                 // The body's bytes count until it is answered: waiting or in flight.
                 drop(ticket);
             },
