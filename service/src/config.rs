@@ -63,9 +63,10 @@ pub struct Config {
     pub outbox_poll: Duration,
     /// `OUTBOX_BATCH` (default 256): rows a relay loop has in flight at most.
     pub outbox_batch: i64,
-    /// `OUTBOX_CLAIM_GAP_MS` (default 5, 0 = none): the shortest time between two claims of one
+    /// `OUTBOX_CLAIM_GAP_MS` (default 20, 0 = none): the shortest time between two claims of one
     /// relay loop, so rows committed together are claimed, sent and recorded together instead of
-    /// one claim per commit (each claim sorts the channel's unsent rows).
+    /// one claim per commit. It adds at most this much to a delivery; at 16 clients the bench
+    /// books about 10 % more with 20 than with 5 (the relay's statements compete with creates).
     pub outbox_claim_gap: Duration,
     /// `OUTBOX_LEASE_MS` (default 30000): how long a claimed row is reserved for its relay; a crashed
     /// relay's rows are retried by another once it runs out.
@@ -273,7 +274,7 @@ impl Config {
             )?),
             outbox_poll: millis("OUTBOX_POLL_MS", 1000)?,
             outbox_batch: number("OUTBOX_BATCH", 256, 1, 10_000)? as i64,
-            outbox_claim_gap: Duration::from_millis(number("OUTBOX_CLAIM_GAP_MS", 5, 0, 10_000)?),
+            outbox_claim_gap: Duration::from_millis(number("OUTBOX_CLAIM_GAP_MS", 20, 0, 10_000)?),
             outbox_lease: millis("OUTBOX_LEASE_MS", 30_000)?,
             outbox_max_attempts: number("OUTBOX_MAX_ATTEMPTS", 50, 1, 1_000_000)? as i32,
             outbox_retry_cap: millis("OUTBOX_RETRY_CAP_MS", 60_000)?,
