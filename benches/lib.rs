@@ -328,6 +328,26 @@ impl Bench {
         Ok((at_end, None))
     }
 
+    /// The service's own count of creates committed in batches so far: (creates, batches), from
+    /// its `create_batch_size` histogram on `/metrics`; `None` if the endpoint does not answer.
+    pub async fn batched_so_far(&self) -> Option<(f64, f64)> {
+        let addr = self.stack.http_addrs().first()?;
+        let text = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        };
+        Some((
+            value("create_batch_size_sum")?,
+            value("create_batch_size_count")?,
+        ))
+    }
+
     /// The NATS request/reply floor: an empty responder, one client, median and p99 in ms.
     pub async fn nats_round_trip(&self, n: usize) -> anyhow::Result<(f64, f64)> {
         use futures::StreamExt as _;

@@ -47,6 +47,8 @@ struct Point {
     direct: Figures,
     /// Outbox rows not yet sent when the service point ended, and ms until all were sent.
     backlog: (i64, Option<f64>),
+    /// Creates per committed batch during the service point (the service's own histogram).
+    mean_batch: Option<f64>,
 }
 
 impl Point {
@@ -104,15 +106,21 @@ fn main() -> anyhow::Result<()> {
                 .measure(Route::Direct, clients, Duration::from_secs(secs))
                 .await?;
             bench.direct_clients(1).await?;
+            let batched_before = bench.batched_so_far().await;
             let service = bench
                 .measure(Route::Service, clients, Duration::from_secs(secs))
                 .await?;
+            let mean_batch = match (batched_before, bench.batched_so_far().await) {
+                (Some((c0, b0)), Some((c1, b1))) if b1 > b0 => Some((c1 - c0) / (b1 - b0)),
+                _ => None,
+            };
             let backlog = bench.outbox_backlog().await?;
             points.push(Point {
                 service,
                 pgbench,
                 direct,
                 backlog,
+                mean_batch,
             });
         }
         let mut rushes = Vec::new();
@@ -129,13 +137,13 @@ fn main() -> anyhow::Result<()> {
     })?;
     let (rtt_p50, rtt_p99) = rtt;
     let mut md = String::from(
-        "| clients | service ops/s | pgbench tps (same SQL) | Rust direct ops/s | service ÷ faster | service p50 ms | service p99 ms | pgbench avg ms | direct p50 ms | outbox unsent at end | sent all in ms |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| clients | service ops/s | pgbench tps (same SQL) | Rust direct ops/s | service ÷ faster | service p50 ms | service p99 ms | pgbench avg ms | direct p50 ms | creates per commit | outbox unsent at end | sent all in ms |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for p in &points {
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.0} | {:.0} | **{:.2}** | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            "| {} | {:.0} | {:.0} | {:.0} | **{:.2}** | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
             p.service.clients,
             p.service.throughput,
             p.pgbench.throughput,
@@ -145,6 +153,7 @@ fn main() -> anyhow::Result<()> {
             p.service.p99_ms,
             p.pgbench.p50_ms,
             p.direct.p50_ms,
+            p.mean_batch.map_or_else(|| "-".to_owned(), |b| format!("{b:.1}")),
             p.backlog.0,
             p.backlog
                 .1
@@ -188,7 +197,7 @@ fn main() -> anyhow::Result<()> {
             "service": p.service, "pgbench": p.pgbench, "direct": p.direct,
             "ratio_to_pgbench": p.service.throughput / p.pgbench.throughput.max(1e-9),
             "ratio_to_faster": p.service.throughput / p.baseline().max(1e-9),
-            "outbox_unsent_at_end": p.backlog.0, "outbox_sent_all_ms": p.backlog.1})).collect::<Vec<_>>(),
+            "creates_per_commit": p.mean_batch, "outbox_unsent_at_end": p.backlog.0, "outbox_sent_all_ms": p.backlog.1})).collect::<Vec<_>>(),
         "rushes": rushes,
         "nats_rtt_ms": {"p50": rtt_p50, "p99": rtt_p99},
         "service_peak_mib": memory,
