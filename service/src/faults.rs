@@ -59,10 +59,17 @@ impl Faults {
     /// Aborts the process (like `kill -9`: no destructors, no flush) when `point` is the configured
     /// fault point and this is its `FAULT_AFTER`th hit.
     pub(crate) fn crash_at(&self, point: FaultPoint) {
-        if self.point != Some(point) {
+        self.crash_at_passes(point, 1);
+    }
+
+    /// [`Self::crash_at`] for a step that does `passes` items' work at once (the relay marks every
+    /// row that settled together SENT in one statement): each item counts as a pass, so
+    /// `FAULT_AFTER` means the same however the items are grouped.
+    pub(crate) fn crash_at_passes(&self, point: FaultPoint, passes: u64) {
+        if self.point != Some(point) || passes == 0 {
             return;
         }
-        let hits = self.hits.fetch_add(1, Ordering::SeqCst) + 1;
+        let hits = self.hits.fetch_add(passes, Ordering::SeqCst) + passes;
         if hits >= self.after {
             tracing::error!(?point, hits, "FAULT_POINT reached: aborting the process");
             std::process::abort();

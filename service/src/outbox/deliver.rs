@@ -76,7 +76,10 @@ pub(super) async fn record_sent(app: &App, ids: &[i64]) {
     if ids.is_empty() {
         return;
     }
-    app.faults.crash_at(FaultPoint::BeforeMarkSent);
+    app.faults.crash_at_passes(
+        FaultPoint::BeforeMarkSent,
+        u64::try_from(ids.len()).unwrap_or(u64::MAX),
+    );
     if let Err(e) = rows::mark_sent(&app.relay_pool, ids).await {
         tracing::warn!(error = %e, rows = ids.len(), "could not mark delivered events sent; their leases will expire and they are sent again (deduplicated by Nats-Msg-Id)");
     }
