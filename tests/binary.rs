@@ -334,3 +334,43 @@ async fn logs_name_fields_never_values_escape_control_characters_and_hold_no_col
     );
     assert!(text.len() < 64 * 1024, "log grew to {} bytes", text.len());
 }
+
+/// Replicas started together on a new database migrate it together. Index builds that run outside
+/// a transaction (`CREATE INDEX CONCURRENTLY`) wait for every open snapshot, including the other
+/// replica's wait for the migration lock, and PostgreSQL breaks that cycle by failing one of them
+/// with "deadlock detected": the replica must try again, not exit. Four rounds of three replicas.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_started_together_on_a_new_database_all_start() {
+    let world = own_world().await;
+    for round in 0..4 {
+        let db = world.database().await.unwrap();
+        let mut replicas: Vec<_> = (0..3)
+            .map(|_| spawn_service(&world, db.url(), &[]))
+            .collect();
+        let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+        let expected = booking_service::MIGRATOR.iter().count() as i64;
+        eventually(
+            "every migration applied",
+            Duration::from_secs(30),
+            || async {
+                let n: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+                        .fetch_one(&pool)
+                        .await
+                        .ok()?;
+                (n == expected).then_some(())
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for (i, replica) in replicas.iter_mut().enumerate() {
+            let exited = replica.try_wait().unwrap();
+            assert!(
+                exited.is_none(),
+                "round {round}: replica {i} exited: {exited:?}"
+            );
+            terminate(replica);
+        }
+        pool.close().await;
+    }
+}

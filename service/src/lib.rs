@@ -59,6 +59,38 @@ pub use error::ServiceError;
 /// How long start-up waits for NATS.
 const NATS_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Applies [`MIGRATOR`], trying again when PostgreSQL fails it with "deadlock detected". Replicas
+/// started together on a new database migrate together: an index built concurrently (outside a
+/// transaction) waits for every open snapshot, including another replica's wait for the
+/// migration lock, and PostgreSQL breaks that cycle by failing one of the two. The other replica
+/// finishes the work; this one then finds it done.
+async fn apply_migrations(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    const TRIES: u32 = 10;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match MIGRATOR.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) if tries < TRIES && is_deadlock(&e) => {
+                tracing::warn!(tries, error = %e, "migrations met another replica's; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(tries))).await;
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("applying migrations")),
+        }
+    }
+}
+
+/// Whether a migration failed on PostgreSQL's deadlock detector (SQLSTATE 40P01).
+fn is_deadlock(e: &sqlx::migrate::MigrateError) -> bool {
+    match e {
+        sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(db))
+        | sqlx::migrate::MigrateError::ExecuteMigration(sqlx::Error::Database(db), _) => {
+            db.code().as_deref() == Some("40P01")
+        }
+        _ => false,
+    }
+}
+
 /// The migrations, applied at start-up.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -69,7 +101,7 @@ pub async fn migrate(url: &str) -> anyhow::Result<()> {
         .connect(url)
         .await
         .with_context(|| format!("connecting to {}", config::redact(url)))?;
-    MIGRATOR.run(&pool).await.context("applying migrations")?;
+    apply_migrations(&pool).await?;
     pool.close().await;
     Ok(())
 }
@@ -140,7 +172,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 config::redact(&config.database_url)
             )
         })?;
-    MIGRATOR.run(&pool).await.context("applying migrations")?;
+    apply_migrations(&pool).await?;
     // The relay records leases and deliveries without waiting for the WAL flush: a database crash
     // can lose the last few, and such a row is then sent again (deduplicated by its Nats-Msg-Id),
     // which the relay must survive anyway. Waiting would put up to four more flushes behind every

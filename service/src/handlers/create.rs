@@ -36,7 +36,14 @@ pub(crate) async fn create(
         {
             match idempotency::replay(&app.pool, req.user_id, key, &fingerprint).await {
                 Ok(Some(replayed)) => Ok(Success::new(replayed)),
-                _ => Err(e),
+                Ok(None) => Err(e),
+                // Not knowing whether the key holds a booking, the refusal is not given: the
+                // caller gets the failure to look (a database error, retried like any other).
+                Err(unchecked) => {
+                    tracing::warn!(refusal = %e, error = %unchecked,
+                        "a keyed create could not re-check its key before a refusal");
+                    Err(unchecked)
+                }
             }
         }
         other => other.map(Success::new),
