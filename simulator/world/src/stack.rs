@@ -165,6 +165,7 @@ impl Stack {
             stack.start_service(i, &[]).await?;
         }
         stack.wait_for_service().await?;
+        stack.wait_for_every_replica().await?;
         let mut stub = Command::new(binary("course-stub")?);
         stub.arg("--nats-url")
             .arg(stack.world.nats_url())
@@ -284,6 +285,32 @@ impl Stack {
             .await
             .get(index)
             .is_some_and(|r| r.child.is_some())
+    }
+
+    /// Waits until every replica listens on its HTTP port (it opens it after migrating and
+    /// subscribing). A replica that exits on its way up fails the start: a world with fewer
+    /// replicas than asked for would pass runs that the asked-for world fails.
+    async fn wait_for_every_replica(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (i, addr) in self.http_addrs.iter().enumerate() {
+            while tokio::net::TcpStream::connect(addr).await.is_err() {
+                if let Some((_, status)) =
+                    self.exited_services().await.into_iter().find(|e| e.0 == i)
+                {
+                    bail!(
+                        "booking-service replica {i} exited while starting ({status}); see {}",
+                        self.log_dir
+                            .join(format!("booking-service-{i}.log"))
+                            .display()
+                    );
+                }
+                if Instant::now() > deadline {
+                    bail!("booking-service replica {i} did not listen on {addr} within 60 s");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
     }
 
     async fn wait_until(&self, what: &str, subject: &str) -> anyhow::Result<()> {
