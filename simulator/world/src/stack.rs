@@ -162,6 +162,9 @@ impl Stack {
                 child: None,
                 pids: Vec::new(),
             });
+            // A replica's log is appended to across its restarts within this run, so a new run
+            // starts it empty (it used to hold every earlier run in the same folder).
+            log_file(log_dir, &format!("booking-service-{i}.log"))?;
             stack.start_service(i, &[]).await?;
         }
         stack.wait_for_service().await?;
