@@ -7,9 +7,9 @@
 //! core NATS messages: detected at start and checked again every few seconds and after a failure).
 //! Each loop wakes after its own replica's writes (`wake`), on `LISTEN outbox_events` (anything
 //! else, e.g. an operator's re-drive, wakes every replica that way) and polls as a back-up; it
-//! reads the rows that may go next and leases them by pushing `next_attempt_at` forward in an `UPDATE` that re-checks each row
-//! under its lock (one statement), so replicas never hold the same row and a crashed relay's rows
-//! come back when the lease runs out. Up to `OUTBOX_BATCH` rows are in flight per loop; rows are
+//! reads the rows that may go next and leases them by pushing `next_attempt_at` forward in an
+//! `UPDATE` that re-checks each row under its lock (one statement), so replicas never hold the
+//! same row and a crashed relay's rows come back when the lease runs out. Up to `OUTBOX_BATCH` rows are in flight per loop; rows are
 //! recorded as they settle (those that settled together in one statement), so one slow answer
 //! delays only its own lane.
 //!
@@ -82,9 +82,9 @@ async fn run_channel(
         }
         deliver::record_sent(&app, &delivered).await;
         delivered.clear();
-        // Claim only once half the window is free: a claim reads the whole backlog, so one per
-        // settled row would cost a backlog's sort per row just when the backlog is largest. And
-        // at most one claim per gap: what commits meanwhile is claimed together.
+        // Claim only once half of OUTBOX_BATCH is free: every claim sorts a window of several
+        // hundred rows, so one per settled row would pay that sort for a row or two. And at most
+        // one claim per gap: what commits meanwhile is claimed together.
         let room = batch.saturating_sub(in_flight.len());
         let claimed = if room < batch.div_ceil(2) {
             Vec::new()

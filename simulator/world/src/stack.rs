@@ -126,6 +126,11 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
         })
 }
 
+/// The log file of booking-service replica `index`, in the stack's log folder.
+fn replica_log(index: usize) -> String {
+    format!("booking-service-{index}.log")
+}
+
 fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
     std::fs::File::create(dir.join(name)).with_context(|| format!("creating {name}"))
 }
@@ -164,7 +169,7 @@ impl Stack {
             });
             // A replica's log is appended to across its restarts within this run, so a new run
             // starts it empty (it used to hold every earlier run in the same folder).
-            log_file(log_dir, &format!("booking-service-{i}.log"))?;
+            log_file(log_dir, &replica_log(i))?;
             stack.start_service(i, &[]).await?;
         }
         stack.wait_for_service().await?;
@@ -219,7 +224,7 @@ impl Stack {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.log_dir.join(format!("booking-service-{index}.log")))
+            .open(self.log_dir.join(replica_log(index)))
             .context("opening the replica's log")?;
         let mut cmd = Command::new(binary("booking-service")?);
         cmd.env("DATABASE_URL", self.db.url())
@@ -290,21 +295,18 @@ impl Stack {
             .is_some_and(|r| r.child.is_some())
     }
 
-    /// Waits until every replica listens on its HTTP port (it opens it after migrating and
-    /// subscribing). A replica that exits on its way up fails the start: a world with fewer
-    /// replicas than asked for would pass runs that the asked-for world fails.
+    /// Waits until every replica listens on its HTTP port (it opens it once it has migrated). A
+    /// replica that exits on its way up fails the start: a world with fewer replicas than asked
+    /// for would pass runs that the asked-for world fails.
     async fn wait_for_every_replica(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         for (i, addr) in self.http_addrs.iter().enumerate() {
             while tokio::net::TcpStream::connect(addr).await.is_err() {
-                if let Some((_, status)) =
-                    self.exited_services().await.into_iter().find(|e| e.0 == i)
-                {
+                // Any replica's exit, not only this one's: the call reports each exit once.
+                if let Some((j, status)) = self.exited_services().await.into_iter().next() {
                     bail!(
-                        "booking-service replica {i} exited while starting ({status}); see {}",
-                        self.log_dir
-                            .join(format!("booking-service-{i}.log"))
-                            .display()
+                        "booking-service replica {j} exited while starting ({status}); see {}",
+                        self.log_dir.join(replica_log(j)).display()
                     );
                 }
                 if Instant::now() > deadline {
