@@ -142,14 +142,17 @@ async fn a_short_faulty_run_holds_every_invariant_writes_its_report_and_leaves_n
 
 /// Group commit allocates a batch's seats in memory, in arrival order; the planted defect checks
 /// every item against the count read before the batch, so a batch can sell the last seat twice.
-/// One batch worker: the rush queues behind the first create, so the next batch is a crowd.
+/// One batch worker that waits 30 ms for company, and a rush that arrives at once: the first batch
+/// is a crowd on a slot with every seat free, however fast the machine. (With the rush spread over
+/// 200 ms and no wait, a fast machine committed each create alone and never showed the defect.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_planted_batch_that_sells_the_last_seat_twice_is_caught_with_a_witness() {
     let _turn = ONE_STACK_AT_A_TIME.lock().await;
     let scenario = Scenario::parse(
         "name = 'bug'\nreplicas = 1\nduration_s = 1.0\nsettle_s = 10.0\n\
          [workload]\nrate = 10.0\nrush_users = 300\nrush_slots = 1\nrush_at_s = 0.2\n\
-         [service]\nCREATE_BATCH_WORKERS = '1'\n",
+         rush_spread_ms = 0\n\
+         [service]\nCREATE_BATCH_WORKERS = '1'\nCREATE_BATCH_WAIT_US = '30000'\n",
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
