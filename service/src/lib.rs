@@ -39,6 +39,8 @@ pub use http::OUTBOX_GAUGES_SQL;
 mod http;
 mod nats;
 mod operator;
+#[doc(hidden)]
+pub use outbox::{claim_sql, claim_window};
 mod outbox;
 mod retention;
 mod server;
@@ -146,6 +148,14 @@ impl Running {
 /// Connections of the outbox relay's own pool (leases and delivery records).
 const RELAY_CONNECTIONS: u32 = 4;
 
+/// Settings of the relay's connections (why: in [`start`]).
+#[doc(hidden)]
+pub const RELAY_SESSION: [(&str, &str); 3] = [
+    ("synchronous_commit", "off"),
+    ("plan_cache_mode", "force_custom_plan"),
+    ("enable_bitmapscan", "off"),
+];
+
 /// Connects, migrates, subscribes and starts the relay.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let connect = config
@@ -177,12 +187,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // can lose the last few, and such a row is then sent again (deduplicated by its Nats-Msg-Id),
     // which the relay must survive anyway. Waiting would put up to four more flushes behind every
     // booking's own commit.
+    //
+    // A claim must walk the unsent index in id order with a plain index scan: that index keeps
+    // an entry for every row marked SENT since the last vacuum, and a plain scan marks such
+    // entries dead as it passes them, so the next claim skips them. A bitmap scan, or the
+    // sequential scan a generic plan (its window size unknown) settles on, visits them all on
+    // every claim. Hence no bitmap scans and a plan per claim on the relay's connections:
+    // measured at 16 clients (54 rows due, 17,000 dead entries) 8.6–14 ms per claim before,
+    // 0.84 ms after; with 55,000 rows due, 118 ms against 7 ms.
     let relay_pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(RELAY_CONNECTIONS.min(config.db_pool_size))
         .acquire_timeout(config.db_acquire_timeout)
-        .connect_lazy_with(
-            connect.options([("synchronous_commit", "off"), ("plan_cache_mode", "auto")]),
-        );
+        .connect_lazy_with(connect.options(RELAY_SESSION));
     let metrics = Arc::new(metrics::Metrics::default());
     let nats = nats::connect(&config, metrics.clone()).await?;
     // With retry-on-connect the client returns before it is connected; subscribing then would

@@ -30,6 +30,8 @@
 
 mod deliver;
 mod rows;
+#[doc(hidden)]
+pub use rows::{claim_sql, window as claim_window};
 mod sink;
 
 use std::sync::Arc;

@@ -29,6 +29,10 @@ pub(super) struct Claimed {
 /// them are sent; REJECTED and held rows stay out of it, so refusals waiting for an operator never
 /// fill it.
 ///
+/// Lane and booking heads are numbered in one pass each (`row_number`), not found by two
+/// `DISTINCT ON` lists joined: the planner, expecting a handful of rows, joined those in a nested
+/// loop, a million comparisons for a full window of 1,024 (330 ms of a 426 ms claim).
+///
 /// `channel = ANY($1)` with `ORDER BY channel, id` is deliberate: with `channel = $1` the planner
 /// may read the primary key in id order and filter, walking every SENT row kept for retention; the
 /// array comparison leaves only the channel-led partial index able to give that order.
@@ -40,17 +44,27 @@ const HEADS: &str = "WITH win AS MATERIALIZED ( \
            AND r.aggregate_type = o.aggregate_type AND r.aggregate_id = o.aggregate_id \
            AND r.channel = o.channel AND r.id < o.id) \
        ORDER BY o.channel, o.id LIMIT $3), \
-     lane_heads AS ( \
-       SELECT DISTINCT ON (lane) id, next_attempt_at FROM win ORDER BY lane, id), \
-     booking_heads AS ( \
-       SELECT DISTINCT ON (aggregate_type, aggregate_id) id FROM win \
-       ORDER BY aggregate_type, aggregate_id, id) \
-     SELECT l.id FROM lane_heads l JOIN booking_heads b ON b.id = l.id \
-     WHERE l.next_attempt_at <= now() ORDER BY l.id LIMIT $2";
+     ranked AS ( \
+       SELECT id, next_attempt_at, \
+         row_number() OVER (PARTITION BY lane ORDER BY id) AS in_lane, \
+         row_number() OVER (PARTITION BY aggregate_type, aggregate_id ORDER BY id) AS in_booking \
+       FROM win) \
+     SELECT id FROM ranked WHERE in_lane = 1 AND in_booking = 1 AND next_attempt_at <= now() \
+     ORDER BY id LIMIT $2";
+
+/// The claim: `$1` the channel (as a one-element array), `$2` the most rows, `$3` the window,
+/// `$4` the lease. Public (hidden) so a test can read its plan on a large backlog.
+pub fn claim_sql() -> String {
+    format!(
+        "UPDATE outbox_events o SET next_attempt_at = now() + $4 \
+         WHERE o.id = ANY(ARRAY({HEADS})) AND o.status = 'PENDING' AND o.next_attempt_at <= now() \
+         RETURNING o.id, o.event_id, o.event_type, o.payload, o.retry_count"
+    )
+}
 
 /// How many PENDING rows a claim of `limit` looks at: enough that lanes and bookings with several
 /// rows waiting still leave `limit` heads in view.
-fn window(limit: usize) -> i64 {
+pub fn window(limit: usize) -> i64 {
     i64::try_from(limit.saturating_mul(4).max(256)).unwrap_or(i64::MAX)
 }
 
@@ -58,14 +72,12 @@ fn window(limit: usize) -> i64 {
 /// found without locks, then leased by an `UPDATE` that re-checks each row under its row lock, so
 /// of two relays that found the same heads only one leases each row. (Wrapping the sorts in
 /// `FOR UPDATE SKIP LOCKED` instead spent a second per claim re-checking rows that other relay
-/// tasks had just updated.)
+/// tasks had just updated.) The heads reach the `UPDATE` as an array of ids, so the leases are
+/// found through the primary key whatever the planner guesses: joined as a table, the heads (that
+/// it expects to be one row) became the inner side of a nested loop over every unsent row, 13
+/// million comparisons and 854 ms per claim with 52,000 rows waiting.
 pub(super) async fn claim(app: &App, channel: Channel, limit: usize) -> Result<Vec<Claimed>> {
-    let sql = format!(
-        "WITH heads AS ({HEADS}) UPDATE outbox_events o SET next_attempt_at = now() + $4 \
-         FROM heads WHERE o.id = heads.id AND o.status = 'PENDING' AND o.next_attempt_at <= now() \
-         RETURNING o.id, o.event_id, o.event_type, o.payload, o.retry_count"
-    );
-    let mut rows: Vec<Claimed> = sqlx::query_as(&sql)
+    let mut rows: Vec<Claimed> = sqlx::query_as(&claim_sql())
         .bind([channel.as_str()])
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(window(limit))
