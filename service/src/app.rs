@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use std::sync::Arc;
 
 use crate::batch::Batches;
-use crate::cache::{ReadThrough, SlotFetches};
+use crate::cache::{ReadThrough, SlotCopies, SlotFetches};
 use crate::config::Config;
 use crate::course::CourseClient;
 use crate::faults::Faults;
@@ -28,6 +28,8 @@ pub(crate) struct App {
     pub(crate) course: CourseClient,
     /// Slots being fetched from course-service (one fetch per slot at a time).
     pub(crate) slot_fetches: SlotFetches,
+    /// Copies of slot rows for creates, and their coalesced reads.
+    pub(crate) slot_copies: SlotCopies,
     /// Inbound message decoding.
     pub(crate) codec: Codec,
     /// Counters, gauges and histograms.
@@ -47,6 +49,7 @@ impl App {
             pool: &self.pool,
             course: &self.course,
             fetches: &self.slot_fetches,
+            copies: &self.slot_copies,
             metrics: &self.metrics,
             ttl: self.config.cache_ttl,
         }

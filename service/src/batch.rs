@@ -44,6 +44,10 @@ pub(crate) enum Conflict {
     Service(ServiceError),
     /// Its batch failed as a whole: run it alone.
     Alone,
+    /// Course-service's fields of its slot were rewritten after the row it carries was read
+    /// (`last_sync_at` differs under the lock): read the slot again and start over, so no
+    /// booking is written with names or times the slot no longer has.
+    Stale,
 }
 
 impl<E: Into<ServiceError>> From<E> for Conflict {
@@ -234,6 +238,10 @@ async fn commit(deps: &Deps, jobs: &[Job]) -> Result<Vec<Outcome>> {
             .into()));
             continue;
         };
+        if locked.last_sync_at != job.slot.last_sync_at {
+            outcomes[i] = Some(Err(Conflict::Stale));
+            continue;
+        }
         let Some(&booking_id) = ids.get(i) else {
             outcomes[i] = Some(Err(Conflict::Alone));
             continue;

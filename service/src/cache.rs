@@ -18,7 +18,11 @@ use sqlx::PgExecutor;
 use crate::course::{CourseClient, CourseError};
 use crate::error::{Result, ServiceError, StepExt as _};
 use crate::metrics::Metrics;
-use crate::store::{self, now, slot_state_sql, SlotRow};
+use crate::store::{now, slot_state_sql, SlotRow};
+
+mod copies;
+
+pub(crate) use copies::{SlotCopies, Ticket};
 
 /// One lock per slot being fetched from course-service, so concurrent misses make one call.
 #[derive(Debug, Default)]
@@ -70,29 +74,63 @@ pub(crate) struct ReadThrough<'a> {
     pub(crate) course: &'a CourseClient,
     /// One fetch per slot at a time.
     pub(crate) fetches: &'a SlotFetches,
+    /// The replica's copies of slot rows, and their coalesced reads.
+    pub(crate) copies: &'a SlotCopies,
     /// Hits, misses, stale fallbacks.
     pub(crate) metrics: &'a Metrics,
     /// How old a row may be and still answer without asking course-service.
     pub(crate) ttl: std::time::Duration,
 }
 
+/// A slot row found for a create.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    /// The row.
+    pub(crate) row: SlotRow,
+    /// Whether it was read during this request (a copy may only say yes).
+    pub(crate) read: bool,
+}
+
 impl ReadThrough<'_> {
-    /// Finds a slot in the cache, fetching it from course-service when missing or older than the
-    /// TTL; a refusal is `BUS_002`, an outage falls back to a stale row or is `SYS_004`.
-    pub(crate) async fn resolve(&self, slot_id: i32) -> Result<SlotRow> {
+    /// Finds a slot for a create: the replica's copy when `copy` allows and it is fresh, else
+    /// the cache table as read after `since`, fetching from course-service when the row is
+    /// missing or older than the TTL. A refusal is `BUS_002`, an outage falls back to a stale
+    /// row or is `SYS_004`.
+    pub(crate) async fn resolve(
+        &self,
+        slot_id: i32,
+        since: Ticket,
+        copy: bool,
+    ) -> Result<Resolved> {
         let ttl = chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::MAX);
         let fresh = |row: &SlotRow| now() - row.last_sync_at <= ttl;
-        let cached = store::slot(self.pool, slot_id).await?;
+        if copy {
+            if let Some(row) = self.copies.copy(slot_id).filter(|r| fresh(r)) {
+                self.metrics.cache_hits.inc();
+                return Ok(Resolved { row, read: false });
+            }
+        }
+        let cached = self.copies.read(self.pool, slot_id, since).await?;
         if let Some(row) = cached.as_ref().filter(|r| fresh(r)) {
             self.metrics.cache_hits.inc();
-            return Ok(row.clone());
+            return Ok(Resolved {
+                row: row.clone(),
+                read: true,
+            });
         }
         self.metrics.cache_misses.inc();
         tracing::info!("Slot cache miss for gameTimeSlotId: {slot_id}");
-        // One fetch per slot at a time: later callers wait, then find the row fresh.
+        // One fetch per slot at a time: later callers wait, then find the row fresh (read after
+        // they got the lock, so after the fetch they waited for).
         let _guard = self.fetches.lock(slot_id).await;
-        if let Some(row) = store::slot(self.pool, slot_id).await?.filter(|r| fresh(r)) {
-            return Ok(row);
+        let locked = self.copies.ticket();
+        if let Some(row) = self
+            .copies
+            .read(self.pool, slot_id, locked)
+            .await?
+            .filter(|r| fresh(r))
+        {
+            return Ok(Resolved { row, read: true });
         }
         let fetched = async {
             let slot = self.course.time_slot(slot_id).await?;
@@ -109,9 +147,17 @@ impl ReadThrough<'_> {
                 upsert_slot(&mut *tx, &SlotFacts::from(&slot)).await?;
                 tx.commit().await.step("committing the cache refresh")?;
                 tracing::info!("GameTimeSlotCache synced for gameTimeSlotId: {slot_id}");
-                store::slot(self.pool, slot_id).await?.ok_or_else(|| {
-                    anyhow::anyhow!("slot {slot_id} vanished right after its upsert").into()
-                })
+                let upserted = self.copies.ticket();
+                let row = self
+                    .copies
+                    .read(self.pool, slot_id, upserted)
+                    .await?
+                    .ok_or_else(|| {
+                        ServiceError::from(anyhow::anyhow!(
+                            "slot {slot_id} vanished right after its upsert"
+                        ))
+                    })?;
+                Ok(Resolved { row, read: true })
             }
             Err(CourseError::Refused(message)) => Err(ServiceError::NotFound(format!(
                 "Game time slot {slot_id} not found: course-service said \"{message}\""
@@ -121,7 +167,10 @@ impl ReadThrough<'_> {
                 Some(stale) => {
                     tracing::warn!(slot_id, error = %e, "course-service unavailable; using the stale cache row");
                     self.metrics.stale_fallbacks.inc();
-                    Ok(stale)
+                    Ok(Resolved {
+                        row: stale,
+                        read: true,
+                    })
                 }
                 None => Err(ServiceError::Unavailable(e.to_string())),
             },

@@ -232,6 +232,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let app = Arc::new(app::App {
         course: course::CourseClient::new(nats.clone(), &config, metrics.clone()),
         slot_fetches: cache::SlotFetches::default(),
+        slot_copies: cache::SlotCopies::default(),
         metrics,
         faults,
         batches,

@@ -1,7 +1,8 @@
 //! A batch of one: an unkeyed create that finds the queue empty is written by one statement that
 //! is its own transaction (`store::batch::write_lone`), so a lone booking costs one round trip
-//! and one commit. When that statement writes nothing (the slot filled up, closed or was
-//! repriced since it was read), the create goes through the locking path, which says exactly why.
+//! and one commit. When that statement writes nothing (the slot filled up, closed, was repriced
+//! or rewritten by course-service since it was read), the create goes through the locking path,
+//! which says exactly why.
 
 use super::{add, reply, Conflict, Deps, Job, Outcome};
 use crate::faults::{FaultPoint, PlantedBug};
@@ -28,12 +29,13 @@ pub(super) async fn write(deps: &Deps, job: &Job) -> Option<Outcome> {
         price: slot.price,
         front_nine_course_id: None,
         back_nine_course_id: None,
+        last_sync_at: slot.last_sync_at,
         ids: Vec::new(),
     };
     let mut rows = BatchWrite::default();
     // The booking id is the sequence's: 0 stands in until the statement stamps it.
     add(&mut rows, job, &seen, 0, deps, at);
-    match sql::write_lone(&deps.pool, &rows, at).await {
+    match sql::write_lone(&deps.pool, &rows, at, slot.last_sync_at).await {
         Err(e) => {
             tracing::warn!(error = %e, "a lone create failed; it runs again on the locking path");
             Some(Err(Conflict::Alone))

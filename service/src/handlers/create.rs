@@ -50,29 +50,42 @@ pub(crate) async fn create(
     }
 }
 
-/// One create without looking at its key first: resolve the slot, pre-check, then the transaction.
+/// How often a create starts over because course-service rewrote its slot meanwhile.
+const STALE_ROUNDS: usize = 3;
+
+/// One create without looking at its key first: find the slot, pre-check, then the transaction.
 async fn attempt(
     app: &App,
     req: &CreateBookingRequest,
     fingerprint: &str,
 ) -> Result<BookingResponse> {
-    let slot = app.slot_cache().resolve(req.game_time_slot_id).await?;
-    if req.player_count > slot.max_players {
-        return Err(ServiceError::Validation(format!(
-            "playerCount must be between 1 and {} for this slot, got {}",
-            slot.max_players, req.player_count
-        )));
-    }
-    // Losers of a rush are answered from the cache without queueing on the row lock; the lock
-    // below re-checks for everyone else.
-    check_room(&slot.status, slot.available_players, req.player_count)?;
-    // Group commit (unless CREATE_BATCH_MAX is 1); a create whose batch failed runs alone.
-    let outcome = if app.config.create_batch_max <= 1 {
-        insert(app, req, &slot, fingerprint).await
-    } else {
-        match app.batches.submit(req, &slot, fingerprint).await {
-            Err(Conflict::Alone) => insert(app, req, &slot, fingerprint).await,
-            other => other,
+    let slot_id = req.game_time_slot_id;
+    let arrived = app.slot_copies.ticket();
+    let mut slot = app.slot_cache().resolve(slot_id, arrived, true).await?;
+    let mut round = 0;
+    let outcome = loop {
+        // Losers of a rush are answered here without queueing on the row lock; the write
+        // re-checks for everyone else. A copy may say yes, but only a read made during this
+        // request may say no.
+        if let Err(refusal) = admit(req, &slot.row) {
+            if slot.read {
+                return Err(refusal);
+            }
+            slot = app.slot_cache().resolve(slot_id, arrived, false).await?;
+            admit(req, &slot.row)?;
+        }
+        match write(app, req, &slot.row, fingerprint).await {
+            Err(Conflict::Stale) if round < STALE_ROUNDS => {
+                round += 1;
+                let now = app.slot_copies.ticket();
+                slot = app.slot_cache().resolve(slot_id, now, false).await?;
+            }
+            Err(Conflict::Stale) => {
+                break Err(Conflict::Service(ServiceError::Unavailable(format!(
+                    "game time slot {slot_id} was rewritten by course-service {STALE_ROUNDS} times during the booking"
+                ))))
+            }
+            other => break other,
         }
     };
     match outcome {
@@ -94,7 +107,9 @@ async fn attempt(
             }
             Err(e)
         }
+        Err(Conflict::Stale) => Err(anyhow::anyhow!("a stale slot row was not read again").into()),
         Ok(booking) => {
+            app.slot_copies.took(slot_id, req.player_count);
             app.metrics.booking_created.inc();
             tracing::info!(
                 user = %telemetry::mask_email(&req.user_email),
@@ -103,6 +118,33 @@ async fn attempt(
             );
             Ok(booking)
         }
+    }
+}
+
+/// `playerCount` within the slot's capacity, and room for it (`BUS_004` otherwise).
+fn admit(req: &CreateBookingRequest, slot: &SlotRow) -> Result<()> {
+    if req.player_count > slot.max_players {
+        return Err(ServiceError::Validation(format!(
+            "playerCount must be between 1 and {} for this slot, got {}",
+            slot.max_players, req.player_count
+        )));
+    }
+    check_room(&slot.status, slot.available_players, req.player_count)
+}
+
+/// Group commit (unless `CREATE_BATCH_MAX` is 1); a create whose batch failed runs alone.
+async fn write(
+    app: &App,
+    req: &CreateBookingRequest,
+    slot: &SlotRow,
+    fingerprint: &str,
+) -> std::result::Result<BookingResponse, Conflict> {
+    if app.config.create_batch_max <= 1 {
+        return insert(app, req, slot, fingerprint).await;
+    }
+    match app.batches.submit(req, slot, fingerprint).await {
+        Err(Conflict::Alone) => insert(app, req, slot, fingerprint).await,
+        other => other,
     }
 }
 
@@ -117,6 +159,9 @@ async fn insert(
     let mut tx = app.pool.begin().await.step("starting the booking")?;
     let lock = !app.faults.planted(PlantedBug::SkipRowLock);
     let locked = store::lock_slot(&mut tx, slot.game_time_slot_id, lock).await?;
+    if locked.last_sync_at != slot.last_sync_at {
+        return Err(Conflict::Stale);
+    }
     if let Some(key) = &req.idempotency_key {
         // A duplicate that waited for the slot lock sees the first one's key here.
         if idempotency::is_taken(&mut tx, req.user_id, key).await? {

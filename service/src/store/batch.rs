@@ -22,6 +22,8 @@ pub(crate) struct BatchSlot {
     pub(crate) price: i64,
     pub(crate) front_nine_course_id: Option<i32>,
     pub(crate) back_nine_course_id: Option<i32>,
+    /// When course-service's fields were last written (see `LockedSlot::last_sync_at`).
+    pub(crate) last_sync_at: NaiveDateTime,
     /// Booking ids drawn for the batch (the same on every row).
     pub(crate) ids: Vec<i32>,
 }
@@ -36,9 +38,9 @@ pub(crate) async fn lock_slots(
 ) -> Result<(HashMap<i32, BatchSlot>, Vec<i32>)> {
     let sql = format!(
         "WITH s AS MATERIALIZED (SELECT game_time_slot_id, game_id, max_players, booked_players, status, \
-         price::int8 AS price FROM game_time_slot_cache WHERE game_time_slot_id = ANY($1) \
+         price::int8 AS price, last_sync_at FROM game_time_slot_cache WHERE game_time_slot_id = ANY($1) \
          ORDER BY game_time_slot_id{}) \
-         SELECT s.game_time_slot_id, s.max_players, s.booked_players, s.status, s.price, \
+         SELECT s.game_time_slot_id, s.max_players, s.booked_players, s.status, s.price, s.last_sync_at, \
          g.front_nine_course_id, g.back_nine_course_id, \
          (SELECT array_agg(nextval(pg_get_serial_sequence('bookings', 'id'))::int4) \
           FROM generate_series(1, $2)) AS ids \
@@ -231,17 +233,19 @@ pub(crate) struct LoneWritten {
 /// COMMITTED re-evaluates its condition after waiting for the lock), and every insert reads the
 /// booking from it, so nothing is written unless the seats were taken. The booking id comes from
 /// the sequence and is stamped into the events' lane and `bookingId`. `None`: nothing was written
-/// (full, closed, price changed, or no such slot); the locking path then says which.
+/// (full, closed, price changed, course-service's fields rewritten since `last_sync_at`, or no
+/// such slot); the locking path then says which.
 pub(crate) async fn write_lone(
     pool: &sqlx::PgPool,
     w: &BatchWrite,
     at: NaiveDateTime,
+    last_sync_at: NaiveDateTime,
 ) -> Result<Option<LoneWritten>> {
     let sql = concat!(
         "WITH u AS (UPDATE game_time_slot_cache SET booked_players = booked_players + $2, updated_at = $4, ",
         slot_state_sql!("max_players", "(booked_players + $2)", "false"),
         " WHERE game_time_slot_id = $1 AND status <> 'CLOSED' AND booked_players + $2 <= max_players ",
-        "AND price::int8 = $3 RETURNING game_id), ",
+        "AND price::int8 = $3 AND last_sync_at = $30 RETURNING game_id), ",
         "b AS (INSERT INTO bookings (booking_number, user_id, game_id, game_time_slot_id, game_name, ",
         "game_code, front_nine_course_id, front_nine_course_name, back_nine_course_id, back_nine_course_name, ",
         "club_id, club_name, booking_date, start_time, end_time, player_count, price_per_person, service_fee, ",
@@ -301,6 +305,7 @@ pub(crate) async fn write_lone(
         .bind(w.events.iter().map(|e| e.3.clone()).collect::<Vec<_>>())
         .bind(w.events.iter().map(|e| e.4).collect::<Vec<_>>())
         .bind(w.events.iter().map(|e| e.5.clone()).collect::<Vec<_>>())
+        .bind(last_sync_at)
         .fetch_optional(pool)
         .await
         .step("writing a lone booking")?;

@@ -19,12 +19,15 @@ pub(crate) struct LockedSlot {
     pub(crate) booked_players: i32,
     pub(crate) status: String,
     pub(crate) price: i64,
+    /// When course-service's fields were last written: a create whose row was read at another
+    /// moment holds names and times that are not the row's.
+    pub(crate) last_sync_at: NaiveDateTime,
 }
 
 /// Reads a slot's counts with `FOR UPDATE` (or without, when a planted bug asks).
 pub(crate) async fn lock_slot(tx: &mut Tx, slot_id: i32, lock: bool) -> Result<LockedSlot> {
     let sql = format!(
-        "SELECT max_players, booked_players, status, price::int8 AS price FROM game_time_slot_cache \
+        "SELECT max_players, booked_players, status, price::int8 AS price, last_sync_at FROM game_time_slot_cache \
          WHERE game_time_slot_id = $1{}",
         if lock { " FOR UPDATE" } else { "" }
     );
