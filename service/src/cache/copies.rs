@@ -95,6 +95,15 @@ impl SlotCopies {
         }
     }
 
+    /// Drops the copy of `slot_id` after a write found the slot unable to take a create the
+    /// copy let through (another replica sold the seats, say): until then every create of the
+    /// slot would queue for its row lock to be refused there, instead of reading the count once.
+    pub(crate) fn forget(&self, slot_id: i32) {
+        if let Some(entry) = self.slots().get(&slot_id).cloned() {
+            *entry.last() = None;
+        }
+    }
+
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Arc<Entry>>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -102,8 +102,12 @@ async fn attempt(
         Err(Conflict::Service(e)) => {
             // Losing a race for the last seats is expected, not an error of ours; the caller is
             // answered and server.rs logs every refusal once at INFO.
-            if matches!(e, ServiceError::Database { .. } | ServiceError::Internal(_)) {
-                tracing::error!("Failed to create booking: {e}");
+            match e {
+                ServiceError::Database { .. } | ServiceError::Internal(_) => {
+                    tracing::error!("Failed to create booking: {e}");
+                }
+                ServiceError::Rule(_) => app.slot_copies.forget(slot_id),
+                _ => {}
             }
             Err(e)
         }
