@@ -18,7 +18,7 @@ mod deps;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -87,7 +87,35 @@ enum Cmd {
     Deps,
 }
 
-fn main() -> anyhow::Result<()> {
+/// A command xtask ran that failed: its own output said why, so xtask adds one line and exits
+/// with its status.
+#[derive(Debug)]
+struct ChildFailed {
+    shown: String,
+    code: i32,
+}
+
+impl std::fmt::Display for ChildFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} exited with status {}", self.shown, self.code)
+    }
+}
+
+impl std::error::Error for ChildFailed {}
+
+fn main() -> std::process::ExitCode {
+    match xtask() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, never a backtrace: the failing command has printed its own story.
+            eprintln!("xtask: {e:#}");
+            let code = e.downcast_ref::<ChildFailed>().map_or(1, |c| c.code);
+            std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+    }
+}
+
+fn xtask() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let root = workspace_root()?;
     match cli.command {
@@ -98,12 +126,12 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Asyncapi => asyncapi(&root),
         Cmd::E2e { args } => {
-            let mut all = vec![
-                "run".to_owned(),
-                "e2e".to_owned(),
-                "--out".to_owned(),
-                "target/e2e".to_owned(),
-            ];
+            let mut all = vec!["run".to_owned(), "e2e".to_owned()];
+            // Unless told otherwise, the plain run writes target/e2e and a variant (another
+            // seed, a planted bug, fsync off) a folder of its own beside it.
+            if !args.iter().any(|a| a == "--out" || a.starts_with("--out=")) {
+                all.extend(["--out-root".to_owned(), "target/e2e".to_owned()]);
+            }
             all.extend(args);
             sim(&root, &all)
         }
@@ -128,21 +156,21 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Builds the stack's binaries (release, or debug) and returns the folder they are in.
+///
+/// Every binary of the workspace is built, not only the stack's: features are unified over the
+/// packages a build selects, so a build of three packages compiled ring, rustls and async-nats
+/// again after a plain `cargo build --release` (another feature set), and the other way round.
+/// Selected like this, both builds share their artefacts.
 fn build_stack(root: &Path, release: bool) -> anyhow::Result<PathBuf> {
     deps::ensure()?;
-    let mut args = vec![
-        "build",
-        "-p",
-        "booking-service",
-        "-p",
-        "course-stub",
-        "-p",
-        "simulator",
-        "--bins",
-    ];
+    let mut args = vec!["build", "--workspace", "--bins"];
     if release {
         args.push("--release");
     }
+    eprintln!(
+        "xtask: building the stack ({} binaries of the workspace)",
+        if release { "release" } else { "debug" }
+    );
     cargo(root, &args)?;
     Ok(target_dir(root).join(if release { "release" } else { "debug" }))
 }
@@ -178,7 +206,12 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("$ {shown}");
     let status = cmd.status().with_context(|| format!("running {shown}"))?;
     if !status.success() {
-        bail!("{shown} failed with {status}");
+        // Killed by a signal: the shell's convention, 128 + the signal.
+        let code = status.code().unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt as _;
+            128 + status.signal().unwrap_or(0)
+        });
+        return Err(ChildFailed { shown, code }.into());
     }
     Ok(())
 }

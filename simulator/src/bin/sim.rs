@@ -20,9 +20,14 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct Common {
-    /// Output folder (default: target/sim/<scenario>-seed<seed>).
-    #[arg(long)]
+    /// Output folder (default: target/sim/<scenario>-seed<seed>, plus `-planted-<bug>` and
+    /// `-no-fsync` for those variants, so a variant never overwrites the plain run's report).
+    #[arg(long, conflicts_with = "out_root")]
     out: Option<PathBuf>,
+    /// The folder of the plain run with seed 1 (`cargo xtask e2e` passes target/e2e); another
+    /// seed or a variant writes next to it (target/e2e-seed7, target/e2e-planted-skip-row-lock).
+    #[arg(long)]
+    out_root: Option<PathBuf>,
     /// Turn fsync off (faster, not production-like).
     #[arg(long)]
     no_fsync: bool,
@@ -120,7 +125,8 @@ async fn run_trace(
     let h = &trace.header;
     let out = common
         .out
-        .unwrap_or_else(|| PathBuf::from(format!("target/sim/{}-seed{}", h.scenario.name, h.seed)));
+        .clone()
+        .unwrap_or_else(|| default_out(&common, &h.scenario.name, h.seed));
     let d = &h.derived;
     println!(
         "sim: scenario {} · seed {} · trace {}",
@@ -175,6 +181,22 @@ async fn run_trace(
         );
         Ok(std::process::ExitCode::FAILURE)
     }
+}
+
+/// Where a run writes when `--out` is not given: one folder per scenario, seed and variant.
+fn default_out(common: &Common, scenario: &str, seed: u64) -> PathBuf {
+    let mut name = match &common.out_root {
+        Some(root) if seed == 1 => root.display().to_string(),
+        Some(root) => format!("{}-seed{seed}", root.display()),
+        None => format!("target/sim/{scenario}-seed{seed}"),
+    };
+    if let Some(bug) = &common.planted_bug {
+        name.push_str(&format!("-planted-{bug}"));
+    }
+    if common.no_fsync {
+        name.push_str("-no-fsync");
+    }
+    PathBuf::from(name)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
