@@ -374,3 +374,41 @@ async fn replicas_started_together_on_a_new_database_all_start() {
         pool.close().await;
     }
 }
+
+/// A newcomer's first question to the binary: `--help` lists every setting with its default and
+/// exits 0 on a machine with nothing configured (no database, no NATS); a bad flag is refused.
+#[test]
+fn help_lists_every_setting_and_needs_no_database() {
+    let binary = world::stack::binary("booking-service").unwrap();
+    let help = std::process::Command::new(&binary)
+        .arg("--help")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(help.status.success(), "{help:?}");
+    let text = String::from_utf8(help.stdout).unwrap();
+    for setting in [
+        "DATABASE_URL",
+        "NATS_URL",
+        "CREATE_BATCH_MAX",
+        "OUTBOX_LEASE_MS",
+        "PLANTED_BUG",
+    ] {
+        assert!(text.contains(setting), "{setting} missing from:\n{text}");
+    }
+    assert!(text.contains("[default: 64]"), "{text}");
+    // A URL's value is never echoed: it may carry a password.
+    let secret = std::process::Command::new(&binary)
+        .arg("--help")
+        .env_clear()
+        .env("DATABASE_URL", "postgres://u:hunter2@h/db")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&secret.stdout).contains("hunter2"));
+    let wrong = std::process::Command::new(&binary)
+        .arg("--no-such-setting")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(2), "{wrong:?}");
+}

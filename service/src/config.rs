@@ -1,5 +1,6 @@
-//! Service configuration, read once from the environment; invalid values stop the start with a
-//! message naming the variable.
+//! Service configuration, read once from the environment (or the command line); invalid values
+//! stop the start with a message naming the variable. Every setting and its default is listed in
+//! `knobs` (`booking-service --help`).
 
 pub use crate::faults::{FaultPoint, PlantedBug};
 pub use contracts::NatsLogin;
@@ -168,7 +169,12 @@ impl Config {
 
     /// Reads through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        // A setting not given takes its default from the one list `--help` prints.
+        let get = |name: &str| {
+            lookup(name)
+                .filter(|v| !v.trim().is_empty())
+                .or_else(|| knobs::default_of(name).map(str::to_owned))
+        };
         let database_url = get("DATABASE_URL").ok_or_else(|| {
             ConfigError("DATABASE_URL is required (postgres://user@host:port/db)".into())
         })?;
@@ -178,10 +184,10 @@ impl Config {
                 redact(&database_url)
             )));
         }
-        let nats_url = get("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into());
-        let number = |name: &str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+        let nats_url = get("NATS_URL").unwrap_or_default();
+        let number = |name: &str, min: u64, max: u64| -> Result<u64, ConfigError> {
             match get(name) {
-                None => Ok(default),
+                None => Err(ConfigError(format!("{name} is required"))),
                 Some(text) => match text.trim().parse::<u64>() {
                     Ok(v) if (min..=max).contains(&v) => Ok(v),
                     _ => Err(ConfigError(format!(
@@ -199,34 +205,26 @@ impl Config {
                 ))),
             }
         };
-        let millis = |name: &str, default: u64| {
-            number(name, default, 1, 3_600_000).map(Duration::from_millis)
-        };
+        let millis = |name: &str| number(name, 1, 3_600_000).map(Duration::from_millis);
         let config = Self {
             database_url,
             nats_url,
-            service_name: get("SERVICE_NAME").unwrap_or_else(|| "booking-service".into()),
-            queue_group: get("QUEUE_GROUP")
-                .unwrap_or_else(|| contracts::subjects::BOOKING_QUEUE_GROUP.into()),
-            db_pool_size: number("DB_POOL_SIZE", 16, 1, 1000)? as u32,
-            db_acquire_timeout: millis("DB_ACQUIRE_TIMEOUT_MS", 5000)?,
-            course_timeout: millis("COURSE_TIMEOUT_MS", 5000)?,
-            course_retries: number("COURSE_RETRIES", 2, 0, 10)? as u32,
-            breaker_threshold: number("BREAKER_THRESHOLD", 5, 1, 10_000)? as u32,
-            breaker_open: millis("BREAKER_OPEN_MS", 10_000)?,
-            cache_ttl: Duration::from_secs(number("CACHE_TTL_SECS", 300, 0, 86_400 * 30)?),
-            create_batch_max: number("CREATE_BATCH_MAX", 64, 1, 10_000)? as usize,
-            create_batch_wait: Duration::from_micros(number(
-                "CREATE_BATCH_WAIT_US",
-                0,
-                0,
-                1_000_000,
-            )?),
-            create_batch_workers: number("CREATE_BATCH_WORKERS", 2, 1, 256)? as usize,
-            cancel_cutoff_days: number("CANCEL_CUTOFF_DAYS", 3, 0, 365)? as i64,
-            max_in_flight: number("MAX_IN_FLIGHT", 512, 1, 100_000)? as usize,
+            service_name: get("SERVICE_NAME").unwrap_or_default(),
+            queue_group: get("QUEUE_GROUP").unwrap_or_default(),
+            db_pool_size: number("DB_POOL_SIZE", 1, 1000)? as u32,
+            db_acquire_timeout: millis("DB_ACQUIRE_TIMEOUT_MS")?,
+            course_timeout: millis("COURSE_TIMEOUT_MS")?,
+            course_retries: number("COURSE_RETRIES", 0, 10)? as u32,
+            breaker_threshold: number("BREAKER_THRESHOLD", 1, 10_000)? as u32,
+            breaker_open: millis("BREAKER_OPEN_MS")?,
+            cache_ttl: Duration::from_secs(number("CACHE_TTL_SECS", 0, 86_400 * 30)?),
+            create_batch_max: number("CREATE_BATCH_MAX", 1, 10_000)? as usize,
+            create_batch_wait: Duration::from_micros(number("CREATE_BATCH_WAIT_US", 0, 1_000_000)?),
+            create_batch_workers: number("CREATE_BATCH_WORKERS", 1, 256)? as usize,
+            cancel_cutoff_days: number("CANCEL_CUTOFF_DAYS", 0, 365)? as i64,
+            max_in_flight: number("MAX_IN_FLIGHT", 1, 100_000)? as usize,
             update_requires_caller: flag("UPDATE_REQUIRES_CALLER")?,
-            max_queued_bytes: number("MAX_QUEUED_MIB", 32, 1, 65_536)? as usize * 1024 * 1024,
+            max_queued_bytes: number("MAX_QUEUED_MIB", 1, 65_536)? as usize * 1024 * 1024,
             nats_auth: {
                 let mut given = Vec::new();
                 match (get("NATS_USER"), get("NATS_PASSWORD")) {
@@ -268,27 +266,22 @@ impl Config {
                     client,
                 }
             },
-            idempotency_ttl: Duration::from_secs(number(
-                "IDEMPOTENCY_TTL_SECS",
-                86_400,
-                1,
-                86_400 * 365,
-            )?),
-            outbox_poll: millis("OUTBOX_POLL_MS", 1000)?,
-            outbox_batch: number("OUTBOX_BATCH", 256, 1, 10_000)? as i64,
-            outbox_claim_gap: Duration::from_millis(number("OUTBOX_CLAIM_GAP_MS", 20, 0, 10_000)?),
-            outbox_lease: millis("OUTBOX_LEASE_MS", 30_000)?,
-            outbox_max_attempts: number("OUTBOX_MAX_ATTEMPTS", 50, 1, 1_000_000)? as i32,
-            outbox_retry_cap: millis("OUTBOX_RETRY_CAP_MS", 60_000)?,
+            idempotency_ttl: Duration::from_secs(number("IDEMPOTENCY_TTL_SECS", 1, 86_400 * 365)?),
+            outbox_poll: millis("OUTBOX_POLL_MS")?,
+            outbox_batch: number("OUTBOX_BATCH", 1, 10_000)? as i64,
+            outbox_claim_gap: Duration::from_millis(number("OUTBOX_CLAIM_GAP_MS", 0, 10_000)?),
+            outbox_lease: millis("OUTBOX_LEASE_MS")?,
+            outbox_max_attempts: number("OUTBOX_MAX_ATTEMPTS", 1, 1_000_000)? as i32,
+            outbox_retry_cap: millis("OUTBOX_RETRY_CAP_MS")?,
             outbox_keep_sent: Duration::from_secs(
-                3600 * number("OUTBOX_KEEP_SENT_HOURS", 168, 0, 24 * 3650)?,
+                3600 * number("OUTBOX_KEEP_SENT_HOURS", 0, 24 * 3650)?,
             ),
-            prune_interval: Duration::from_secs(number("PRUNE_INTERVAL_SECS", 600, 1, 86_400)?),
+            prune_interval: Duration::from_secs(number("PRUNE_INTERVAL_SECS", 1, 86_400)?),
             events_max_age: Duration::from_secs(
-                3600 * number("EVENTS_MAX_AGE_HOURS", 168, 1, 24 * 3650)?,
+                3600 * number("EVENTS_MAX_AGE_HOURS", 1, 24 * 3650)?,
             ),
-            events_max_bytes: number("EVENTS_MAX_MIB", 1024, 1, 1 << 20)? as i64 * 1024 * 1024,
-            events_stream: get("EVENTS_STREAM").unwrap_or_else(|| "BOOKING_EVENTS".into()),
+            events_max_bytes: number("EVENTS_MAX_MIB", 1, 1 << 20)? as i64 * 1024 * 1024,
+            events_stream: get("EVENTS_STREAM").unwrap_or_default(),
             fault_point: match get("FAULT_POINT").as_deref() {
                 None => None,
                 Some("after-commit") => Some(FaultPoint::AfterCommit),
@@ -299,7 +292,7 @@ impl Config {
                     )))
                 }
             },
-            fault_after: number("FAULT_AFTER", 1, 1, u64::MAX)?,
+            fault_after: number("FAULT_AFTER", 1, u64::MAX)?,
             planted_bug: match get("PLANTED_BUG").as_deref() {
                 None | Some("") => None,
                 Some("skip-row-lock") => Some(PlantedBug::SkipRowLock),
@@ -314,13 +307,13 @@ impl Config {
                     )))
                 }
             },
-            http_addr: match get("HTTP_ADDR") {
-                None => std::net::SocketAddr::from(([0, 0, 0, 0], 8080)),
-                Some(text) => text.trim().parse().map_err(|_| {
+            http_addr: {
+                let text = get("HTTP_ADDR").unwrap_or_default();
+                text.trim().parse().map_err(|_| {
                     ConfigError(format!(
                         "HTTP_ADDR={text:?} must be host:port, e.g. 0.0.0.0:8080"
                     ))
-                })?,
+                })?
             },
         };
         if config.outbox_lease <= config.course_timeout {
@@ -333,6 +326,9 @@ impl Config {
         Ok(config)
     }
 }
+
+mod knobs;
+pub use knobs::command;
 
 #[cfg(test)]
 mod tests;

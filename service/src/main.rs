@@ -1,12 +1,14 @@
-//! `booking-service`: configured from the environment (see `Config`), stops gracefully on SIGTERM
-//! or Ctrl-C.
+//! `booking-service`: configured from the environment or flags (`booking-service --help` lists
+//! every setting), stops gracefully on SIGTERM or Ctrl-C.
 
 use booking_service::{telemetry, Config};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // `--help` and `--version` answer here and exit 0, before anything is started.
+    let args = booking_service::config::command().get_matches();
     telemetry::init();
-    let config = match Config::from_env() {
+    let config = match Config::from_lookup(|name| args.get_one::<String>(name).cloned()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("booking-service: {e}");
