@@ -11,12 +11,14 @@
 //! - [`report`], [`charts`]: `report.json`, `summary.md`, `index.html`; `sim compare`.
 //! - [`scrape`]: the `/metrics` reader.
 //! - [`capacity`]: rate × replicas sweeps, the knee, replicas for a target.
+//! - [`manual`]: `sim up` and `sim req`, the stack by hand.
 //! - [`tap`]: the wire tap that checks every message against its subject's contract (C1).
 
 pub mod capacity;
 pub mod charts;
 pub mod checker;
 mod delivery;
+pub mod manual;
 pub mod report;
 pub mod run;
 pub mod scenario;

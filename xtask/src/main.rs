@@ -9,7 +9,8 @@
 //! | `cargo xtask sim …` | builds in release mode and runs `sim …` (run, replay, compare, capacity, list) |
 //! | `cargo xtask chaos --seeds N` | every scenario for seeds 1..=N; fails on any violation |
 //! | `cargo xtask bench` | criterion benches (codec; create over NATS against direct SQL) and the summary table |
-//! | `cargo xtask up` | the same stack in the foreground, for manual use |
+//! | `cargo xtask up` | the same stack in the foreground, for manual use (`--replicas N`) |
+//! | `cargo xtask req SUBJECT JSON` | one NestJS-envelope request to that stack, the reply printed |
 //! | `cargo xtask deps` | installs (Debian, root) or names the system packages the worlds need |
 
 mod chaos;
@@ -83,6 +84,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Send a NestJS-envelope request (or, with --event, an event) to the stack `up` started and
+    /// print the reply: `cargo xtask req booking.search '{}'`.
+    Req {
+        /// Arguments for `sim req` (SUBJECT [JSON] [--event] [--server URL]).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Install (or print how to install) PostgreSQL and nats-server.
     Deps,
 }
@@ -148,6 +156,11 @@ fn xtask() -> anyhow::Result<()> {
         Cmd::Bench { quick } => bench(&root, quick),
         Cmd::Up { args } => {
             let mut all = vec!["up".to_owned()];
+            all.extend(args);
+            sim(&root, &all)
+        }
+        Cmd::Req { args } => {
+            let mut all = vec!["req".to_owned()];
             all.extend(args);
             sim(&root, &all)
         }

@@ -97,12 +97,29 @@ enum Cmd {
     },
     /// Start the stack and keep it running until Ctrl-C.
     Up {
-        /// booking-service replicas.
-        #[arg(long, default_value_t = 1)]
+        /// booking-service replicas (two, as `e2e` runs).
+        #[arg(long, default_value_t = 2)]
         replicas: usize,
         /// Seed of the stub's catalogue.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Send one NestJS-envelope request (or event) to a running stack and print the reply.
+    Req {
+        /// The subject, e.g. booking.create.
+        subject: String,
+        /// The request's data, as JSON.
+        #[arg(default_value = "{}")]
+        data: String,
+        /// Emit it as an event (no reply), as course-service sends `booking.*.sync`.
+        #[arg(long)]
+        event: bool,
+        /// NATS URL (default: NATS_URL, else the stack `cargo xtask up` started).
+        #[arg(long)]
+        server: Option<String>,
+        /// How long to wait for the reply, ms.
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
     },
 }
 
@@ -300,14 +317,62 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 println!("  replica {i}: http://{addr}/metrics");
             }
             println!("  logs: {}", logs.display());
-            println!(
-                "  try: nats req booking.search '{{}}' --server {}",
-                stack.world.nats_url()
-            );
+            let info = simulator::manual::StackInfo {
+                nats_url: stack.world.nats_url().to_owned(),
+                database_url: stack.db.url().to_owned(),
+                metrics: stack
+                    .http_addrs()
+                    .iter()
+                    .map(|a| format!("http://{a}/metrics"))
+                    .collect(),
+            };
+            info.save(std::path::Path::new(simulator::manual::STACK_FILE))?;
+            let slots = simulator::manual::sample_slots(&stack.client().await?, 3).await;
+            if slots.is_empty() {
+                println!("  (course-stub named no slots 1-64)");
+            }
+            for slot in &slots {
+                println!(
+                    "  slot {} (game {}, {} {}, {} seats)",
+                    slot.id, slot.game_id, slot.date, slot.start_time, slot.max_players
+                );
+            }
+            if let Some(slot) = slots.first() {
+                println!("try, in another terminal:");
+                println!(
+                    "  cargo xtask req booking.create '{}'",
+                    simulator::manual::example_create(slot)
+                );
+                println!("  cargo xtask req booking.findByUserId '{{\"userId\":1}}'");
+                println!(
+                    "  cargo xtask req booking.gameTimeSlots.availability '{{\"gameId\":{},\"date\":\"{}\"}}'",
+                    slot.game_id, slot.date
+                );
+            }
             println!("Ctrl-C stops everything.");
             tokio::signal::ctrl_c().await?;
             drop(stack);
+            let _ = std::fs::remove_file(simulator::manual::STACK_FILE);
             Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Req {
+            subject,
+            data,
+            event,
+            server,
+            timeout_ms,
+        } => {
+            let data: serde_json::Value = serde_json::from_str(&data)
+                .map_err(|e| anyhow::anyhow!("the data is not JSON ({e}): {data}"))?;
+            let url = simulator::manual::nats_url(server)?;
+            let timeout = std::time::Duration::from_millis(timeout_ms);
+            Ok(
+                if simulator::manual::request(&url, &subject, &data, event, timeout).await? {
+                    std::process::ExitCode::SUCCESS
+                } else {
+                    std::process::ExitCode::FAILURE
+                },
+            )
         }
     }
 }
