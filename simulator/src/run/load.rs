@@ -89,33 +89,57 @@ impl Load {
         })
     }
 
-    /// Sends every operation at its time, waits for the last answer, and returns the history.
+    /// Sends every operation at its time, waits for the last answer, and returns the history;
+    /// with `progress`, a line a second on stderr says how it goes.
     pub async fn run(self: Arc<Self>, trace: &Trace, progress: bool) -> Vec<Attempt> {
-        let bar = if progress {
-            indicatif::ProgressBar::new(trace.ops.len() as u64)
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} [{bar:40}] {pos}/{len} ops {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
+        let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+        let live = progress.then(|| tokio::spawn(self.clone().live(trace.ops.len(), done_rx)));
         let mut tasks = tokio::task::JoinSet::new();
         for op in trace.ops.iter().cloned() {
             tokio::time::sleep_until((self.journal.t0 + Duration::from_millis(op.t_ms)).into())
                 .await;
             let load = self.clone();
-            let bar = bar.clone();
-            tasks.spawn(async move {
-                load.perform(op).await;
-                bar.inc(1);
-            });
+            tasks.spawn(async move { load.perform(op).await });
         }
         while tasks.join_next().await.is_some() {}
-        bar.finish_and_clear();
+        let _ = done_tx.send(true);
+        if let Some(live) = live {
+            let _ = live.await;
+        }
         self.history.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    /// Each second until `done`: the attempts that ended in that second (per second, their p99
+    /// latency, failures by code, answers that never came), the outbox backlog at the latest
+    /// probe, and how many of the `ops` operations have ended.
+    async fn live(self: Arc<Self>, ops: usize, mut done: tokio::sync::watch::Receiver<bool>) {
+        let mut seen = 0;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = done.changed() => return,
+            }
+            let (line, now_seen) = {
+                let Ok(history) = self.history.lock() else {
+                    return;
+                };
+                let fresh = history.get(seen..).unwrap_or_default();
+                (
+                    live_line(
+                        self.journal.now_ms(),
+                        fresh,
+                        history.len(),
+                        ops,
+                        self.journal.backlog(),
+                    ),
+                    history.len(),
+                )
+            };
+            seen = now_seen;
+            eprintln!("{line}");
+        }
     }
 
     async fn call(&self, subject: &'static str, data: &Value) -> Answer {
@@ -292,4 +316,79 @@ pub(crate) fn write_history(dir: &std::path::Path, history: &[Attempt]) -> anyho
     }
     std::fs::write(dir.join("history.jsonl"), text)?;
     Ok(())
+}
+
+/// One live line: `fresh` are the attempts that ended since the last line (about a second).
+fn live_line(
+    now_ms: f64,
+    fresh: &[Attempt],
+    ended: usize,
+    ops: usize,
+    backlog: Option<i64>,
+) -> String {
+    let mut latencies: Vec<f64> = fresh
+        .iter()
+        .filter(|a| matches!(a.outcome, Outcome::Ok | Outcome::Fail))
+        .map(|a| a.end_ms - a.invoke_ms)
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let p99 = latencies
+        .get((latencies.len() * 99).div_ceil(100).saturating_sub(1))
+        .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0} ms"));
+    let mut codes: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for a in fresh.iter().filter(|a| a.outcome == Outcome::Fail) {
+        *codes.entry(a.code.as_deref().unwrap_or("?")).or_default() += 1;
+    }
+    let errors = if codes.is_empty() {
+        "none".to_owned()
+    } else {
+        codes
+            .iter()
+            .map(|(code, n)| format!("{code}×{n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let unknown = fresh
+        .iter()
+        .filter(|a| a.outcome == Outcome::Unknown)
+        .count();
+    format!(
+        "sim: {:>5.1} s · {:>5} answered/s · p99 {p99} · errors {errors} · no answer {unknown} · outbox backlog {} · {ended} attempts, {ops} ops",
+        now_ms / 1000.0,
+        latencies.len(),
+        backlog.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(ms: f64, outcome: Outcome, code: Option<&str>) -> Attempt {
+        Attempt {
+            i: 0,
+            op: "create".into(),
+            attempt: 0,
+            invoke_ms: 0.0,
+            end_ms: ms,
+            outcome,
+            code: code.map(str::to_owned),
+            number: None,
+        }
+    }
+
+    #[test]
+    fn the_live_line_counts_the_last_second() {
+        let fresh: Vec<Attempt> = (1..=100)
+            .map(|ms| attempt(f64::from(ms), Outcome::Ok, None))
+            .chain([attempt(5.0, Outcome::Fail, Some("BUS_004"))])
+            .chain([attempt(1000.0, Outcome::Unknown, None)])
+            .collect();
+        let line = live_line(3_000.0, &fresh, 102, 500, Some(7));
+        assert!(line.contains("101 answered/s"), "{line}");
+        assert!(line.contains("p99 99 ms"), "{line}");
+        assert!(line.contains("errors BUS_004×1"), "{line}");
+        assert!(line.contains("no answer 1"), "{line}");
+        assert!(line.contains("outbox backlog 7"), "{line}");
+    }
 }

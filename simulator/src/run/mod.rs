@@ -35,7 +35,7 @@ pub struct RunOptions {
     pub out: PathBuf,
     /// Keep fsync on.
     pub fsync: bool,
-    /// Draw a progress bar.
+    /// Print a live line each second (elapsed, ops/s, p99, errors by code, backlog) on stderr.
     pub progress: bool,
     /// The command that reproduces this run (printed on failure).
     pub reproduce: String,
@@ -51,6 +51,8 @@ pub(crate) struct Journal {
     /// The wall clock at `t0` (UTC), to compare history times with times the service stored.
     pub t0_wall: chrono::NaiveDateTime,
     happenings: Mutex<Vec<Happening>>,
+    /// The outbox backlog at the latest probe (-1: none yet), for the live line.
+    backlog: std::sync::atomic::AtomicI64,
 }
 
 impl Journal {
@@ -59,7 +61,20 @@ impl Journal {
             t0: Instant::now(),
             t0_wall: chrono::Utc::now().naive_utc(),
             happenings: Mutex::new(Vec::new()),
+            backlog: std::sync::atomic::AtomicI64::new(-1),
         }
+    }
+
+    /// Records the latest probe's outbox backlog.
+    pub fn set_backlog(&self, rows: Option<i64>) {
+        self.backlog
+            .store(rows.unwrap_or(-1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The latest probe's outbox backlog, if a probe has read it.
+    pub fn backlog(&self) -> Option<i64> {
+        let rows = self.backlog.load(std::sync::atomic::Ordering::Relaxed);
+        (rows >= 0).then_some(rows)
     }
 
     /// Milliseconds since the start of the load.

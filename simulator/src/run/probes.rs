@@ -42,9 +42,11 @@ pub(crate) fn probe(
                 (Some(s), true) => stub_counts(&course).await.map(|c| drift(&c, s)),
                 _ => None,
             };
+            let backlog = backlog(&pool).await.ok();
+            journal.set_backlog(backlog);
             probes.push(Probe {
                 t_ms,
-                backlog: backlog(&pool).await.ok(),
+                backlog,
                 drift,
             });
             tick += 1;
