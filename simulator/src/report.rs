@@ -305,52 +305,8 @@ impl Report {
     }
 }
 
-/// Two reports side by side: the figures that matter, with the change from A to B.
-pub fn compare(a: &Report, b: &Report) -> String {
-    let mut out = format!(
-        "| | A: {} seed {} | B: {} seed {} | change |\n|---|---:|---:|---:|\n",
-        a.scenario, a.seed, b.scenario, b.seed
-    );
-    let mut row = |name: &str, x: f64, y: f64| {
-        let change = if x.abs() > f64::EPSILON {
-            format!("{:+.1}%", (y - x) / x * 100.0)
-        } else if (y - x).abs() > f64::EPSILON {
-            "new".to_owned()
-        } else {
-            "=".to_owned()
-        };
-        let _ = writeln!(out, "| {name} | {x:.2} | {y:.2} | {change} |");
-    };
-    row("throughput ops/s", a.throughput, b.throughput);
-    row("load s", a.load_s, b.load_s);
-    row(
-        "convergence s",
-        a.convergence_s.unwrap_or(f64::NAN),
-        b.convergence_s.unwrap_or(f64::NAN),
-    );
-    let names: std::collections::BTreeSet<&String> = a.ops.keys().chain(b.ops.keys()).collect();
-    let empty = OpStats::default();
-    for name in names {
-        let (x, y) = (
-            a.ops.get(name).unwrap_or(&empty),
-            b.ops.get(name).unwrap_or(&empty),
-        );
-        row(&format!("{name} count"), x.count as f64, y.count as f64);
-        row(&format!("{name} ok"), x.ok as f64, y.ok as f64);
-        row(&format!("{name} p50 ms"), x.latency.p50, y.latency.p50);
-        row(&format!("{name} p99 ms"), x.latency.p99, y.latency.p99);
-        row(&format!("{name} max ms"), x.latency.max, y.latency.max);
-        row(&format!("{name} errors"), x.fail as f64, y.fail as f64);
-        row(
-            &format!("{name} unknown"),
-            x.unknown as f64,
-            y.unknown as f64,
-        );
-    }
-    let held = |r: &Report| r.invariants.iter().filter(|v| v.held).count() as f64;
-    row("invariants held", held(a), held(b));
-    out
-}
+mod compare;
+pub use compare::{compare, Gates, Regression};
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -67,6 +67,18 @@ enum Cmd {
         a: PathBuf,
         /// Candidate.
         b: PathBuf,
+        /// Fail when any operation's p99 grew by more than this many percent.
+        #[arg(long)]
+        max_p99_increase: Option<f64>,
+        /// Fail when throughput fell by more than this many percent.
+        #[arg(long)]
+        max_throughput_drop: Option<f64>,
+        /// Fail when any operation's failures plus no-answers grew by more than this many percent.
+        #[arg(long)]
+        max_errors_increase: Option<f64>,
+        /// Fail when B holds fewer invariants than A.
+        #[arg(long)]
+        fail_on_invariants: bool,
     },
     /// Sweep arrival rate × replicas; report the curve, the knee, the replicas for a target.
     Capacity {
@@ -259,10 +271,31 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
-        Cmd::Compare { a, b } => {
+        Cmd::Compare {
+            a,
+            b,
+            max_p99_increase,
+            max_throughput_drop,
+            max_errors_increase,
+            fail_on_invariants,
+        } => {
             let (a, b) = (Report::load(&a)?, Report::load(&b)?);
-            println!("{}", report::compare(&a, &b));
-            Ok(std::process::ExitCode::SUCCESS)
+            let gates = report::Gates {
+                p99_increase_pct: max_p99_increase,
+                throughput_drop_pct: max_throughput_drop,
+                errors_increase_pct: max_errors_increase,
+                invariants: fail_on_invariants,
+            };
+            let (table, regressions) = report::compare(&a, &b, &gates);
+            println!("{table}");
+            for r in &regressions {
+                eprintln!("sim compare: REGRESSION: {}", r.0);
+            }
+            Ok(if regressions.is_empty() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            })
         }
         Cmd::Capacity {
             scenario,

@@ -66,11 +66,36 @@ fn compare_shows_changes() {
     let a = sample();
     let mut b = sample();
     b.throughput = 10.0;
-    let table = compare(&a, &b);
+    let (table, regressions) = compare(&a, &b, &Gates::default());
     assert!(
         table.contains("| throughput ops/s | 5.00 | 10.00 | +100.0% |"),
         "{table}"
     );
+    assert!(regressions.is_empty());
+}
+
+#[test]
+fn compare_fails_only_past_the_gates_it_is_given() {
+    let a = sample();
+    let mut b = sample();
+    b.throughput = a.throughput * 0.8;
+    let gates = Gates {
+        throughput_drop_pct: Some(10.0),
+        ..Gates::default()
+    };
+    let (_, regressions) = compare(&a, &b, &gates);
+    assert_eq!(regressions.len(), 1, "{regressions:?}");
+    assert!(
+        regressions[0].0.contains("throughput fell"),
+        "{regressions:?}"
+    );
+    let lenient = Gates {
+        throughput_drop_pct: Some(25.0),
+        ..Gates::default()
+    };
+    assert!(compare(&a, &b, &lenient).1.is_empty());
+    // Ungated: a report, never a failure.
+    assert!(compare(&a, &b, &Gates::default()).1.is_empty());
 }
 
 #[test]
