@@ -2,16 +2,18 @@
 //! count, and reports the throughput–latency curve, the knee (the highest offered rate still
 //! served in full within the p99 bound) and the fewest replicas that reach a target rate.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::run::{execute, RunOptions};
 use crate::scenario::{Scenario, Thresholds};
 use crate::trace::Trace;
+
+mod render;
+
+pub use render::markdown;
 
 /// What to sweep.
 #[derive(Debug, Clone)]
@@ -86,6 +88,9 @@ pub struct Capacity {
     pub knees: Vec<(usize, Option<f64>)>,
     /// Fewest replicas whose knee reaches the target (None: none swept does).
     pub replicas_for_target: Option<usize>,
+    /// Cores of the machine that ran the sweep (the load generator shares them with the stack).
+    #[serde(default)]
+    pub host_cores: usize,
 }
 
 /// The knee of each replica count and the replicas needed for `target`.
@@ -118,6 +123,11 @@ pub fn analyse(
     (knees, needed)
 }
 
+/// The folder of a point's own report, under the sweep's.
+pub fn point_dir(replicas: usize, rate: f64) -> String {
+    format!("r{replicas}-rate{rate}")
+}
+
 /// Runs the sweep and writes `capacity.json`, `capacity.md` and `index.html` into `out`.
 pub async fn sweep(s: &Sweep, progress: bool) -> anyhow::Result<Capacity> {
     let mut points = Vec::new();
@@ -145,7 +155,7 @@ pub async fn sweep(s: &Sweep, progress: bool) -> anyhow::Result<Capacity> {
             scenario.thresholds = Thresholds::default();
             scenario.check()?;
             let trace = Trace::expand(&scenario, s.seed);
-            let out = s.out.join(format!("r{replicas}-rate{rate}"));
+            let out = s.out.join(point_dir(replicas, rate));
             eprintln!("capacity: {replicas} replica(s) at {rate}/s …");
             let report = execute(
                 &trace,
@@ -194,6 +204,7 @@ pub async fn sweep(s: &Sweep, progress: bool) -> anyhow::Result<Capacity> {
         points,
         knees,
         replicas_for_target,
+        host_cores: std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get),
     };
     std::fs::create_dir_all(&s.out)?;
     std::fs::write(
@@ -201,139 +212,8 @@ pub async fn sweep(s: &Sweep, progress: bool) -> anyhow::Result<Capacity> {
         serde_json::to_vec_pretty(&result)?,
     )?;
     std::fs::write(s.out.join("capacity.md"), markdown(&result))?;
-    std::fs::write(
-        s.out.join("index.html"),
-        format!(
-            "<!doctype html><html><head><meta charset=\"utf-8\"><title>capacity</title></head>\
-             <body style=\"font-family:sans-serif;max-width:1000px;margin:auto\"><h1>Capacity</h1><pre>{}</pre>{}</body></html>\n",
-            markdown(&result).replace('<', "&lt;"),
-            chart(&result)?
-        ),
-    )?;
+    std::fs::write(s.out.join("index.html"), render::page(&result)?)?;
     Ok(result)
-}
-
-/// The table and the conclusions.
-pub fn markdown(c: &Capacity) -> String {
-    let mut out = format!(
-        "# Capacity: create p99 ≤ {} ms, target {}/s\n\n| replicas | offered/s | achieved ops/s | create p50 ms | create p99 ms | answered | last answer s | within | invariants |\n|---:|---:|---:|---:|---:|---:|---:|---|---|\n",
-        c.p99_ms, c.target
-    );
-    for p in &c.points {
-        let _ = writeln!(
-            out,
-            "| {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1}% | {:.1} of {:.1} | {} | {} |",
-            p.replicas,
-            p.offered,
-            p.throughput,
-            p.p50_ms,
-            p.p99_ms,
-            p.answered * 100.0,
-            p.load_s,
-            p.duration_s,
-            if p.within(c.p99_ms) { "yes" } else { "no" },
-            if p.invariants_held {
-                "held"
-            } else {
-                "VIOLATED"
-            }
-        );
-    }
-    out.push('\n');
-    for (r, knee) in &c.knees {
-        match knee {
-            Some(k) => {
-                let _ = writeln!(out, "- {r} replica(s): knee at {k:.0}/s offered");
-            }
-            None => {
-                let _ = writeln!(out, "- {r} replica(s): no swept rate met the bound");
-            }
-        }
-    }
-    match c.replicas_for_target {
-        Some(r) => {
-            let _ = writeln!(
-                out,
-                "\n**{r} replica(s)** serve {}/s with create p99 ≤ {} ms.",
-                c.target, c.p99_ms
-            );
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "\nNo swept replica count serves {}/s within {} ms.",
-                c.target, c.p99_ms
-            );
-        }
-    }
-    out
-}
-
-fn chart(c: &Capacity) -> anyhow::Result<String> {
-    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing the capacity chart: {e}");
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (960, 400)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(&e))?;
-        let x_max = c
-            .points
-            .iter()
-            .map(|p| p.throughput.max(p.offered))
-            .fold(1.0, f64::max)
-            * 1.1;
-        let y_max = c.points.iter().map(|p| p.p99_ms).fold(c.p99_ms, f64::max) * 1.5;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "Throughput–latency: achieved ops/s against create p99",
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(32)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0f64..x_max, (0.1f64..y_max.max(1.0)).log_scale())
-            .map_err(|e| err(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc("achieved ops/s")
-            .y_desc("create p99 ms")
-            .draw()
-            .map_err(|e| err(&e))?;
-        chart
-            .draw_series(LineSeries::new(
-                [(0.0, c.p99_ms), (x_max, c.p99_ms)],
-                RED.mix(0.6).stroke_width(1),
-            ))
-            .map_err(|e| err(&e))?
-            .label("p99 bound")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED));
-        let colors = [BLUE, GREEN, MAGENTA, CYAN, BLACK];
-        for (i, (r, _)) in c.knees.iter().enumerate() {
-            let color = colors[i % colors.len()];
-            let mut pts: Vec<(f64, f64)> = c
-                .points
-                .iter()
-                .filter(|p| p.replicas == *r)
-                .map(|p| (p.throughput, p.p99_ms.max(0.1)))
-                .collect();
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-                .map_err(|e| err(&e))?
-                .label(format!("{r} replica(s)"))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
-            chart
-                .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))
-                .map_err(|e| err(&e))?;
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| err(&e))?;
-        root.present().map_err(|e| err(&e))?;
-    }
-    Ok(svg)
 }
 
 #[cfg(test)]
@@ -386,8 +266,16 @@ mod tests {
             points: vec![p(1, 100.0, 10.0, 20.0), p(1, 200.0, 10.0, 50.0)],
             knees: vec![(1, Some(200.0))],
             replicas_for_target: Some(1),
+            host_cores: 2,
         };
-        assert!(markdown(&c).contains("**1 replica(s)** serve 150/s"));
-        assert!(chart(&c).unwrap().contains("<svg"));
+        let md = markdown(&c);
+        assert!(md.contains("**1 replica(s)** serve 150/s"), "{md}");
+        // Every swept rate met the bound: the knee lies beyond the sweep.
+        assert!(md.contains("knee not reached"), "{md}");
+        assert!(md.contains("2 cores"), "{md}");
+        let page = render::page(&c).unwrap();
+        assert!(page.contains("<svg") && page.contains("<table"), "{page}");
+        assert!(page.contains("href=\"r1-rate200/index.html\""), "{page}");
+        assert!(page.contains("200/s"), "{page}");
     }
 }
