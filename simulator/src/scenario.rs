@@ -8,46 +8,9 @@ use std::path::Path;
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
-/// The scenarios shipped with the simulator, by name.
-pub const BUILT_IN: &[(&str, &str)] = &[
-    ("e2e", include_str!("../scenarios/e2e.toml")),
-    ("rush", include_str!("../scenarios/rush.toml")),
-    ("steady", include_str!("../scenarios/steady.toml")),
-    (
-        "course-outage",
-        include_str!("../scenarios/course-outage.toml"),
-    ),
-    ("lost-events", include_str!("../scenarios/lost-events.toml")),
-    (
-        "duplicate-events",
-        include_str!("../scenarios/duplicate-events.toml"),
-    ),
-    ("stale-sync", include_str!("../scenarios/stale-sync.toml")),
-    (
-        "crash-restart",
-        include_str!("../scenarios/crash-restart.toml"),
-    ),
-    (
-        "nats-restart",
-        include_str!("../scenarios/nats-restart.toml"),
-    ),
-    (
-        "postgres-restart",
-        include_str!("../scenarios/postgres-restart.toml"),
-    ),
-    ("replicas", include_str!("../scenarios/replicas.toml")),
-    (
-        "course-refuses",
-        include_str!("../scenarios/course-refuses.toml"),
-    ),
-    (
-        "no-jetstream",
-        include_str!("../scenarios/no-jetstream.toml"),
-    ),
-    ("long-outage", include_str!("../scenarios/long-outage.toml")),
-    ("retry-rush", include_str!("../scenarios/retry-rush.toml")),
-    ("batch-rush", include_str!("../scenarios/batch-rush.toml")),
-];
+mod stages;
+
+pub use stages::{Stage, BUILT_IN};
 
 /// A whole scenario.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,6 +123,14 @@ pub struct Workload {
     pub client_timeout_ms: u64,
     /// Extra attempts for a keyed create whose outcome is unknown.
     pub retries: u32,
+    /// Ramping arrivals, as k6's ramping-arrival-rate: from `rate`, each stage moves the rate
+    /// linearly to its target over its duration; the last target holds to the end.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<Stage>,
+    /// Operations scheduled in the first `warmup_s` seconds count in outcomes and invariants
+    /// but not in the latency percentiles.
+    #[serde(skip_serializing_if = "stages::is_zero")]
+    pub warmup_s: f64,
 }
 
 impl Default for Workload {
@@ -179,6 +150,8 @@ impl Default for Workload {
             keyed_share: 0.5,
             client_timeout_ms: 5000,
             retries: 2,
+            stages: Vec::new(),
+            warmup_s: 0.0,
         }
     }
 }
@@ -327,6 +300,7 @@ impl Scenario {
         if !(w.rate >= 0.0 && w.rate <= 100_000.0) {
             bail!("workload.rate must be in [0, 100000], got {}", w.rate);
         }
+        stages::check(w, self.duration_s)?;
         if w.create + w.cancel + w.update + w.read == 0 {
             bail!("workload: the operation mix weights are all zero");
         }

@@ -164,11 +164,20 @@ async fn run_trace(
         trace.hash()
     );
     println!(
-        "sim: {} replica(s) · {} ops over {:.1} s at {:.0}/s ({} creates, {} of them in the rush, {} keyed; {} cancels, {} updates, {} reads) · {} slots, {} seats, {} hot · {} fault events",
+        "sim: {} replica(s) · {} ops over {:.1} s at {:.0}/s{} ({} creates, {} of them in the rush, {} keyed; {} cancels, {} updates, {} reads) · {} slots, {} seats, {} hot · {} fault events",
         h.scenario.replicas,
         d.ops,
         h.scenario.duration_s,
         h.scenario.workload.rate,
+        if h.scenario.workload.stages.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ramping in {} stage(s) to a peak of {:.0}/s",
+                h.scenario.workload.stages.len(),
+                h.scenario.workload.peak_rate()
+            )
+        },
         d.creates,
         d.rush,
         d.keyed,

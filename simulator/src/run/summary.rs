@@ -22,6 +22,7 @@ fn histogram() -> Histogram<u64> {
 /// runs from its scheduled time to its final answer, retries included.
 pub fn summarise(trace: &Trace, hash: &str, history: &[Attempt], load_end: Duration) -> Report {
     let scheduled: HashMap<u32, u64> = trace.ops.iter().map(|o| (o.i, o.t_ms)).collect();
+    let warmup_ms = trace.header.scenario.workload.warmup_s * 1000.0;
     let mut finals: BTreeMap<u32, &Attempt> = BTreeMap::new();
     let mut retries: HashMap<String, u64> = HashMap::new();
     for a in history {
@@ -55,10 +56,13 @@ pub fn summarise(trace: &Trace, hash: &str, history: &[Attempt], load_end: Durat
         }
         let at = scheduled.get(&a.i).copied().unwrap_or(0) as f64;
         let micros = ((a.end_ms - at).max(0.001) * 1000.0) as u64;
-        let _ = hists
-            .entry(a.op.clone())
-            .or_insert_with(histogram)
-            .record(micros.clamp(1, 600_000_000));
+        // The warm-up counts in outcomes and the timeline, not in the percentiles.
+        if at >= warmup_ms {
+            let _ = hists
+                .entry(a.op.clone())
+                .or_insert_with(histogram)
+                .record(micros.clamp(1, 600_000_000));
+        }
         let b = buckets.entry((a.end_ms / 1000.0) as u64).or_default();
         b.0 += 1;
         if a.outcome == Outcome::Ok {
@@ -175,4 +179,39 @@ pub(crate) fn thresholds(trace: &Trace, report: &Report) -> Vec<Check> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Scenario;
+
+    /// Operations scheduled in the warm-up answered slowly (a cold cache, say): they count, but
+    /// the percentiles are those of the rest.
+    #[test]
+    fn the_warm_up_counts_in_outcomes_but_not_in_percentiles() {
+        let trace = Trace::expand(&Scenario::load("ramp").unwrap(), 1);
+        let history: Vec<Attempt> = trace
+            .ops
+            .iter()
+            .map(|o| {
+                let slow = o.t_ms < 1000;
+                let at = o.t_ms as f64;
+                Attempt {
+                    i: o.i,
+                    op: "create".into(),
+                    attempt: 0,
+                    invoke_ms: at,
+                    end_ms: at + if slow { 5000.0 } else { 10.0 },
+                    outcome: Outcome::Ok,
+                    code: None,
+                    number: None,
+                }
+            })
+            .collect();
+        let report = summarise(&trace, "h", &history, Duration::from_secs(8));
+        let create = &report.ops["create"];
+        assert_eq!(create.count as usize, trace.ops.len());
+        assert!(create.latency.max < 20.0, "{:?}", create.latency);
+    }
 }

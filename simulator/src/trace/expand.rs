@@ -64,7 +64,22 @@ impl Trace {
             };
             arrivals.push((ms(w.rush_at_s) + jitter, true));
         }
-        if w.rate > 0.0 {
+        let peak = w.peak_rate();
+        if !w.stages.is_empty() && peak > 0.0 {
+            // Ramping arrivals by thinning: Poisson arrivals at the peak rate, each kept with
+            // the chance the rate at its moment bears to the peak.
+            let mut t = 0.0f64;
+            loop {
+                let u: f64 = rng.random_range(f64::EPSILON..1.0);
+                t += -u.ln() / peak;
+                if t >= scenario.duration_s {
+                    break;
+                }
+                if rng.random_range(0.0..1.0) < w.rate_at(t) / peak {
+                    arrivals.push((ms(t), false));
+                }
+            }
+        } else if w.stages.is_empty() && w.rate > 0.0 {
             let mut t = 0.0f64;
             loop {
                 let u: f64 = rng.random_range(f64::EPSILON..1.0);

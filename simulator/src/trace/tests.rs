@@ -71,3 +71,18 @@ fn the_rush_lands_on_its_slots_within_its_spread() {
         .iter()
         .all(|o| matches!(o.action, Action::Create { slot, .. } if slot <= 2)));
 }
+
+#[test]
+fn ramping_arrivals_follow_their_stages() {
+    let scenario = Scenario::load("ramp").unwrap();
+    let trace = Trace::expand(&scenario, 1);
+    let in_second = |s: u64| trace.ops.iter().filter(|o| o.t_ms / 1000 == s).count() as f64;
+    // 50/s rising to 400/s over 6 s: about 79 in the first second, about 371 in the sixth,
+    // then 400 a second.
+    let (first, sixth, last) = (in_second(0), in_second(5), in_second(7));
+    assert!((40.0..130.0).contains(&first), "first second {first}");
+    assert!((300.0..450.0).contains(&sixth), "sixth second {sixth}");
+    assert!((320.0..480.0).contains(&last), "last second {last}");
+    // The same seed, the same bytes.
+    assert_eq!(trace.hash(), Trace::expand(&scenario, 1).hash());
+}
