@@ -295,9 +295,23 @@ pub fn html(r: &Report) -> anyhow::Result<String> {
             if c.held { "ok" } else { "BREACHED" }
         );
     }
-    page.push_str("</ul><h2>Summary</h2><pre>");
-    page.push_str(&escape(&r.markdown()));
-    page.push_str("</pre>");
+    page.push_str("</ul><h2>Operations</h2>");
+    page.push_str(&tables::operations(r));
+    match r.convergence_s {
+        Some(s) => {
+            let _ = write!(
+                page,
+                "<p>course-service converged {s:.2} s after the load and faults ended.</p>"
+            );
+        }
+        None => page.push_str("<p class=\"bad\">course-service did not converge.</p>"),
+    }
+    page.push_str("<h2>Error codes</h2>");
+    page.push_str(&tables::codes(r));
+    page.push_str("<h2>Scenario</h2>");
+    page.push_str(&tables::facts(&r.parameters));
+    page.push_str("<h2>Host</h2>");
+    page.push_str(&tables::facts(&r.host));
     for (title, svg) in charts(r)? {
         let _ = write!(page, "<h2>{}</h2>{svg}", escape(&title));
     }
@@ -316,6 +330,8 @@ pub fn html(r: &Report) -> anyhow::Result<String> {
     page.push_str("</body></html>\n");
     Ok(page)
 }
+
+mod tables;
 
 #[cfg(test)]
 mod tests;

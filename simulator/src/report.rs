@@ -177,6 +177,12 @@ pub struct Report {
     pub wire: BTreeMap<String, u64>,
     /// The scenario's thresholds.
     pub thresholds: Vec<Check>,
+    /// What the run was asked for: mix, shares, timeouts, catalogue, stages, fsync.
+    #[serde(default)]
+    pub parameters: Vec<(String, String)>,
+    /// Where it ran: cores, PostgreSQL and NATS versions.
+    #[serde(default)]
+    pub host: Vec<(String, String)>,
 }
 
 impl Report {

@@ -41,6 +41,8 @@ pub(crate) fn sample() -> Report {
         invariants: vec![Verdict::new("I1", "no oversell")],
         wire: BTreeMap::new(),
         thresholds: vec![],
+        parameters: vec![("duration".into(), "2 s".into())],
+        host: vec![("cores".into(), "2".into())],
     }
 }
 

@@ -149,9 +149,15 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
     let [i3, i4, i5, i6] =
         judge::judge(&world, trace, &history, &journal, converged, &last).await?;
     drop(nemesis);
+    let host = host_facts(&world).await;
     world.stop().await?;
 
     let mut report = summarise(trace, &hash, &history, load_end);
+    report.host = host;
+    report.parameters.push((
+        "fsync".to_owned(),
+        if options.fsync { "on" } else { "off" }.to_owned(),
+    ));
     report.reproduce = options.reproduce.clone();
     report.probes = probes;
     report.metrics = metrics;
@@ -163,4 +169,24 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
     load::write_history(&options.out, &history)?;
     crate::charts::write(&report, &options.out)?;
     Ok(report)
+}
+
+/// The machine the run shared: its cores, PostgreSQL's and NATS's versions.
+async fn host_facts(world: &setup::World) -> Vec<(String, String)> {
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get);
+    let postgres: Option<String> = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(&world.pool)
+        .await
+        .ok();
+    vec![
+        (
+            "cores".to_owned(),
+            format!("{cores}, shared by the load generator, PostgreSQL, NATS and every replica"),
+        ),
+        (
+            "PostgreSQL".to_owned(),
+            postgres.unwrap_or_else(|| "unknown".to_owned()),
+        ),
+        ("NATS".to_owned(), world.client.server_info().version),
+    ]
 }

@@ -145,7 +145,85 @@ pub fn summarise(trace: &Trace, hash: &str, history: &[Attempt], load_end: Durat
         invariants: Vec::new(),
         wire: BTreeMap::new(),
         thresholds: Vec::new(),
+        parameters: parameters(scenario),
+        host: Vec::new(),
     }
+}
+
+/// The scenario's parameters, as the report lists them.
+fn parameters(s: &crate::scenario::Scenario) -> Vec<(String, String)> {
+    let w = &s.workload;
+    let c = &s.catalog;
+    let mut out = vec![
+        ("duration".to_owned(), format!("{} s", s.duration_s)),
+        ("replicas".to_owned(), s.replicas.to_string()),
+        (
+            "arrival rate".to_owned(),
+            format!("{}/s (Poisson, open model)", w.rate),
+        ),
+    ];
+    if !w.stages.is_empty() {
+        let stages: Vec<String> = w
+            .stages
+            .iter()
+            .map(|st| format!("to {}/s over {} s", st.target, st.duration_s))
+            .collect();
+        out.push(("stages".to_owned(), stages.join(", then ")));
+    }
+    if w.warmup_s > 0.0 {
+        out.push((
+            "warm-up".to_owned(),
+            format!("{} s, left out of the percentiles", w.warmup_s),
+        ));
+    }
+    if w.rush_users > 0 {
+        out.push((
+            "rush".to_owned(),
+            format!(
+                "{} users on {} slot(s) at {} s within {} ms",
+                w.rush_users, w.rush_slots, w.rush_at_s, w.rush_spread_ms
+            ),
+        ));
+    }
+    let total = f64::from((w.create + w.cancel + w.update + w.read).max(1));
+    let pct = |x: u32| f64::from(x) / total * 100.0;
+    out.extend([
+        (
+            "mix".to_owned(),
+            format!(
+                "create {:.0}%, cancel {:.0}%, update {:.0}%, read {:.0}%",
+                pct(w.create),
+                pct(w.cancel),
+                pct(w.update),
+                pct(w.read)
+            ),
+        ),
+        (
+            "hot slots".to_owned(),
+            format!(
+                "{:.0}% of creates on {} slots",
+                w.hot_share * 100.0,
+                w.hot_slots
+            ),
+        ),
+        (
+            "keyed creates".to_owned(),
+            format!("{:.0}% (retried with their key)", w.keyed_share * 100.0),
+        ),
+        (
+            "client".to_owned(),
+            format!("{} ms timeout, {} retries", w.client_timeout_ms, w.retries),
+        ),
+        (
+            "catalogue".to_owned(),
+            format!(
+                "{} club(s) × {} game(s) × {} day(s) × {} slot(s) a day, {} seats each",
+                c.clubs, c.games_per_club, c.days, c.slots_per_day, c.max_players
+            ),
+        ),
+        ("faults".to_owned(), s.faults.len().to_string()),
+    ]);
+    out
 }
 
 /// The scenario's thresholds against the report.
