@@ -72,6 +72,9 @@ pub struct OpStats {
 pub struct Bucket {
     /// Start of the second, from the start of the load.
     pub t_s: u64,
+    /// Operations scheduled in this second.
+    #[serde(default)]
+    pub offered: u64,
     /// Completed operations.
     pub done: u64,
     /// Of which succeeded.

@@ -93,12 +93,23 @@ pub fn summarise(trace: &Trace, hash: &str, history: &[Attempt], load_end: Durat
             s.retries = n;
         }
     }
-    let last = buckets.keys().last().copied().unwrap_or(0);
+    // Offered: operations scheduled in each second (the rush, the ramp and the steady rate).
+    let mut offered: BTreeMap<u64, u64> = BTreeMap::new();
+    for op in &trace.ops {
+        *offered.entry(op.t_ms / 1000).or_default() += 1;
+    }
+    let last = buckets
+        .keys()
+        .chain(offered.keys())
+        .max()
+        .copied()
+        .unwrap_or(0);
     let timeline = (0..=last)
         .map(|t| {
             let (done, ok, per) = buckets.remove(&t).unwrap_or_default();
             Bucket {
                 t_s: t,
+                offered: offered.get(&t).copied().unwrap_or(0),
                 done,
                 ok,
                 ops: per
