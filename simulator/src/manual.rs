@@ -10,6 +10,8 @@ use contracts::course::{TimeSlot, TimeSlotQuery};
 use contracts::envelope::ReplyOutcome;
 use contracts::{subjects, Codec, NestClient};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use world::stack::{Stack, StackOptions};
 
 /// Where `sim up` writes how to reach its stack.
 pub const STACK_FILE: &str = "target/up/stack.json";
@@ -117,4 +119,66 @@ pub async fn request(
     };
     println!("{}", serde_json::to_string_pretty(&shown)?);
     Ok(ok)
+}
+
+/// `sim up`: the stack with `replicas` replicas and the stub's catalogue of `seed`, until
+/// Ctrl-C; says how to reach it, with slots that exist and requests that work.
+pub async fn up(replicas: usize, seed: u64) -> anyhow::Result<()> {
+    let logs = PathBuf::from("target/up");
+    let stack = Stack::start(
+        &StackOptions {
+            replicas,
+            seed,
+            ..StackOptions::default()
+        },
+        &logs,
+    )
+    .await?;
+    println!(
+        "stack is up ({} booking-service replica(s), course-stub seed {seed}):",
+        replicas
+    );
+    println!("  NATS_URL={}", stack.world.nats_url());
+    println!("  DATABASE_URL={}", stack.db.url());
+    for (i, addr) in stack.http_addrs().iter().enumerate() {
+        println!("  replica {i}: http://{addr}/metrics");
+    }
+    println!("  logs: {}", logs.display());
+    let info = StackInfo {
+        nats_url: stack.world.nats_url().to_owned(),
+        database_url: stack.db.url().to_owned(),
+        metrics: stack
+            .http_addrs()
+            .iter()
+            .map(|a| format!("http://{a}/metrics"))
+            .collect(),
+    };
+    info.save(Path::new(STACK_FILE))?;
+    let slots = sample_slots(&stack.client().await?, 3).await;
+    if slots.is_empty() {
+        println!("  (course-stub named no slots 1-64)");
+    }
+    for slot in &slots {
+        println!(
+            "  slot {} (game {}, {} {}, {} seats)",
+            slot.id, slot.game_id, slot.date, slot.start_time, slot.max_players
+        );
+    }
+    if let Some(slot) = slots.first() {
+        println!("try, in another terminal:");
+        println!(
+            "  cargo xtask req booking.create '{}'",
+            example_create(slot)
+        );
+        println!("  cargo xtask req booking.findByUserId '{{\"userId\":1}}'");
+        println!(
+                       "  cargo xtask req booking.gameTimeSlots.availability '{{\"gameId\":{},\"date\":\"{}\"}}'",
+                       slot.game_id, slot.date
+                   );
+    }
+    println!("Ctrl-C stops everything.");
+    tokio::signal::ctrl_c().await?;
+    drop(stack);
+    let _ = std::fs::remove_file(STACK_FILE);
+    Ok(())
 }

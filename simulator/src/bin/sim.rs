@@ -9,7 +9,6 @@ use simulator::report::{self, Report};
 use simulator::run::{execute, RunOptions};
 use simulator::scenario::Scenario;
 use simulator::trace::Trace;
-use world::stack::{Stack, StackOptions};
 
 #[derive(Parser)]
 #[command(name = "sim", about = "Park-golf booking simulator")]
@@ -339,62 +338,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Up { replicas, seed } => {
-            let logs = PathBuf::from("target/up");
-            let stack = Stack::start(
-                &StackOptions {
-                    replicas,
-                    seed,
-                    ..StackOptions::default()
-                },
-                &logs,
-            )
-            .await?;
-            println!(
-                "stack is up ({} booking-service replica(s), course-stub seed {seed}):",
-                replicas
-            );
-            println!("  NATS_URL={}", stack.world.nats_url());
-            println!("  DATABASE_URL={}", stack.db.url());
-            for (i, addr) in stack.http_addrs().iter().enumerate() {
-                println!("  replica {i}: http://{addr}/metrics");
-            }
-            println!("  logs: {}", logs.display());
-            let info = simulator::manual::StackInfo {
-                nats_url: stack.world.nats_url().to_owned(),
-                database_url: stack.db.url().to_owned(),
-                metrics: stack
-                    .http_addrs()
-                    .iter()
-                    .map(|a| format!("http://{a}/metrics"))
-                    .collect(),
-            };
-            info.save(std::path::Path::new(simulator::manual::STACK_FILE))?;
-            let slots = simulator::manual::sample_slots(&stack.client().await?, 3).await;
-            if slots.is_empty() {
-                println!("  (course-stub named no slots 1-64)");
-            }
-            for slot in &slots {
-                println!(
-                    "  slot {} (game {}, {} {}, {} seats)",
-                    slot.id, slot.game_id, slot.date, slot.start_time, slot.max_players
-                );
-            }
-            if let Some(slot) = slots.first() {
-                println!("try, in another terminal:");
-                println!(
-                    "  cargo xtask req booking.create '{}'",
-                    simulator::manual::example_create(slot)
-                );
-                println!("  cargo xtask req booking.findByUserId '{{\"userId\":1}}'");
-                println!(
-                    "  cargo xtask req booking.gameTimeSlots.availability '{{\"gameId\":{},\"date\":\"{}\"}}'",
-                    slot.game_id, slot.date
-                );
-            }
-            println!("Ctrl-C stops everything.");
-            tokio::signal::ctrl_c().await?;
-            drop(stack);
-            let _ = std::fs::remove_file(simulator::manual::STACK_FILE);
+            simulator::manual::up(replicas, seed).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Req {

@@ -60,6 +60,27 @@ fn conclusions(c: &Capacity) -> Vec<String> {
     lines
 }
 
+/// A point's cells, before its report's link: the same in both tables.
+fn cells(c: &Capacity, p: &Point) -> Vec<String> {
+    vec![
+        p.replicas.to_string(),
+        format!("{:.0}", p.offered),
+        format!("{:.0}", p.throughput),
+        format!("{:.0}%", kept(p) * 100.0),
+        format!("{:.1}", p.p50_ms),
+        format!("{:.1}", p.p99_ms),
+        format!("{:.1}%", p.answered * 100.0),
+        format!("{:.1} of {:.1}", p.load_s, p.duration_s),
+        if p.within(c.p99_ms) { "yes" } else { "no" }.to_owned(),
+        if p.invariants_held {
+            "held"
+        } else {
+            "VIOLATED"
+        }
+        .to_owned(),
+    ]
+}
+
 /// The table and the conclusions, as markdown.
 pub fn markdown(c: &Capacity) -> String {
     let mut out = format!(
@@ -70,18 +91,8 @@ pub fn markdown(c: &Capacity) -> String {
         let dir = point_dir(p.replicas, p.offered);
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {:.0} | {:.0}% | {:.1} | {:.1} | {:.1}% | {:.1} of {:.1} | {} | {} | [{dir}]({dir}/index.html) |",
-            p.replicas,
-            p.offered,
-            p.throughput,
-            kept(p) * 100.0,
-            p.p50_ms,
-            p.p99_ms,
-            p.answered * 100.0,
-            p.load_s,
-            p.duration_s,
-            if p.within(c.p99_ms) { "yes" } else { "no" },
-            if p.invariants_held { "held" } else { "VIOLATED" }
+            "| {} | [{dir}]({dir}/index.html) |",
+            cells(c, p).join(" | ")
         );
     }
     out.push('\n');
@@ -103,21 +114,13 @@ pub(crate) fn page(c: &Capacity) -> anyhow::Result<String> {
     let mut rows = String::new();
     for p in &c.points {
         let dir = point_dir(p.replicas, p.offered);
+        let cells: String = cells(c, p)
+            .iter()
+            .map(|cell| format!("<td>{}</td>", esc(cell)))
+            .collect();
         let _ = write!(
             rows,
-            "<tr><td>{}</td><td>{:.0}</td><td>{:.0}</td><td>{:.0}%</td><td>{:.1}</td><td>{:.1}</td>\
-             <td>{:.1}%</td><td>{:.1} of {:.1}</td><td>{}</td><td>{}</td><td><a href=\"{dir}/index.html\">{dir}</a></td></tr>",
-            p.replicas,
-            p.offered,
-            p.throughput,
-            kept(p) * 100.0,
-            p.p50_ms,
-            p.p99_ms,
-            p.answered * 100.0,
-            p.load_s,
-            p.duration_s,
-            if p.within(c.p99_ms) { "yes" } else { "no" },
-            if p.invariants_held { "held" } else { "<b>VIOLATED</b>" },
+            "<tr>{cells}<td><a href=\"{dir}/index.html\">{dir}</a></td></tr>"
         );
     }
     let conclusions: String = conclusions(c)
