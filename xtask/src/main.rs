@@ -210,8 +210,27 @@ fn workspace_root() -> anyhow::Result<PathBuf> {
 }
 
 /// Runs `cargo <args>` in the workspace root, failing on a non-zero exit.
+///
+/// Without the variables `cargo run` set for xtask itself (`CARGO_PKG_*`, `CARGO_MANIFEST_*`,
+/// `CARGO_CRATE_NAME`, `CARGO_BIN_NAME`, `CARGO_PRIMARY_PACKAGE`): seen by build scripts, they
+/// made the inner build compile ring, rustls and async-nats again after a plain
+/// `cargo build --release` had just compiled them, and the other way round.
 fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
-    run(Command::new(env!("CARGO")).args(args).current_dir(root))
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(args).current_dir(root);
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                name,
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            cmd.env_remove(name);
+        }
+    }
+    run(&mut cmd)
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
