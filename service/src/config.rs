@@ -153,11 +153,6 @@ pub struct NatsTls {
 pub struct ConfigError(String);
 
 impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
     /// A configuration for `database_url` and `nats_url` with every other value at its default.
     pub fn new(database_url: &str, nats_url: &str) -> Result<Self, ConfigError> {
         Self::from_lookup(|name| match name {
@@ -167,7 +162,8 @@ impl Config {
         })
     }
 
-    /// Reads through `lookup` (the environment, or a map in tests).
+    /// Reads through `lookup`: the binary's parsed flags and environment (`command()`), or a
+    /// map in tests.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         // A setting not given takes its default from the one list `--help` prints.
         let get = |name: &str| {
