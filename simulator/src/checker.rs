@@ -28,6 +28,10 @@ pub struct Verdict {
     /// refusals, rows an operator must look at (up to [`WITNESSES`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// When the first violations were seen, ms from the start of the load, where the check has a
+    /// time (snapshots do; end-of-run checks do not). Up to [`WITNESSES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub at_ms: Vec<u64>,
 }
 
 impl Verdict {
@@ -41,6 +45,7 @@ impl Verdict {
             violations: 0,
             witnesses: Vec::new(),
             notes: Vec::new(),
+            at_ms: Vec::new(),
         }
     }
 
@@ -58,6 +63,14 @@ impl Verdict {
         if self.witnesses.len() < WITNESSES {
             self.witnesses.push(witness);
         }
+    }
+
+    /// Records one violation seen at `t_ms`, which the report marks on its charts.
+    pub fn violate_at(&mut self, t_ms: u64, witness: String) {
+        if self.at_ms.len() < WITNESSES && self.at_ms.last() != Some(&t_ms) {
+            self.at_ms.push(t_ms);
+        }
+        self.violate(witness);
     }
 }
 
@@ -80,22 +93,28 @@ pub fn check_slots(t_ms: u64, slots: &[SlotSnapshot], i1: &mut Verdict, i2: &mut
     i2.checked += slots.len();
     for s in slots {
         if s.sum > i64::from(s.max_players) {
-            i1.violate(format!(
-                "t={:.2}s slot {}: {} players on {} seats",
-                t_ms as f64 / 1000.0,
-                s.id,
-                s.sum,
-                s.max_players
-            ));
+            i1.violate_at(
+                t_ms,
+                format!(
+                    "t={:.2}s slot {}: {} players on {} seats",
+                    t_ms as f64 / 1000.0,
+                    s.id,
+                    s.sum,
+                    s.max_players
+                ),
+            );
         }
         if s.sum != i64::from(s.cached) {
-            i2.violate(format!(
-                "t={:.2}s slot {}: cache says {}, bookings sum to {}",
-                t_ms as f64 / 1000.0,
-                s.id,
-                s.cached,
-                s.sum
-            ));
+            i2.violate_at(
+                t_ms,
+                format!(
+                    "t={:.2}s slot {}: cache says {}, bookings sum to {}",
+                    t_ms as f64 / 1000.0,
+                    s.id,
+                    s.cached,
+                    s.sum
+                ),
+            );
         }
     }
 }

@@ -67,19 +67,28 @@ pub struct OpStats {
     pub histogram: Vec<(f64, u64)>,
 }
 
-/// One second of the run.
+/// One bucket of the run's timeline ([`Report::bucket_s`] long: a second, or less for short runs).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Bucket {
-    /// Start of the second, from the start of the load.
-    pub t_s: u64,
-    /// Operations scheduled in this second.
+    /// Start of the bucket in seconds, from the start of the load.
+    pub t_s: f64,
+    /// Operations scheduled in this bucket.
     #[serde(default)]
     pub offered: u64,
     /// Completed operations.
     pub done: u64,
     /// Of which succeeded.
     pub ok: u64,
-    /// Per operation kind: count and latency of what completed in this second.
+    /// Of which the service refused by a rule (`BUS_*`, `AUT_*`): a correct no.
+    #[serde(default)]
+    pub refused: u64,
+    /// Of which failed otherwise (`SYS_*`, no responders, an unreadable reply).
+    #[serde(default)]
+    pub errors: u64,
+    /// Of which got no answer at all.
+    #[serde(default)]
+    pub unknown: u64,
+    /// Per operation kind: count and latency of what completed in this bucket.
     pub ops: BTreeMap<String, (u64, Latency)>,
 }
 
@@ -161,7 +170,10 @@ pub struct Report {
     pub throughput: f64,
     /// Per operation kind.
     pub ops: BTreeMap<String, OpStats>,
-    /// Per second.
+    /// The timeline's bucket length in seconds: 1, or less when the load is short.
+    #[serde(default = "one_second")]
+    pub bucket_s: f64,
+    /// The load over time, bucket by bucket.
     pub timeline: Vec<Bucket>,
     /// Backlog and drift over time.
     pub probes: Vec<Probe>,
@@ -186,6 +198,10 @@ pub struct Report {
     /// Where it ran: cores, PostgreSQL and NATS versions.
     #[serde(default)]
     pub host: Vec<(String, String)>,
+}
+
+fn one_second() -> f64 {
+    1.0
 }
 
 impl Report {

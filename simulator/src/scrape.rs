@@ -78,12 +78,28 @@ pub fn parse(text: &str) -> Sample {
     out
 }
 
-/// Sums samples across replicas, name by name.
+/// Gauges every replica reads from the same table: summing them would count it once per replica,
+/// so the replicas' largest value is kept.
+const SHARED_GAUGES: [&str; 3] = ["outbox_backlog", "outbox_rejected", "outbox_stuck"];
+
+/// Gauges of each replica's own state: a sum means nothing (two open breakers are not a
+/// half-open one), so each replica's value is kept as `name{replica="i"}`.
+const OWN_GAUGES: [&str; 1] = ["course_service_breaker_state"];
+
+/// Combines samples across replicas (in their order) name by name: counters are summed, shared
+/// gauges take the largest value, each replica's own gauges stay apart.
 pub fn sum(samples: &[Sample]) -> Sample {
     let mut out = Sample::new();
-    for s in samples {
+    for (i, s) in samples.iter().enumerate() {
         for (k, v) in s {
-            *out.entry(k.clone()).or_default() += v;
+            if OWN_GAUGES.contains(&k.as_str()) {
+                out.insert(format!("{k}{{replica=\"{i}\"}}"), *v);
+            } else if SHARED_GAUGES.contains(&k.as_str()) {
+                let slot = out.entry(k.clone()).or_insert(*v);
+                *slot = slot.max(*v);
+            } else {
+                *out.entry(k.clone()).or_default() += v;
+            }
         }
     }
     out
@@ -175,5 +191,17 @@ mod tests {
         let b = parse("x 3\n");
         let s = sum(&[a, b]);
         assert_eq!((s["x"], s["y"]), (4.0, 2.0));
+    }
+
+    /// Two replicas see the same 7 pending rows, one breaker is open and one closed.
+    #[test]
+    fn shared_gauges_are_not_doubled_and_own_gauges_stay_apart() {
+        let a = parse("outbox_backlog 7\ncourse_service_breaker_state 1\n");
+        let b = parse("outbox_backlog 6\ncourse_service_breaker_state 0\n");
+        let s = sum(&[a, b]);
+        assert_eq!(s["outbox_backlog"], 7.0);
+        assert_eq!(s["course_service_breaker_state{replica=\"0\"}"], 1.0);
+        assert_eq!(s["course_service_breaker_state{replica=\"1\"}"], 0.0);
+        assert!(!s.contains_key("course_service_breaker_state"));
     }
 }

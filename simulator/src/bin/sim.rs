@@ -1,5 +1,5 @@
 //! `sim`: the simulator's command line: run a scenario, replay a trace, compare two reports,
-//! sweep capacity, or bring the stack up for manual use.
+//! redraw a report, sweep capacity, or bring the stack up for manual use.
 
 use std::path::PathBuf;
 
@@ -78,6 +78,11 @@ enum Cmd {
         /// Fail when B holds fewer invariants than A.
         #[arg(long)]
         fail_on_invariants: bool,
+    },
+    /// Redraw a run folder's index.html (and summary.md) from its report.json.
+    Render {
+        /// A run folder or its report.json.
+        report: PathBuf,
     },
     /// Sweep arrival rate × replicas; report the curve, the knee, the replicas for a target.
     Capacity {
@@ -304,6 +309,20 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             } else {
                 std::process::ExitCode::FAILURE
             })
+        }
+        Cmd::Render { report } => {
+            let r = Report::load(&report)?;
+            let dir = if report.is_dir() {
+                report
+            } else {
+                report
+                    .parent()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("."))
+            };
+            simulator::charts::write(&r, &dir)?;
+            println!("written to {}", dir.join("index.html").display());
+            Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Capacity {
             scenario,

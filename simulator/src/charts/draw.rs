@@ -1,14 +1,16 @@
-//! Drawing primitives of the report's charts: time charts with shaded fault spans, bar charts,
-//! legends, one palette, each rendered to an SVG string with plotters.
+//! Drawing primitives of the report's charts over time: line charts (with gaps where data is too
+//! thin), stacked bucket charts, a step chart of named states; each with the run's faults shaded
+//! and labelled by kind and its violations marked, rendered to an SVG string with plotters.
 
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::report::FaultSpan;
 
-const W: u32 = 960;
+pub(super) const W: u32 = 960;
 const H: u32 = 300;
 pub(super) const PALETTE: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
@@ -18,26 +20,43 @@ pub(super) const PALETTE: [RGBColor; 6] = [
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
 ];
+/// Fault bands, one colour per kind in order of first appearance.
+const BANDS: [RGBColor; 5] = [
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+    RGBColor(127, 127, 127),
+];
+/// Where an invariant was seen violated.
+const MARK: RGBColor = RGBColor(180, 0, 0);
 
-type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+pub(super) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
-fn err(e: impl std::fmt::Display) -> anyhow::Error {
+pub(super) fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("drawing a chart: {e}")
 }
 
-/// A named series of (seconds, value).
+/// A named series of (seconds, value); a NaN value is a gap (too few samples to draw).
 pub(super) struct Series {
     pub(super) name: String,
     pub(super) points: Vec<(f64, f64)>,
 }
 
-/// Draws series over time on a linear or log y axis, shading fault spans.
+/// What every chart over time shows behind its data: faults and violation marks.
+pub(super) struct Backdrop<'a> {
+    pub(super) faults: &'a [FaultSpan],
+    /// (seconds, label), e.g. (3.2, "I1 violated").
+    pub(super) marks: &'a [(f64, String)],
+    pub(super) x_max: f64,
+}
+
+/// Draws series over time on a linear or log y axis.
 pub(super) fn time_chart(
     title: &str,
     y_desc: &str,
     series: &[Series],
-    faults: &[FaultSpan],
-    x_max: f64,
+    back: &Backdrop<'_>,
     log: bool,
 ) -> anyhow::Result<String> {
     let mut svg = String::new();
@@ -46,72 +65,328 @@ pub(super) fn time_chart(
         root.fill(&WHITE).map_err(err)?;
         let y_max = series
             .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .flat_map(|s| s.points.iter().map(|p| p.1).filter(|y| y.is_finite()))
             .fold(0.0f64, f64::max)
-            .max(1.0)
-            * 1.1;
-        let x_max = x_max.max(1.0);
+            .max(1.0);
+        // Log charts keep their legend at the bottom; linear ones above the data.
+        let y_max = if log {
+            y_max * 1.5
+        } else {
+            y_max
+                * headroom(series.len() + kinds(back.faults) + usize::from(!back.marks.is_empty()))
+        };
         let mut builder = ChartBuilder::on(&root);
         builder
             .caption(title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(32)
             .y_label_area_size(64);
+        let x = 0f64..back.x_max.max(0.1);
         if log {
             let mut chart = builder
-                .build_cartesian_2d(0f64..x_max, (0.1f64..y_max).log_scale())
+                .build_cartesian_2d(x, (0.1f64..y_max).log_scale())
                 .map_err(err)?;
-            plot(&mut chart, y_desc, series, faults, 0.1, y_max)?;
+            mesh(&mut chart, y_desc)?;
+            backdrop(&mut chart, back, 0.1, y_max)?;
+            lines(&mut chart, series, 0.1)?;
+            legend_at(&mut chart, SeriesLabelPosition::LowerRight)?;
         } else {
-            let mut chart = builder
-                .build_cartesian_2d(0f64..x_max, 0f64..y_max)
-                .map_err(err)?;
-            plot(&mut chart, y_desc, series, faults, 0.0, y_max)?;
+            let mut chart = builder.build_cartesian_2d(x, 0f64..y_max).map_err(err)?;
+            mesh(&mut chart, y_desc)?;
+            backdrop(&mut chart, back, 0.0, y_max)?;
+            lines(&mut chart, series, 0.0)?;
+            legend(&mut chart)?;
         }
         root.present().map_err(err)?;
     }
     Ok(svg)
 }
 
-/// Mesh, fault bands, lines and legend on a chart over time; `floor` is the y axis' lowest value.
-fn plot<'a, Y>(
+/// One layer of a stacked chart: its name, colour and value per bucket.
+pub(super) struct Layer {
+    pub(super) name: &'static str,
+    pub(super) color: RGBColor,
+    pub(super) values: Vec<f64>,
+}
+
+/// Stacks layers bucket by bucket (bucket `i` spans `starts[i]..starts[i] + width`).
+pub(super) fn stacked_chart(
+    title: &str,
+    y_desc: &str,
+    starts: &[f64],
+    width: f64,
+    layers: &[Layer],
+    back: &Backdrop<'_>,
+) -> anyhow::Result<String> {
+    let mut svg = String::new();
+    {
+        let root: Area<'_> = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let tops: Vec<f64> = (0..starts.len())
+            .map(|i| {
+                layers
+                    .iter()
+                    .map(|l| l.values.get(i).copied().unwrap_or(0.0))
+                    .sum()
+            })
+            .collect();
+        let y_max = tops.iter().copied().fold(1.0f64, f64::max)
+            * headroom(layers.len() + kinds(back.faults) + usize::from(!back.marks.is_empty()));
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..back.x_max.max(0.1), 0f64..y_max)
+            .map_err(err)?;
+        mesh(&mut chart, y_desc)?;
+        backdrop(&mut chart, back, 0.0, y_max)?;
+        let mut base = vec![0.0f64; starts.len()];
+        for layer in layers {
+            let color = layer.color;
+            let mut bars = Vec::new();
+            for (i, start) in starts.iter().enumerate() {
+                let v = layer.values.get(i).copied().unwrap_or(0.0);
+                if v > 0.0 {
+                    bars.push(Rectangle::new(
+                        [(*start, base[i]), (start + width * 0.92, base[i] + v)],
+                        color.mix(0.85).filled(),
+                    ));
+                }
+                base[i] += v;
+            }
+            chart
+                .draw_series(bars)
+                .map_err(err)?
+                .label(layer.name)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 18, y + 5)], color.mix(0.85).filled())
+                });
+        }
+        legend(&mut chart)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Draws, per series, a step line over named states (`states[v]` names value `v`).
+pub(super) fn state_chart(
+    title: &str,
+    states: &[&str],
+    series: &[Series],
+    back: &Backdrop<'_>,
+) -> anyhow::Result<String> {
+    let mut svg = String::new();
+    {
+        let root: Area<'_> = SVGBackend::with_string(&mut svg, (W, 220)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let top = states.len() as f64 - 0.5;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(90)
+            .build_cartesian_2d(0f64..back.x_max.max(0.1), -0.5f64..top)
+            .map_err(err)?;
+        let name = |v: &f64| {
+            let i = v.round();
+            if (v - i).abs() < 1e-6 && i >= 0.0 {
+                states
+                    .get(i as usize)
+                    .map(|s| (*s).to_owned())
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .label_style(("sans-serif", 14))
+            .x_desc("seconds")
+            .y_labels(states.len() * 2 + 1)
+            .y_label_formatter(&name)
+            .draw()
+            .map_err(err)?;
+        backdrop(&mut chart, back, -0.5, top)?;
+        let stepped: Vec<Series> = series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                // Replicas are drawn slightly apart so equal states do not hide each other.
+                let lift = i as f64 * 0.06;
+                let mut points = Vec::new();
+                for pair in s.points.windows(2) {
+                    let ((t0, v0), (t1, v1)) = (pair[0], pair[1]);
+                    points.extend([(t0, v0 + lift), (t1, v0 + lift), (t1, v1 + lift)]);
+                }
+                if let [only] = s.points.as_slice() {
+                    points.push((only.0, only.1 + lift));
+                }
+                Series {
+                    name: s.name.clone(),
+                    points,
+                }
+            })
+            .collect();
+        lines(&mut chart, &stepped, -0.5)?;
+        legend(&mut chart)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+fn mesh<'a, Y>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
     y_desc: &str,
-    series: &[Series],
-    faults: &[FaultSpan],
-    floor: f64,
-    y_max: f64,
 ) -> anyhow::Result<()>
 where
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
+    let (x, y) = (chart.x_range(), chart.y_range());
+    let x_fmt = |v: &f64| tick(*v, x.end - x.start);
+    let y_fmt = |v: &f64| tick(*v, y.end - y.start);
     chart
         .configure_mesh()
+        .label_style(("sans-serif", 14))
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(&y_fmt)
         .x_desc("seconds")
         .y_desc(y_desc)
         .draw()
-        .map_err(err)?;
-    for f in faults {
-        let (a, b) = span(f);
+        .map_err(err)
+}
+
+/// A tick label with as many decimals as the axis' span needs: "400", "2.5", "0.25".
+pub(super) fn tick(v: f64, span: f64) -> String {
+    if span >= 10.0 || v.fract().abs() < 1e-9 {
+        format!("{v:.0}")
+    } else if span >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Room above the data for a legend of `entries` lines, as a factor of the data's top.
+fn headroom(entries: usize) -> f64 {
+    1.15 + 0.08 * entries as f64
+}
+
+/// Fault bands coloured and labelled by kind (one legend entry per kind), and a dashed line with
+/// its label where an invariant was seen violated.
+fn backdrop<'a, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    back: &Backdrop<'_>,
+    floor: f64,
+    y_max: f64,
+) -> anyhow::Result<()>
+where
+    Y: Ranged<ValueType = f64>,
+{
+    let kinds = fault_kinds(back.faults);
+    let tag = TextStyle::from(("sans-serif", 11).into_font()).pos(Pos::new(HPos::Left, VPos::Top));
+    for (k, kind) in kinds.iter().enumerate() {
+        let color = BANDS[k % BANDS.len()];
+        let spans: Vec<(f64, f64)> = back
+            .faults
+            .iter()
+            .filter(|f| f.kind == *kind)
+            .map(span)
+            .collect();
         chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(a, floor), (b, y_max)],
-                RED.mix(0.12).filled(),
-            )))
+            .draw_series(
+                spans.iter().map(|&(a, b)| {
+                    Rectangle::new([(a, floor), (b, y_max)], color.mix(0.14).filled())
+                }),
+            )
+            .map_err(err)?
+            .label(format!("fault: {kind}"))
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 18, y + 5)], color.mix(0.3).filled())
+            });
+        let ink = color.mix(0.9);
+        let tag = tag.color(&ink);
+        chart
+            .draw_series(
+                spans
+                    .iter()
+                    .map(|&(a, _)| Text::new(kind.to_string(), (a, y_max), tag.clone())),
+            )
             .map_err(err)?;
     }
+    if !back.marks.is_empty() {
+        let style = MARK.stroke_width(2);
+        for (t, _) in back.marks {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(*t, floor), (*t, y_max)],
+                    6,
+                    4,
+                    style,
+                ))
+                .map_err(err)?;
+        }
+        let label = TextStyle::from(("sans-serif", 12).into_font().style(FontStyle::Bold))
+            .pos(Pos::new(HPos::Left, VPos::Bottom))
+            .color(&MARK);
+        chart
+            .draw_series(
+                back.marks
+                    .iter()
+                    .map(|(t, what)| Text::new(what.clone(), (*t, floor), label.clone())),
+            )
+            .map_err(err)?
+            .label("invariant violated")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+    }
+    Ok(())
+}
+
+/// Each series as lines through its points, broken at gaps; a point alone is drawn as a dot.
+fn lines<'a, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    series: &[Series],
+    floor: f64,
+) -> anyhow::Result<()>
+where
+    Y: Ranged<ValueType = f64>,
+{
     for (i, s) in series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         chart
-            .draw_series(LineSeries::new(
-                s.points.iter().map(|&(x, y)| (x, y.max(floor))),
-                color.stroke_width(2),
-            ))
+            .draw_series(LineSeries::new(std::iter::empty(), color.stroke_width(2)))
             .map_err(err)?
             .label(s.name.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+        for run in s.points.split(|p| !p.1.is_finite()) {
+            let run: Vec<(f64, f64)> = run.iter().map(|&(x, y)| (x, y.max(floor))).collect();
+            if let [only] = run.as_slice() {
+                chart
+                    .draw_series(std::iter::once(Circle::new(*only, 3, color.filled())))
+                    .map_err(err)?;
+            } else if !run.is_empty() {
+                chart
+                    .draw_series(LineSeries::new(run, color.stroke_width(2)))
+                    .map_err(err)?;
+            }
+        }
     }
-    legend(chart)
+    Ok(())
+}
+
+/// The kinds of fault, in order of first appearance.
+fn fault_kinds(faults: &[FaultSpan]) -> Vec<&str> {
+    let mut kinds: Vec<&str> = Vec::new();
+    for f in faults {
+        if !kinds.contains(&f.kind.as_str()) {
+            kinds.push(&f.kind);
+        }
+    }
+    kinds
+}
+
+fn kinds(faults: &[FaultSpan]) -> usize {
+    fault_kinds(faults).len()
 }
 
 /// A fault's span in seconds; one-shot faults get a visible sliver.
@@ -121,64 +396,24 @@ pub(super) fn span(f: &FaultSpan) -> (f64, f64) {
     (a, b)
 }
 
+/// The legend at the top right, in the headroom left above the data.
 fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
 ) -> anyhow::Result<()> {
+    legend_at(chart, SeriesLabelPosition::UpperRight)
+}
+
+/// The legend where asked: log charts put it at the bottom, under 1 ms, where latency never is.
+fn legend_at<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
+) -> anyhow::Result<()> {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(at)
+        .label_font(("sans-serif", 14))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .draw()
         .map_err(err)
-}
-
-/// Horizontal bars of (label, count) on a log axis (counts span orders of magnitude).
-pub(super) fn bar_chart(
-    title: &str,
-    bars: &[(String, f64)],
-    x_desc: &str,
-) -> anyhow::Result<String> {
-    let mut svg = String::new();
-    {
-        let height = (40 + 26 * bars.len() as u32).max(140);
-        let root: Area<'_> = SVGBackend::with_string(&mut svg, (W, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let max = bars.iter().map(|b| b.1).fold(1.0f64, f64::max) * 1.15;
-        let labels: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
-        let n = bars.len().max(1) as i32;
-        let mut builder = ChartBuilder::on(&root);
-        builder
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(32)
-            .y_label_area_size(200);
-        let y_fmt = |y: &i32| {
-            usize::try_from(*y)
-                .ok()
-                .and_then(|i| labels.get(i).cloned())
-                .unwrap_or_default()
-        };
-        let mut chart = builder
-            .build_cartesian_2d((0.5f64..max.max(1.0)).log_scale(), 0i32..n)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .y_labels(bars.len().max(1))
-            .y_label_formatter(&y_fmt)
-            .x_desc(x_desc)
-            .draw()
-            .map_err(err)?;
-        chart
-            .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
-                let i = i32::try_from(i).unwrap_or(0);
-                Rectangle::new(
-                    [(0.5, i), (v.max(0.5), i + 1)],
-                    PALETTE[0].mix(0.8).filled(),
-                )
-            }))
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
 }

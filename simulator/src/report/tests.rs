@@ -32,6 +32,7 @@ pub(crate) fn sample() -> Report {
         load_s: 2.0,
         throughput: 5.0,
         ops,
+        bucket_s: 1.0,
         timeline: vec![],
         probes: vec![],
         metrics: vec![],

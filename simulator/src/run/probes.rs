@@ -82,19 +82,25 @@ pub(crate) fn scrape(
         let mut out = Vec::new();
         while !*stop.borrow() {
             let t_ms = journal.t_ms();
+            // One sample per replica, in order (empty when it did not answer), so each
+            // replica's own gauges keep its index.
             let mut samples = Vec::new();
+            let mut answered = 0;
             for addr in &addrs {
-                if let Ok(s) = scraper.scrape(&format!("http://{addr}/metrics")).await {
-                    samples.push(
+                let sample = match scraper.scrape(&format!("http://{addr}/metrics")).await {
+                    Ok(s) => {
+                        answered += 1;
                         s.into_iter()
                             .filter(|(k, _)| !k.contains("_bucket"))
-                            .collect(),
-                    );
-                }
+                            .collect()
+                    }
+                    Err(_) => scrape::Sample::new(),
+                };
+                samples.push(sample);
             }
             out.push(MetricsAt {
                 t_ms,
-                replicas: samples.len(),
+                replicas: answered,
                 values: scrape::sum(&samples),
             });
             tokio::select! {

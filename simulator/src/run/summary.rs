@@ -1,6 +1,7 @@
 //! The history turned into the report's figures: per-operation counts, codes, retries and latency
-//! (from the scheduled time to the final answer, retries included), the per-second timeline, the
-//! fault spans, and the scenario's thresholds checked against them.
+//! (from the scheduled time to the final answer, retries included), the timeline (a second per
+//! bucket, shorter buckets for short runs), the fault spans, and the scenario's thresholds checked
+//! against them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -11,8 +12,31 @@ use super::load::{Attempt, Outcome};
 use crate::report::{Bucket, Check, FaultSpan, Latency, OpStats, Report};
 use crate::trace::{Phase, Trace};
 
-/// One second's completions: done, succeeded, latency per operation kind.
-type Second = (u64, u64, BTreeMap<String, Histogram<u64>>);
+/// One bucket's completions by outcome, and latency per operation kind.
+#[derive(Default)]
+struct Completions {
+    done: u64,
+    ok: u64,
+    refused: u64,
+    errors: u64,
+    unknown: u64,
+    latency: BTreeMap<String, Histogram<u64>>,
+}
+
+/// The timeline's bucket length for a load of `load_ms`: the longest of 1 s, 500, 250, 100 or
+/// 50 ms that still cuts it into 20 buckets, so a 200 ms rush is not drawn as one point.
+pub(crate) fn bucket_ms(load_ms: f64) -> u64 {
+    [1000, 500, 250, 100]
+        .into_iter()
+        .find(|b| load_ms / *b as f64 >= 20.0)
+        .unwrap_or(50)
+}
+
+/// A refusal by a rule (`BUS_*`, `AUT_*`) is the service saying no correctly; anything else
+/// that failed is an error.
+fn refusal(code: Option<&str>) -> bool {
+    code.is_some_and(|c| c.starts_with("BUS_") || c.starts_with("AUT_"))
+}
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant, valid histogram bounds")
@@ -36,7 +60,8 @@ pub fn summarise(trace: &Trace, hash: &str, history: &[Attempt], load_end: Durat
     }
     let mut hists: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
     let mut stats: BTreeMap<String, OpStats> = BTreeMap::new();
-    let mut buckets: BTreeMap<u64, Second> = BTreeMap::new();
+    let width = bucket_ms(load_end.as_secs_f64() * 1000.0);
+    let mut buckets: BTreeMap<u64, Completions> = BTreeMap::new();
     for a in finals.values() {
         let s = stats.entry(a.op.clone()).or_default();
         s.count += 1;
@@ -63,15 +88,21 @@ pub fn summarise(trace: &Trace, hash: &str, history: &[Attempt], load_end: Durat
                 .or_insert_with(histogram)
                 .record(micros.clamp(1, 600_000_000));
         }
-        let b = buckets.entry((a.end_ms / 1000.0) as u64).or_default();
-        b.0 += 1;
-        if a.outcome == Outcome::Ok {
-            b.1 += 1;
+        let b = buckets
+            .entry((a.end_ms.max(0.0) as u64) / width)
+            .or_default();
+        b.done += 1;
+        match a.outcome {
+            Outcome::Ok => b.ok += 1,
+            Outcome::Fail if refusal(a.code.as_deref()) => b.refused += 1,
+            Outcome::Fail => b.errors += 1,
+            Outcome::Unknown | Outcome::Skipped => b.unknown += 1,
         }
-        let _ =
-            b.2.entry(a.op.clone())
-                .or_insert_with(histogram)
-                .record(micros.clamp(1, 600_000_000));
+        let _ = b
+            .latency
+            .entry(a.op.clone())
+            .or_insert_with(histogram)
+            .record(micros.clamp(1, 600_000_000));
     }
     for (op, h) in &hists {
         if let Some(s) = stats.get_mut(op) {
@@ -93,10 +124,10 @@ pub fn summarise(trace: &Trace, hash: &str, history: &[Attempt], load_end: Durat
             s.retries = n;
         }
     }
-    // Offered: operations scheduled in each second (the rush, the ramp and the steady rate).
+    // Offered: operations scheduled in each bucket (the rush, the ramp and the steady rate).
     let mut offered: BTreeMap<u64, u64> = BTreeMap::new();
     for op in &trace.ops {
-        *offered.entry(op.t_ms / 1000).or_default() += 1;
+        *offered.entry(op.t_ms / width).or_default() += 1;
     }
     let last = buckets
         .keys()
@@ -106,13 +137,17 @@ pub fn summarise(trace: &Trace, hash: &str, history: &[Attempt], load_end: Durat
         .unwrap_or(0);
     let timeline = (0..=last)
         .map(|t| {
-            let (done, ok, per) = buckets.remove(&t).unwrap_or_default();
+            let c = buckets.remove(&t).unwrap_or_default();
             Bucket {
-                t_s: t,
+                t_s: (t * width) as f64 / 1000.0,
                 offered: offered.get(&t).copied().unwrap_or(0),
-                done,
-                ok,
-                ops: per
+                done: c.done,
+                ok: c.ok,
+                refused: c.refused,
+                errors: c.errors,
+                unknown: c.unknown,
+                ops: c
+                    .latency
                     .into_iter()
                     .map(|(op, h)| (op, (h.len(), Latency::of(&h))))
                     .collect(),
@@ -147,6 +182,7 @@ pub fn summarise(trace: &Trace, hash: &str, history: &[Attempt], load_end: Durat
         load_s,
         throughput: completed as f64 / load_s.max(1e-9),
         ops: stats,
+        bucket_s: width as f64 / 1000.0,
         timeline,
         probes: Vec::new(),
         metrics: Vec::new(),
@@ -302,5 +338,48 @@ mod tests {
         let create = &report.ops["create"];
         assert_eq!(create.count as usize, trace.ops.len());
         assert!(create.latency.max < 20.0, "{:?}", create.latency);
+    }
+
+    /// A 2-second run is cut into 100 ms buckets, and each completion lands in its outcome.
+    #[test]
+    fn a_short_run_gets_short_buckets_and_outcomes_per_bucket() {
+        assert_eq!(bucket_ms(60_000.0), 1000);
+        assert_eq!(bucket_ms(8_000.0), 250);
+        assert_eq!(bucket_ms(2_000.0), 100);
+        assert_eq!(bucket_ms(300.0), 50);
+        let trace = Trace::expand(&Scenario::load("ramp").unwrap(), 1);
+        let ends = [
+            (Outcome::Ok, None, 50.0),
+            (Outcome::Fail, Some("BUS_004"), 150.0),
+            (Outcome::Fail, Some("SYS_002"), 160.0),
+            (Outcome::Unknown, None, 1_950.0),
+        ];
+        let history: Vec<Attempt> = trace
+            .ops
+            .iter()
+            .zip(ends)
+            .map(|(o, (outcome, code, end_ms))| Attempt {
+                i: o.i,
+                op: "create".into(),
+                attempt: 0,
+                invoke_ms: 0.0,
+                end_ms,
+                outcome,
+                code: code.map(str::to_owned),
+                number: None,
+            })
+            .collect();
+        let report = summarise(&trace, "h", &history, Duration::from_secs(2));
+        assert!((report.bucket_s - 0.1).abs() < 1e-9);
+        let at = |t: f64| {
+            report
+                .timeline
+                .iter()
+                .find(|b| (b.t_s - t).abs() < 1e-9)
+                .unwrap()
+        };
+        assert_eq!((at(0.0).ok, at(0.0).done), (1, 1));
+        assert_eq!((at(0.1).refused, at(0.1).errors, at(0.1).done), (1, 1, 2));
+        assert_eq!(at(1.9).unknown, 1);
     }
 }
