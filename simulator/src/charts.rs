@@ -10,6 +10,7 @@ mod bars;
 mod draw;
 mod list;
 
+pub(crate) use draw::tick;
 pub use list::charts;
 
 fn escape(text: &str) -> String {

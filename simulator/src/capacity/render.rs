@@ -166,8 +166,13 @@ fn chart(c: &Capacity) -> anyhow::Result<String> {
             .y_label_area_size(64)
             .build_cartesian_2d(0f64..x_max, 0f64..y_max.max(1.0))
             .map_err(|e| err(&e))?;
+        let x_fmt = |v: &f64| crate::charts::tick(*v, x_max);
+        let y_fmt = |v: &f64| crate::charts::tick(*v, y_max);
         chart
             .configure_mesh()
+            .label_style(("sans-serif", 14))
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&y_fmt)
             .x_desc("achieved ops/s")
             .y_desc("create p99 ms")
             .draw()
@@ -208,6 +213,7 @@ fn chart(c: &Capacity) -> anyhow::Result<String> {
         }
         chart
             .configure_series_labels()
+            .label_font(("sans-serif", 14))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
             .draw()

@@ -257,7 +257,7 @@ where
 }
 
 /// A tick label with as many decimals as the axis' span needs: "400", "2.5", "0.25".
-pub(super) fn tick(v: f64, span: f64) -> String {
+pub(crate) fn tick(v: f64, span: f64) -> String {
     if span >= 10.0 || v.fract().abs() < 1e-9 {
         format!("{v:.0}")
     } else if span >= 1.0 {
@@ -326,14 +326,16 @@ where
                 ))
                 .map_err(err)?;
         }
+        // The label starts just right of its line.
+        let nudge = back.x_max * 0.004;
         let label = TextStyle::from(("sans-serif", 12).into_font().style(FontStyle::Bold))
-            .pos(Pos::new(HPos::Left, VPos::Bottom))
+            .pos(Pos::new(HPos::Left, VPos::Top))
             .color(&MARK);
         chart
             .draw_series(
                 back.marks
                     .iter()
-                    .map(|(t, what)| Text::new(what.clone(), (*t, floor), label.clone())),
+                    .map(|(t, what)| Text::new(what.clone(), (t + nudge, y_max), label.clone())),
             )
             .map_err(err)?
             .label("invariant violated")

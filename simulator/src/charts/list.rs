@@ -266,9 +266,12 @@ pub(super) fn latency(r: &Report, op: &str, width: f64) -> Vec<Series> {
             points: r
                 .timeline
                 .iter()
-                .filter_map(|b| b.ops.get(op).map(|(n, l)| (b, *n, l)))
-                .map(|(b, n, l)| {
-                    let y = if n >= *needs { pick(l) } else { f64::NAN };
+                .map(|b| {
+                    // A bucket without this operation is a gap, not a line across it.
+                    let y = match b.ops.get(op) {
+                        Some((n, l)) if n >= needs => pick(l),
+                        _ => f64::NAN,
+                    };
                     (b.t_s + width / 2.0, y)
                 })
                 .collect(),
@@ -285,15 +288,17 @@ fn bucket_name(width: f64) -> String {
     }
 }
 
-/// Where each invariant was first seen violated, as chart marks.
+/// Where each invariant was first seen violated, as chart marks; invariants first seen at the
+/// same time share one mark ("I1, I2 violated"). Later sightings are in the witnesses.
 fn marks(r: &Report) -> Vec<(f64, String)> {
-    r.invariants
-        .iter()
-        .flat_map(|v| {
-            v.at_ms
-                .iter()
-                .map(move |t| (*t as f64 / 1000.0, format!("{} violated", v.id)))
-        })
+    let mut at: std::collections::BTreeMap<u64, Vec<&str>> = std::collections::BTreeMap::new();
+    for v in &r.invariants {
+        if let Some(first) = v.at_ms.first() {
+            at.entry(*first).or_default().push(&v.id);
+        }
+    }
+    at.into_iter()
+        .map(|(t, ids)| (t as f64 / 1000.0, format!("{} violated", ids.join(", "))))
         .collect()
 }
 

@@ -53,6 +53,13 @@ fn eventful() -> crate::report::Report {
         end_ms: 900,
     }];
     r.invariants[0].violate_at(1200, "t=1.20s slot 1: 5 players on 4 seats".into());
+    r.invariants[0].violate_at(1400, "t=1.40s slot 1: 5 players on 4 seats".into());
+    let mut i2 = crate::checker::Verdict::new("I2", "cache");
+    i2.violate_at(
+        1200,
+        "t=1.20s slot 1: cache says 4, bookings sum to 5".into(),
+    );
+    r.invariants.push(i2);
     r.metrics = [(0, 10.0), (1000, 110.0), (2000, 5.0)]
         .map(|(t_ms, created)| MetricsAt {
             t_ms,
@@ -76,7 +83,12 @@ fn eventful() -> crate::report::Report {
 fn the_charts_label_faults_mark_violations_and_stack_outcomes() {
     let page = super::html(&eventful()).unwrap();
     assert!(page.contains("fault: kill-replica"), "no fault legend");
-    assert!(page.contains("I1 violated"), "no violation marker");
+    assert!(page.contains("I1, I2 violated"), "no violation marker");
+    assert_eq!(
+        page.matches("I1, I2 violated").count(),
+        7,
+        "one mark on each of the 7 charts over time"
+    );
     assert!(page.contains("<h2>Outcomes over time</h2>"));
     assert!(page.contains("refused by a rule") && page.contains("no answer"));
     assert!(page.contains("per 100 ms"), "short runs get short buckets");
