@@ -9,6 +9,7 @@ use crate::report::Report;
 mod bars;
 mod draw;
 mod list;
+mod stacks;
 
 pub(crate) use draw::tick;
 pub use list::charts;

@@ -4,7 +4,8 @@
 //! rates, the breaker per replica and the outbox gauges.
 
 use super::bars::bar_chart;
-use super::draw::{stacked_chart, state_chart, time_chart, Backdrop, Layer, Series};
+use super::draw::{time_chart, Backdrop, Series};
+use super::stacks::{stacked_chart, state_chart, Layer};
 use crate::report::{Bucket, Latency, MetricsAt, Report};
 
 /// A percentile's name, the samples a bucket needs before it is drawn, and how to read it.
