@@ -24,6 +24,7 @@ mod databases;
 mod nats;
 mod postgres;
 pub mod process;
+pub mod proxy;
 pub mod stack;
 
 use std::collections::HashSet;

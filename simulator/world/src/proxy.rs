@@ -1,0 +1,349 @@
+//! A TCP proxy the world puts between a client and a server to play the network's faults, as
+//! Toxiproxy does: `latency` (a delay line with jitter, which slows every byte without limiting
+//! bandwidth), `blackhole` (connections stay open and accepted, nothing passes: a hung peer, not
+//! a refused one), `cut` (every connection reset, new ones reset at once) and back to `pass`.
+//! A mode applies to the connections already open as well as to new ones. Used only by the world.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rand::Rng as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// What the proxy does to the traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Bytes pass as they come.
+    Pass,
+    /// Every chunk is held `min..=max` ms (uniform), in order.
+    Latency {
+        /// Least delay, ms.
+        min_ms: u64,
+        /// Most delay, ms.
+        max_ms: u64,
+    },
+    /// Nothing passes; connections stay open and new ones are accepted and left hanging.
+    Blackhole,
+    /// Every connection is reset, and every new one at once.
+    Cut,
+}
+
+/// A running proxy from a loopback port to `upstream`; stops when dropped.
+#[derive(Debug)]
+pub struct Proxy {
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    mode: watch::Sender<Mode>,
+    accept: JoinHandle<()>,
+}
+
+/// Largest chunk read at once.
+const CHUNK: usize = 64 * 1024;
+/// Chunks in flight per direction on a delay line; reading waits when it is full.
+const LINE: usize = 256;
+
+impl Proxy {
+    /// Listens on a free loopback port and forwards to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding a proxy port")?;
+        Self::on(listener, upstream)
+    }
+
+    /// Listens on `port` (a restart keeps its address) and forwards to `upstream`.
+    pub async fn start_on(port: u16, upstream: SocketAddr) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("binding proxy port {port}"))?;
+        Self::on(listener, upstream)
+    }
+
+    fn on(listener: TcpListener, upstream: SocketAddr) -> anyhow::Result<Self> {
+        let addr = listener.local_addr()?;
+        let (mode, watch_mode) = watch::channel(Mode::Pass);
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let mode = watch_mode.clone();
+                tokio::spawn(async move {
+                    let _ = connection(client, upstream, mode).await;
+                });
+            }
+        });
+        Ok(Self {
+            addr,
+            upstream,
+            mode,
+            accept,
+        })
+    }
+
+    /// Where clients connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Where the traffic goes.
+    pub fn upstream(&self) -> SocketAddr {
+        self.upstream
+    }
+
+    /// The mode now.
+    pub fn mode(&self) -> Mode {
+        *self.mode.borrow()
+    }
+
+    /// Switches every connection, open and new, to `mode`.
+    pub fn set(&self, mode: Mode) {
+        self.mode.send_replace(mode);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        // Open connections see Cut and reset; the listener goes with its task.
+        self.mode.send_replace(Mode::Cut);
+        self.accept.abort();
+    }
+}
+
+/// Makes the socket's close a reset (RST), as a cut cable's far end would see.
+fn reset_on_close(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+}
+
+/// Waits until the mode is not `Blackhole`; `None` when the proxy is gone.
+async fn through_blackhole(mode: &mut watch::Receiver<Mode>) -> Option<Mode> {
+    loop {
+        let now = *mode.borrow_and_update();
+        if now != Mode::Blackhole {
+            return Some(now);
+        }
+        mode.changed().await.ok()?;
+    }
+}
+
+/// Serves one client: connects upstream once the mode lets it, then pumps both ways until both
+/// sides close or the mode becomes `Cut`.
+async fn connection(
+    client: TcpStream,
+    upstream: SocketAddr,
+    mut mode: watch::Receiver<Mode>,
+) -> anyhow::Result<()> {
+    match through_blackhole(&mut mode).await {
+        Some(Mode::Cut) | None => {
+            reset_on_close(&client);
+            return Ok(());
+        }
+        Some(_) => {}
+    }
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        reset_on_close(&client);
+        return Ok(());
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (client_r, client_w) = client.into_split();
+    let (server_r, server_w) = server.into_split();
+    tokio::join!(
+        pump(client_r, server_w, mode.clone()),
+        pump(server_r, client_w, mode)
+    );
+    Ok(())
+}
+
+/// One direction: reads chunks and writes them on, through the delay line. On `Cut` it makes its
+/// source socket reset on close (the other direction does the same for the other socket); on a
+/// close it passes the close on.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut mode: watch::Receiver<Mode>,
+) {
+    let (line_tx, mut line_rx) = mpsc::channel::<(Instant, Vec<u8>)>(LINE);
+    let mut writer_mode = mode.clone();
+    let writer = async move {
+        while let Some((due, chunk)) = line_rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            match through_blackhole(&mut writer_mode).await {
+                Some(Mode::Cut) | None => {
+                    // No FIN first: the socket's close is a reset.
+                    to.forget();
+                    return;
+                }
+                Some(_) => {}
+            }
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        if *writer_mode.borrow() == Mode::Cut {
+            to.forget();
+        } else {
+            // The source closed and every chunk is out: pass the close on.
+            let _ = to.shutdown().await;
+        }
+    };
+    let reader = async move {
+        let mut buf = vec![0u8; CHUNK];
+        let mut last_due = Instant::now();
+        loop {
+            let now = match through_blackhole(&mut mode).await {
+                Some(Mode::Cut) | None => {
+                    reset_on_close(from.as_ref());
+                    return;
+                }
+                Some(m) => m,
+            };
+            let n = tokio::select! {
+                read = from.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                },
+                // A mode change (to blackhole or cut) applies to a read already waiting.
+                changed = mode.changed() => {
+                    if changed.is_err() {
+                        reset_on_close(from.as_ref());
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let delay = match now {
+                Mode::Latency { min_ms, max_ms } => {
+                    Duration::from_millis(rand::rng().random_range(min_ms..=max_ms.max(min_ms)))
+                }
+                _ => Duration::ZERO,
+            };
+            // In order: a chunk is never due before the one ahead of it.
+            let due = (Instant::now() + delay).max(last_due);
+            last_due = due;
+            if line_tx.send((due, buf[..n].to_vec())).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::join!(writer, reader);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// An echo server on a free port.
+    async fn echo() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// Sends `ping` and waits up to `within` for it to come back.
+    async fn round_trip(s: &mut TcpStream, within: Duration) -> std::io::Result<Vec<u8>> {
+        s.write_all(b"ping").await?;
+        let mut buf = [0u8; 4];
+        match tokio::time::timeout(within, s.read_exact(&mut buf)).await {
+            Ok(r) => r.map(|_| buf.to_vec()),
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn passes_bytes_both_ways() {
+        let proxy = Proxy::start(echo().await).await.unwrap();
+        let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(
+            round_trip(&mut s, Duration::from_secs(2)).await.unwrap(),
+            b"ping"
+        );
+    }
+
+    #[tokio::test]
+    async fn latency_delays_each_way() {
+        let proxy = Proxy::start(echo().await).await.unwrap();
+        let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
+        proxy.set(Mode::Latency {
+            min_ms: 100,
+            max_ms: 120,
+        });
+        let started = std::time::Instant::now();
+        round_trip(&mut s, Duration::from_secs(2)).await.unwrap();
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(200), "{took:?}");
+        proxy.set(Mode::Pass);
+        let started = std::time::Instant::now();
+        round_trip(&mut s, Duration::from_secs(2)).await.unwrap();
+        assert!(started.elapsed() < Duration::from_millis(100));
+    }
+
+    /// A blackhole hangs open and new connections alike (no error, no answer); once healed,
+    /// what was held goes through on the same connections.
+    #[tokio::test]
+    async fn a_blackhole_hangs_connections_and_heals() {
+        let proxy = Proxy::start(echo().await).await.unwrap();
+        let mut open = TcpStream::connect(proxy.addr()).await.unwrap();
+        round_trip(&mut open, Duration::from_secs(2)).await.unwrap();
+        proxy.set(Mode::Blackhole);
+        let err = round_trip(&mut open, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        let mut new = TcpStream::connect(proxy.addr()).await.unwrap();
+        let err = round_trip(&mut new, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        proxy.set(Mode::Pass);
+        // The held pings arrive now; each stream gets its echo back.
+        let mut buf = [0u8; 8];
+        tokio::time::timeout(Duration::from_secs(2), open.read_exact(&mut buf[..4]))
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(2), new.read_exact(&mut buf[4..]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf, b"pingping");
+    }
+
+    /// A cut resets what is open and what comes; healed, new connections work again.
+    #[tokio::test]
+    async fn a_cut_resets_connections_until_healed() {
+        let proxy = Proxy::start(echo().await).await.unwrap();
+        let mut open = TcpStream::connect(proxy.addr()).await.unwrap();
+        round_trip(&mut open, Duration::from_secs(2)).await.unwrap();
+        proxy.set(Mode::Cut);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(round_trip(&mut open, Duration::from_secs(2)).await.is_err());
+        let mut new = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert!(round_trip(&mut new, Duration::from_secs(2)).await.is_err());
+        proxy.set(Mode::Pass);
+        let mut again = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(
+            round_trip(&mut again, Duration::from_secs(2))
+                .await
+                .unwrap(),
+            b"ping"
+        );
+    }
+}
