@@ -5,7 +5,6 @@
 //! A mode applies to the connections already open as well as to new ones. Used only by the world.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
