@@ -92,6 +92,9 @@ pub struct TestApp {
     pub nats_world: World,
     /// The running service replicas.
     pub replicas: Vec<Running>,
+    /// The proxy between the replicas and PostgreSQL, when asked for (network faults); the
+    /// test's own pool goes around it.
+    pub db_proxy: Option<world::proxy::Proxy>,
     /// A NATS client for requests.
     pub client: async_nats::Client,
 }
@@ -106,6 +109,8 @@ pub struct AppOptions {
     pub jetstream: bool,
     /// Changes to the NATS server (`max_payload`, users and permissions).
     pub nats: fn(WorldBuilder) -> WorldBuilder,
+    /// The replicas reach PostgreSQL through a proxy ([`TestApp::db_proxy`]).
+    pub db_proxy: bool,
 }
 
 impl Default for AppOptions {
@@ -115,6 +120,7 @@ impl Default for AppOptions {
             configure: |_| {},
             jetstream: true,
             nats: |world| world,
+            db_proxy: false,
         }
     }
 }
@@ -136,7 +142,13 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     .start()
     .await
     .unwrap();
-    let mut config = Config::new(db.url(), nats_world.nats_url()).unwrap();
+    let (db_proxy, service_db_url) = if options.db_proxy {
+        let (proxy, url) = proxy_to(db.url()).await;
+        (Some(proxy), url)
+    } else {
+        (None, db.url().to_owned())
+    };
+    let mut config = Config::new(&service_db_url, nats_world.nats_url()).unwrap();
     // On a secured NATS the service logs in as itself, through its own settings.
     if let Some((user, password)) = nats_world.nats_credentials(NatsRole::BookingService) {
         config.nats_auth = booking_service::config::NatsLogin::UserPassword {
@@ -164,8 +176,24 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         pool,
         nats_world,
         replicas,
+        db_proxy,
         client,
     }
+}
+
+/// A proxy in front of the server of `url`, and `url` with its address replaced by the proxy's.
+pub async fn proxy_to(url: &str) -> (world::proxy::Proxy, String) {
+    let mut parsed = reqwest::Url::parse(url).unwrap();
+    let host = parsed.host_str().unwrap().to_owned();
+    let port = parsed.port().unwrap();
+    let upstream = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = world::proxy::Proxy::start(upstream).await.unwrap();
+    parsed.set_port(Some(proxy.addr().port())).unwrap();
+    (proxy, parsed.to_string())
 }
 
 /// A decoded reply.

@@ -32,6 +32,7 @@ async fn app_on_own_servers() -> TestApp {
         pool,
         nats_world: world,
         replicas: vec![running],
+        db_proxy: None,
         client,
     }
 }

@@ -21,6 +21,9 @@ pub struct Config {
     pub db_pool_size: u32,
     /// `DB_ACQUIRE_TIMEOUT_MS` (default 5000): longest wait for a pooled connection.
     pub db_acquire_timeout: Duration,
+    /// `REQUEST_DEADLINE_MS` (default 10000): longest a request is worked on before its caller
+    /// gets `SYS_002`; a hung database (a blackholed connection) is answered within it.
+    pub request_deadline: Duration,
     /// `COURSE_TIMEOUT_MS` (default 5000): per-call timeout to course-service.
     pub course_timeout: Duration,
     /// `COURSE_RETRIES` (default 2): extra attempts after a failed course-service call.
@@ -209,6 +212,7 @@ impl Config {
             queue_group: get("QUEUE_GROUP").unwrap_or_default(),
             db_pool_size: number("DB_POOL_SIZE", 1, 1000)? as u32,
             db_acquire_timeout: millis("DB_ACQUIRE_TIMEOUT_MS")?,
+            request_deadline: millis("REQUEST_DEADLINE_MS")?,
             course_timeout: millis("COURSE_TIMEOUT_MS")?,
             course_retries: number("COURSE_RETRIES", 0, 10)? as u32,
             breaker_threshold: number("BREAKER_THRESHOLD", 1, 10_000)? as u32,

@@ -48,6 +48,10 @@ pub enum ServiceError {
         /// The driver's error.
         source: sqlx::Error,
     },
+    /// The request was not done within `REQUEST_DEADLINE_MS` (`SYS_002`): the database (or
+    /// course-service) did not answer. The work may still complete.
+    #[error("no answer from the database within {0:?}; the request may still be applied: retry with the same idempotency key")]
+    Deadline(std::time::Duration),
     /// Anything else (`SYS_001`).
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -88,7 +92,7 @@ impl ServiceError {
                 ErrorCode::ServiceUnavailable
             }
             ServiceError::ReplyTooLarge { .. } => ErrorCode::System,
-            ServiceError::Database { .. } => ErrorCode::Database,
+            ServiceError::Database { .. } | ServiceError::Deadline(_) => ErrorCode::Database,
             ServiceError::Internal(_) => ErrorCode::System,
         }
     }

@@ -1,5 +1,5 @@
 //! The HTTP side: `/metrics` (Prometheus, outbox gauges refreshed at every scrape), `/healthz`,
-//! `/readyz` (migrations applied and NATS connected), and the operator's `/outbox` routes
+//! `/readyz` (migrations applied, the database answering within a second, NATS connected), and the operator's `/outbox` routes
 //! (`operator.rs`), on `HTTP_ADDR`.
 
 use std::net::SocketAddr;
@@ -21,13 +21,20 @@ pub const OUTBOX_GAUGES_SQL: &str = "SELECT count(*) FILTER (WHERE status = 'PEN
      count(*) FILTER (WHERE status = 'PENDING' AND retry_count >= $1), \
      count(*) FILTER (WHERE status = 'REJECTED') FROM outbox_events WHERE status <> 'SENT'";
 
+/// Longest `/readyz` and `/metrics` wait on the database: a hung database makes the replica
+/// unready at once, and a scrape never hangs (the gauges keep their last values).
+const DB_PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Refreshes the outbox gauges from the database.
 async fn refresh_outbox(app: &App) {
-    let row: Result<(i64, i64, i64, i64), _> = sqlx::query_as(OUTBOX_GAUGES_SQL)
-        .bind(app.config.outbox_max_attempts)
-        .fetch_one(&app.pool)
-        .await;
-    if let Ok((backlog, oldest, stuck, rejected)) = row {
+    let row = tokio::time::timeout(
+        DB_PROBE_WAIT,
+        sqlx::query_as::<_, (i64, i64, i64, i64)>(OUTBOX_GAUGES_SQL)
+            .bind(app.config.outbox_max_attempts)
+            .fetch_one(&app.pool),
+    )
+    .await;
+    if let Ok(Ok((backlog, oldest, stuck, rejected))) = row {
         app.metrics.outbox_backlog.set(backlog);
         app.metrics.outbox_oldest_pending_seconds.set(oldest);
         app.metrics.outbox_stuck.set(stuck);
@@ -45,9 +52,14 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, String) {
-    let db = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success")
-        .fetch_one(&app.pool)
-        .await;
+    let db = tokio::time::timeout(
+        DB_PROBE_WAIT,
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&app.pool),
+    )
+    .await
+    .map_err(|_| format!("no answer within {DB_PROBE_WAIT:?}"))
+    .and_then(|r| r.map_err(|e| e.to_string()));
     let expected = crate::MIGRATOR.iter().count() as i64;
     let nats = app.nats.connection_state() == async_nats::connection::State::Connected;
     match (db, nats) {

@@ -63,6 +63,8 @@ pub(crate) struct Metrics {
     pub(crate) replies_too_large: Counter,
     /// Requests answered "overloaded" because the queue's byte budget was full.
     pub(crate) requests_shed: Counter,
+    /// Requests answered `SYS_002` because they passed `REQUEST_DEADLINE_MS`.
+    pub(crate) requests_past_deadline: Counter,
     /// Messages the NATS client dropped because a subscription's buffer was full.
     pub(crate) nats_slow_consumer: Counter,
     /// Delivered outbox rows deleted by retention.
@@ -93,6 +95,7 @@ impl Default for Metrics {
             breaker_state: Gauge::default(),
             replies_too_large: Counter::default(),
             requests_shed: Counter::default(),
+            requests_past_deadline: Counter::default(),
             nats_slow_consumer: Counter::default(),
             pruned_outbox_rows: Counter::default(),
             pruned_idempotency_keys: Counter::default(),
@@ -152,6 +155,11 @@ impl Default for Metrics {
             "requests_shed",
             "Requests answered overloaded because the queue's byte budget was full",
             m.requests_shed.clone(),
+        );
+        registry.register(
+            "requests_past_deadline",
+            "Requests answered SYS_002 because they passed REQUEST_DEADLINE_MS",
+            m.requests_past_deadline.clone(),
         );
         registry.register(
             "nats_slow_consumer",

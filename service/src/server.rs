@@ -192,7 +192,14 @@ async fn handle(app: &App, message: async_nats::Message) {
         Ok(inbound) => inbound,
         Err(e) => return answer_unreadable(app, subject, message.reply, e).await,
     };
-    let Some(result) = handlers::dispatch(app, subject, inbound.data).await else {
+    let deadline = app.config.request_deadline;
+    let dispatched = tokio::time::timeout(deadline, handlers::dispatch(app, subject, inbound.data))
+        .await
+        .unwrap_or_else(|_| {
+            app.metrics.requests_past_deadline.inc();
+            Some(Err(ServiceError::Deadline(deadline)))
+        });
+    let Some(result) = dispatched else {
         if let (InboundKind::Request(id), Some(reply)) = (&inbound.kind, message.reply) {
             if let Ok(body) = app.codec.encode_no_handler(id) {
                 let _ = app.nats.publish(reply, body.into()).await;
@@ -202,7 +209,9 @@ async fn handle(app: &App, message: async_nats::Message) {
     };
     if let Err(e) = &result {
         match e {
-            ServiceError::Database { .. } | ServiceError::Internal(_) => {
+            ServiceError::Database { .. }
+            | ServiceError::Deadline(_)
+            | ServiceError::Internal(_) => {
                 tracing::error!(subject, error = %e, "request failed")
             }
             _ => tracing::info!(subject, code = %e.code(), error = %e, "request refused"),
