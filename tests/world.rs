@@ -229,3 +229,57 @@ async fn chaos_verbs_refuse_servers_given_by_url() {
     assert!(world.kill_postgres().await.is_err());
     assert!(world.restart_nats().await.is_err());
 }
+
+/// A cluster of three routed nodes with clustered JetStream: a stream kept on all three takes
+/// writes, and clients given every seed URL keep talking through the loss of a node.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nats_cluster_serves_on_when_a_node_dies() {
+    use async_nats::jetstream::{self, stream};
+    let world = World::builder()
+        .without_postgres()
+        .nats_cluster(3)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(world.nats_nodes().await, 3);
+    assert_eq!(world.nats_url().split(',').count(), 3);
+    let client = world.nats_connect(world::NatsRole::Harness).await.unwrap();
+    let js = jetstream::new(client.clone());
+    js.create_stream(stream::Config {
+        name: "CLUSTERED".into(),
+        subjects: vec!["clustered.>".into()],
+        num_replicas: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    js.publish("clustered.a", "1".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let other = world.nats_connect(world::NatsRole::Harness).await.unwrap();
+    for node in 0..3 {
+        world.kill_nats_node(node).await.unwrap();
+        // Both clients, whichever node they were on, still reach each other.
+        eventually(
+            &format!("a round trip with node {node} down"),
+            Duration::from_secs(15),
+            || async {
+                nats_round_trip(&client, "cluster.ping").await?;
+                nats_round_trip(&other, "cluster.pong").await
+            },
+        )
+        .await;
+        eventually(
+            &format!("a write to the 3-replica stream with node {node} down"),
+            Duration::from_secs(15),
+            || async {
+                let ack = js.publish("clustered.b", "2".into()).await.ok()?;
+                ack.await.ok().map(|_| ())
+            },
+        )
+        .await;
+        world.start_nats_node(node).await.unwrap();
+    }
+}

@@ -13,6 +13,36 @@ use serde_json::Value;
 
 use crate::{Codec, CodecError, MessageId, Reply, ReplyOutcome};
 
+/// Parses a NATS server list: one URL, or several separated by commas (the seed URLs of a
+/// cluster), as `NATS_URL` is given. The client connects to any of them and moves to another when
+/// its server goes away. The error names the entry that is not a server address.
+pub fn servers(list: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    let mut out = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let addr = entry.parse::<async_nats::ServerAddr>().map_err(|e| {
+            format!(
+                "{:?} is not a NATS server address: {e}",
+                redact_entry(entry)
+            )
+        })?;
+        out.push(addr);
+    }
+    if out.is_empty() {
+        return Err("no NATS server given".into());
+    }
+    Ok(out)
+}
+
+/// An entry with any password in it hidden.
+fn redact_entry(entry: &str) -> String {
+    match (entry.find("://"), entry.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &entry[..scheme], &entry[at + 1..])
+        }
+        _ => entry.to_owned(),
+    }
+}
+
 /// How a process proves who it is to NATS (the Rust client ignores credentials in the URL).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub enum NatsLogin {
@@ -181,5 +211,29 @@ impl NestClient {
             ReplyOutcome::Response(value) => Some(value),
             ReplyOutcome::Err(_) | ReplyOutcome::NoHandler(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_server_list_is_every_comma_separated_url() {
+        let list =
+            servers("nats://127.0.0.1:4222, nats://127.0.0.1:4223,nats://10.0.0.3:4224").unwrap();
+        assert_eq!(list.len(), 3);
+        assert_eq!(list[1].port(), 4223);
+        assert_eq!(servers("nats://127.0.0.1:4222").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_bad_entry_is_named_without_its_password() {
+        let err = servers("nats://127.0.0.1:4222,nats://u:secret@:bad:port").unwrap_err();
+        assert!(err.contains("not a NATS server address"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+        assert!(servers(" , ").is_err());
     }
 }

@@ -95,7 +95,10 @@ pub async fn start(config: StubConfig) -> anyhow::Result<RunningStub> {
                 other => tracing::info!(event = %other, "NATS event"),
             }
         })
-        .connect(&config.nats_url)
+        .connect(
+            contracts::client::servers(&config.nats_url)
+                .map_err(|e| anyhow::anyhow!("--nats-url: {e}"))?,
+        )
         .await
         .map_err(|e| anyhow::anyhow!("connecting to NATS at {}: {e}", config.nats_url))?;
     let state = State {

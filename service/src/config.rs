@@ -184,6 +184,7 @@ impl Config {
             )));
         }
         let nats_url = get("NATS_URL").unwrap_or_default();
+        contracts::client::servers(&nats_url).map_err(|e| ConfigError(format!("NATS_URL: {e}")))?;
         let number = |name: &str, min: u64, max: u64| -> Result<u64, ConfigError> {
             match get(name) {
                 None => Err(ConfigError(format!("{name} is required"))),
@@ -300,10 +301,11 @@ impl Config {
                 Some("accept-refusals") => Some(PlantedBug::AcceptRefusals),
                 Some("refuse-keyed-retry") => Some(PlantedBug::RefuseKeyedRetry),
                 Some("batch-shares-seats") => Some(PlantedBug::BatchSharesSeats),
+                Some("one-nats-server") => Some(PlantedBug::OneNatsServer),
                 Some(other) => {
                     return Err(ConfigError(format!(
                         "PLANTED_BUG={other:?} must be skip-row-lock, drop-outbox, \
-                         accept-refusals, refuse-keyed-retry or batch-shares-seats"
+                         accept-refusals, refuse-keyed-retry, batch-shares-seats or one-nats-server"
                     )))
                 }
             },

@@ -28,6 +28,9 @@ pub enum PlantedBug {
     /// Check each create of a batch against the slot's count before the batch, so two creates of
     /// one batch can both take the last seat.
     BatchSharesSeats,
+    /// Connect to the first NATS server given and to no other, so losing that node leaves the
+    /// replica deaf until it returns.
+    OneNatsServer,
 }
 
 /// One process's faults.

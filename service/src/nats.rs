@@ -56,8 +56,15 @@ pub(crate) async fn connect(
     if let Some((cert, key)) = &tls.client {
         options = options.add_client_certificate(cert.clone(), key.clone());
     }
+    let mut servers = contracts::client::servers(&config.nats_url)
+        .map_err(|e| anyhow::anyhow!("NATS_URL: {e}"))?;
+    if config.planted_bug == Some(crate::faults::PlantedBug::OneNatsServer) {
+        // The defect: only the first seed, and none the cluster tells of.
+        servers.truncate(1);
+        options = options.ignore_discovered_servers();
+    }
     options
-        .connect(&config.nats_url)
+        .connect(servers)
         .await
         .with_context(|| format!("connecting to NATS at {}", config::redact(&config.nats_url)))
 }

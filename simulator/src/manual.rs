@@ -98,7 +98,8 @@ pub async fn request(
     event: bool,
     timeout: Duration,
 ) -> anyhow::Result<bool> {
-    let nats = async_nats::connect(url)
+    let servers = contracts::client::servers(url).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let nats = async_nats::connect(servers)
         .await
         .with_context(|| format!("connecting to NATS at {url}"))?;
     if event {

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use anyhow::Context as _;
 use tokio::sync::Mutex;
 
-use super::nats::{NatsServer, NatsSetup};
+use super::nats::{ClusterPlace, NatsServer, NatsSetup};
 use super::postgres::PgServer;
 use super::{
     binaries, set_mode, sweep_stale_dirs, Nats, NatsRole, Pg, World, WorldError, DIR_PREFIX,
@@ -29,6 +29,8 @@ pub struct WorldBuilder {
     max_payload: Option<u32>,
     /// NATS with a user and permissions per [`NatsRole`].
     secured: bool,
+    /// NATS servers: 1 (default), or the nodes of a cluster.
+    nats_nodes: usize,
 }
 
 impl Default for WorldBuilder {
@@ -41,6 +43,7 @@ impl Default for WorldBuilder {
             jetstream: true,
             max_payload: None,
             secured: false,
+            nats_nodes: 1,
         }
     }
 }
@@ -95,6 +98,16 @@ impl WorldBuilder {
         self
     }
 
+    /// Runs NATS as a cluster of `nodes` servers on loopback, each routed to the others, with
+    /// JetStream clustered ([`World::nats_url`] lists every node). Implies local servers.
+    pub fn nats_cluster(mut self, nodes: usize) -> Self {
+        self.nats_nodes = nodes.max(1);
+        if nodes > 1 {
+            self.use_env = false;
+        }
+        self
+    }
+
     /// Starts the servers.
     pub async fn start(self) -> Result<World, WorldError> {
         sweep_stale_dirs();
@@ -130,9 +143,9 @@ impl WorldBuilder {
                 max_payload: self.max_payload,
                 secured: self.secured,
             };
-            let mut server = NatsServer::new(binaries::nats()?, dir.path(), setup)?;
-            server.start(true).await?;
-            Some(Nats::Local(server))
+            Some(Nats::Local(
+                start_nats(binaries::nats()?, dir.path(), setup, self.nats_nodes).await?,
+            ))
         };
         tracing::info!(dir = %dir.path().display(), "world started");
         Ok(World {
@@ -141,13 +154,17 @@ impl WorldBuilder {
                 Pg::External(url) => url.clone(),
             }),
             nats_url: nats.as_ref().map(|nats| match nats {
-                Nats::Local(server) => server.url(),
+                Nats::Local(nodes) => nodes
+                    .iter()
+                    .map(NatsServer::url)
+                    .collect::<Vec<_>>()
+                    .join(","),
                 Nats::External(url) => url.clone(),
             }),
             nats_roles: match &nats {
-                Some(Nats::Local(server)) => NatsRole::ALL
+                Some(Nats::Local(nodes)) => NatsRole::ALL
                     .iter()
-                    .filter_map(|&role| Some((role, server.credentials(role)?)))
+                    .filter_map(|&role| Some((role, nodes.first()?.credentials(role)?)))
                     .collect(),
                 _ => Vec::new(),
             },
@@ -156,5 +173,85 @@ impl WorldBuilder {
             templates: Mutex::new(HashSet::new()),
             dir,
         })
+    }
+}
+
+/// Starts one NATS server, or `nodes` routed to each other as a cluster (each in a folder of its
+/// own, sharing one set of users), and waits until clustered JetStream has a leader.
+async fn start_nats(
+    bin: std::path::PathBuf,
+    dir: &std::path::Path,
+    setup: NatsSetup,
+    nodes: usize,
+) -> Result<Vec<NatsServer>, WorldError> {
+    if nodes <= 1 {
+        let mut server = NatsServer::new(bin, dir, setup)?;
+        server.start(true).await?;
+        return Ok(vec![server]);
+    }
+    let routes = (0..nodes)
+        .map(|_| crate::free_port())
+        .collect::<Result<Vec<u16>, WorldError>>()?;
+    let mut servers: Vec<NatsServer> = Vec::new();
+    for (i, route_port) in routes.iter().enumerate() {
+        let node_dir = dir.join(format!("nats-{i}"));
+        std::fs::create_dir(&node_dir)
+            .with_context(|| format!("creating {}", node_dir.display()))?;
+        let mut server = NatsServer::new(bin.clone(), &node_dir, setup.clone())?;
+        if let Some(first) = servers.first() {
+            server.share_users(first);
+        }
+        server.join(ClusterPlace {
+            name: format!("n{i}"),
+            route_port: *route_port,
+            peers: routes.iter().copied().filter(|p| p != route_port).collect(),
+        });
+        servers.push(server);
+    }
+    for server in &mut servers {
+        server.start(true).await?;
+    }
+    if setup.jetstream {
+        wait_for_jetstream(&servers).await?;
+    }
+    Ok(servers)
+}
+
+/// Asks `$JS.API.INFO` until clustered JetStream answers without an error (a meta leader is
+/// elected), within 30 s.
+async fn wait_for_jetstream(servers: &[NatsServer]) -> Result<(), WorldError> {
+    let urls: Vec<String> = servers.iter().map(NatsServer::url).collect();
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some((user, password)) = servers
+        .first()
+        .and_then(|s| s.credentials(NatsRole::Harness))
+    {
+        options = options.user_and_password(user, password);
+    }
+    let client = options
+        .connect(urls.as_slice())
+        .await
+        .context("connecting to the NATS cluster")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let reply = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            client.request("$JS.API.INFO", bytes::Bytes::new()),
+        )
+        .await;
+        if let Ok(Ok(message)) = reply {
+            let info: serde_json::Value =
+                serde_json::from_slice(&message.payload).unwrap_or_default();
+            if info.get("error").is_none() && info.get("type").is_some() {
+                return Ok(());
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(WorldError::Startup {
+                server: "nats-server cluster",
+                log: "clustered JetStream elected no leader within 30 s".into(),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

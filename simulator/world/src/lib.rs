@@ -79,10 +79,10 @@ enum Pg {
     External(String),
 }
 
-/// Where a world's NATS comes from.
+/// Where a world's NATS comes from: servers of its own (one, or the nodes of a cluster), or a URL.
 #[derive(Debug)]
 enum Nats {
-    Local(NatsServer),
+    Local(Vec<NatsServer>),
     External(String),
 }
 
@@ -154,7 +154,10 @@ impl World {
         &self,
         role: NatsRole,
     ) -> Result<async_nats::Client, async_nats::ConnectError> {
-        self.nats_options(role).connect(self.nats_url()).await
+        let servers = contracts::client::servers(self.nats_url()).map_err(|e| {
+            async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::ServerParse, e)
+        })?;
+        self.nats_options(role).connect(servers).await
     }
 
     /// `(user, password)` of `role` when NATS is secured.
@@ -174,8 +177,8 @@ impl World {
             }
         }
         if let Some(nats) = &self.nats {
-            if let Nats::Local(server) = &*nats.lock().await {
-                pids.extend(server.pid());
+            if let Nats::Local(nodes) = &*nats.lock().await {
+                pids.extend(nodes.iter().filter_map(NatsServer::pid));
             }
         }
         pids
@@ -205,20 +208,58 @@ impl World {
         }
     }
 
-    async fn with_nats<T>(
+    /// Runs `f` on NATS node `node`, or on every node.
+    async fn with_nats(
         &self,
-        f: impl AsyncFnOnce(&mut NatsServer) -> Result<T, WorldError>,
-    ) -> Result<T, WorldError> {
+        node: Option<usize>,
+        mut f: impl AsyncFnMut(&mut NatsServer) -> Result<(), WorldError>,
+    ) -> Result<(), WorldError> {
         let mut guard = self
             .nats
             .as_ref()
             .ok_or(WorldError::Absent("NATS"))?
             .lock()
             .await;
-        match &mut *guard {
-            Nats::Local(server) => f(server).await,
-            Nats::External(_) => Err(WorldError::External("NATS", "NATS_URL")),
+        let Nats::Local(nodes) = &mut *guard else {
+            return Err(WorldError::External("NATS", "NATS_URL"));
+        };
+        match node {
+            Some(i) => {
+                let n = nodes.len();
+                let server = nodes
+                    .get_mut(i)
+                    .ok_or_else(|| anyhow::anyhow!("no NATS node {i} (the world has {n})"))?;
+                f(server).await
+            }
+            None => {
+                for server in nodes.iter_mut() {
+                    f(server).await?;
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// The NATS nodes this world runs (0 when its NATS is external or absent).
+    pub async fn nats_nodes(&self) -> usize {
+        match self.nats.as_ref() {
+            Some(nats) => match &*nats.lock().await {
+                Nats::Local(nodes) => nodes.len(),
+                Nats::External(_) => 0,
+            },
+            None => 0,
+        }
+    }
+
+    /// `kill -9` NATS node `node` of a cluster (the others keep serving).
+    pub async fn kill_nats_node(&self, node: usize) -> Result<(), WorldError> {
+        self.with_nats(Some(node), async |nats| nats.kill()).await
+    }
+
+    /// Starts NATS node `node` again on its ports and store (no-op when running).
+    pub async fn start_nats_node(&self, node: usize) -> Result<(), WorldError> {
+        self.with_nats(Some(node), async |nats| nats.start(false).await)
+            .await
     }
 
     /// `kill -9` PostgreSQL and all its backends.
@@ -247,22 +288,23 @@ impl World {
 
     /// `kill -9` NATS.
     pub async fn kill_nats(&self) -> Result<(), WorldError> {
-        self.with_nats(async |nats| nats.kill()).await
+        self.with_nats(None, async |nats| nats.kill()).await
     }
 
     /// Stops NATS cleanly.
     pub async fn stop_nats(&self) -> Result<(), WorldError> {
-        self.with_nats(async |nats| nats.stop().await).await
+        self.with_nats(None, async |nats| nats.stop().await).await
     }
 
     /// Starts NATS again on the same port and JetStream store (no-op when running).
     pub async fn start_nats(&self) -> Result<(), WorldError> {
-        self.with_nats(async |nats| nats.start(false).await).await
+        self.with_nats(None, async |nats| nats.start(false).await)
+            .await
     }
 
     /// Stops NATS cleanly and starts it again.
     pub async fn restart_nats(&self) -> Result<(), WorldError> {
-        self.with_nats(async |nats| {
+        self.with_nats(None, async |nats| {
             nats.stop().await?;
             nats.start(false).await
         })

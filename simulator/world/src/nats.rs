@@ -107,6 +107,17 @@ pub(crate) struct NatsSetup {
     pub(crate) secured: bool,
 }
 
+/// A node's place in a cluster: its name, its route port and its peers' route ports.
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterPlace {
+    /// `server_name` (JetStream needs one per node).
+    pub(crate) name: String,
+    /// Where this node listens for routes.
+    pub(crate) route_port: u16,
+    /// The other nodes' route ports.
+    pub(crate) peers: Vec<u16>,
+}
+
 /// A nats-server this world owns.
 #[derive(Debug)]
 pub(crate) struct NatsServer {
@@ -126,6 +137,8 @@ pub(crate) struct NatsServer {
     port: u16,
     /// The running server, if any.
     child: Option<Child>,
+    /// Its place in a cluster, if it is in one.
+    cluster: Option<ClusterPlace>,
 }
 
 impl NatsServer {
@@ -150,7 +163,18 @@ impl NatsServer {
             log_path,
             port: free_port()?,
             child: None,
+            cluster: None,
         })
+    }
+
+    /// Gives this server the same users and passwords as `other` (nodes of one cluster).
+    pub(crate) fn share_users(&mut self, other: &NatsServer) {
+        self.secret = other.secret.clone();
+    }
+
+    /// Makes this server a node of a cluster (before it starts).
+    pub(crate) fn join(&mut self, place: ClusterPlace) {
+        self.cluster = Some(place);
     }
 
     /// The client URL (credentials, when secured, go through [`NatsServer::credentials`]: the
@@ -169,6 +193,19 @@ impl NatsServer {
     /// The configuration file's text.
     fn config(&self) -> String {
         let mut conf = format!("listen: \"127.0.0.1:{}\"\n", self.port);
+        if let Some(place) = &self.cluster {
+            let routes: Vec<String> = place
+                .peers
+                .iter()
+                .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+                .collect();
+            conf.push_str(&format!(
+                "server_name: \"{}\"\ncluster {{ name: \"booking\", listen: \"127.0.0.1:{}\", routes: [{}] }}\n",
+                place.name,
+                place.route_port,
+                routes.join(", ")
+            ));
+        }
         if let Some(bytes) = self.setup.max_payload {
             conf.push_str(&format!("max_payload: {bytes}\n"));
         }
