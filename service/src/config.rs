@@ -94,6 +94,8 @@ pub struct Config {
     pub events_max_age: Duration,
     /// `EVENTS_MAX_MIB` (default 1024): the events stream's size limit; the oldest go first.
     pub events_max_bytes: i64,
+    /// `EVENTS_REPLICAS` (default 1): copies of the events stream on a NATS cluster (1-5).
+    pub events_replicas: usize,
     /// `EVENTS_STREAM` (default `BOOKING_EVENTS`): JetStream stream for booking events.
     pub events_stream: String,
     /// `FAULT_POINT` (default none): for chaos runs only, abort the process at this point:
@@ -282,6 +284,7 @@ impl Config {
                 3600 * number("EVENTS_MAX_AGE_HOURS", 1, 24 * 3650)?,
             ),
             events_max_bytes: number("EVENTS_MAX_MIB", 1, 1 << 20)? as i64 * 1024 * 1024,
+            events_replicas: number("EVENTS_REPLICAS", 1, 5)? as usize,
             events_stream: get("EVENTS_STREAM").unwrap_or_default(),
             fault_point: match get("FAULT_POINT").as_deref() {
                 None => None,

@@ -8,8 +8,10 @@ use std::path::Path;
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
+mod faults;
 mod stages;
 
+pub use faults::{Fault, FaultKind};
 pub use stages::{Stage, BUILT_IN};
 
 /// A whole scenario.
@@ -45,6 +47,10 @@ pub struct Scenario {
     /// only its subjects; the load logs in as user-api, the stub as course-service.
     #[serde(default = "yes")]
     pub secured_nats: bool,
+    /// NATS servers: 1 (default), or a cluster of this many routed nodes with the events stream
+    /// kept on up to 3 of them.
+    #[serde(default = "one")]
+    pub nats_nodes: usize,
     /// The fault schedule.
     #[serde(default)]
     pub faults: Vec<Fault>,
@@ -156,100 +162,6 @@ impl Default for Workload {
     }
 }
 
-/// One scheduled fault. (Unknown keys inside a fault are refused by [`FaultKind`]; `serde`
-/// cannot refuse them on a struct that flattens.)
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Fault {
-    /// What happens.
-    #[serde(flatten)]
-    pub kind: FaultKind,
-    /// When it starts, seconds from the start of the load.
-    pub at_s: f64,
-    /// How long it lasts, seconds (ignored by one-shot faults).
-    #[serde(default = "second")]
-    pub for_s: f64,
-}
-
-fn second() -> f64 {
-    1.0
-}
-
-/// The faults the simulator can inject.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum FaultKind {
-    /// course-service answers nothing.
-    CourseOutage,
-    /// course-service answers late.
-    CourseLatency {
-        /// Added delay.
-        latency_ms: u64,
-    },
-    /// A fraction of book/release is dropped unanswered.
-    Drop {
-        /// 0..=1.
-        fraction: f64,
-    },
-    /// A fraction of book/release is delivered twice.
-    Duplicate {
-        /// 0..=1.
-        fraction: f64,
-    },
-    /// course-service broadcasts an outdated catalogue (one shot).
-    StaleSync,
-    /// course-service's own count moves without booking-service (one shot): `seats` booked at the
-    /// club's desk on each of the first `slots` slots, so its count disagrees and it refuses.
-    CourseDrift {
-        /// Slots, from the start of the catalogue (the hot ones).
-        slots: u32,
-        /// Seats per slot.
-        seats: i32,
-    },
-    /// kill -9 of a replica, restarted after `for_s`.
-    KillService {
-        /// Which replica.
-        #[serde(default)]
-        replica: usize,
-    },
-    /// NATS stopped for `for_s`, then started.
-    NatsRestart,
-    /// PostgreSQL stopped for `for_s`, then started.
-    PostgresRestart,
-    /// A replica restarted with `FAULT_POINT`/`FAULT_AFTER`: it aborts there, and is restarted clean.
-    FaultPoint {
-        /// `after-commit` or `before-mark-sent`.
-        point: String,
-        /// Passes before the crash.
-        #[serde(default = "one_u64")]
-        after: u64,
-        /// Which replica.
-        #[serde(default)]
-        replica: usize,
-    },
-}
-
-fn one_u64() -> u64 {
-    1
-}
-
-impl FaultKind {
-    /// The kebab-case name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            FaultKind::CourseOutage => "course-outage",
-            FaultKind::CourseLatency { .. } => "course-latency",
-            FaultKind::Drop { .. } => "drop",
-            FaultKind::Duplicate { .. } => "duplicate",
-            FaultKind::StaleSync => "stale-sync",
-            FaultKind::CourseDrift { .. } => "course-drift",
-            FaultKind::KillService { .. } => "kill-service",
-            FaultKind::NatsRestart => "nats-restart",
-            FaultKind::PostgresRestart => "postgres-restart",
-            FaultKind::FaultPoint { .. } => "fault-point",
-        }
-    }
-}
-
 /// Bounds checked after the run; any breach fails it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -260,6 +172,9 @@ pub struct Thresholds {
     pub max_p99_ms: BTreeMap<String, f64>,
     /// course-service converged within this many seconds.
     pub max_convergence_s: Option<f64>,
+    /// Share of the operations sent (0..=1) that may end in an error (not a refusal by a rule)
+    /// or without an answer.
+    pub max_error_share: Option<f64>,
 }
 
 impl Scenario {
@@ -293,6 +208,9 @@ impl Scenario {
         let w = &self.workload;
         if !(self.duration_s > 0.0 && self.duration_s <= 3600.0) {
             bail!("duration_s must be in (0, 3600], got {}", self.duration_s);
+        }
+        if self.nats_nodes == 0 || self.nats_nodes > 5 {
+            bail!("nats_nodes must be 1..=5, got {}", self.nats_nodes);
         }
         if self.replicas == 0 || self.replicas > 16 {
             bail!("replicas must be 1..=16, got {}", self.replicas);
@@ -332,7 +250,9 @@ impl Scenario {
                 {
                     bail!("fault {}: fraction must be between 0 and 1", f.kind.name())
                 }
-                FaultKind::KillService { replica } | FaultKind::FaultPoint { replica, .. }
+                FaultKind::KillService { replica }
+                | FaultKind::FaultPoint { replica, .. }
+                | FaultKind::Partition { replica }
                     if *replica >= self.replicas =>
                 {
                     bail!(
@@ -340,6 +260,13 @@ impl Scenario {
                         f.kind.name(),
                         self.replicas
                     )
+                }
+                FaultKind::NatsNodeKill { node } if *node >= self.nats_nodes => bail!(
+                    "fault nats-node-kill: node {node} does not exist ({} NATS node(s))",
+                    self.nats_nodes
+                ),
+                FaultKind::DbLatency { min_ms, max_ms } if min_ms > max_ms => {
+                    bail!("fault db-latency: min_ms must not exceed max_ms")
                 }
                 FaultKind::FaultPoint { point, .. }
                     if point != "after-commit" && point != "before-mark-sent" =>

@@ -335,3 +335,25 @@ async fn a_secured_stack_runs_every_process_as_its_own_role() {
         "paymentMethod": "card", "userEmail": "user8@example.com", "userName": "홍길동"});
     assert!(ask(&course, s::BOOKING_CREATE, body).await.is_none());
 }
+
+/// A service that connects to the first NATS seed only goes deaf while that node is down: the
+/// nats-cluster scenario's bound on errors catches it (its invariants alone would not).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_on_one_nats_node_breaks_the_nats_cluster_bound() {
+    let _turn = ONE_STACK_AT_A_TIME.lock().await;
+    let scenario = Scenario::load("nats-cluster").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let report = execute(
+        &Trace::expand(&scenario, 1),
+        &options(dir.path(), &[("PLANTED_BUG", "one-nats-server")]),
+    )
+    .await
+    .unwrap();
+    let bound = report
+        .thresholds
+        .iter()
+        .find(|c| c.name == "max error share")
+        .unwrap();
+    assert!(!bound.held, "{}", report.markdown());
+    assert!(bound.actual > 0.2, "{}", report.markdown());
+}

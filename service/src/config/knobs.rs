@@ -55,6 +55,7 @@ pub(crate) const KNOBS: &[Knob] = &[
     knob("EVENTS_STREAM", Some("BOOKING_EVENTS"), "JetStream stream for booking events"),
     knob("EVENTS_MAX_AGE_HOURS", Some("168"), "the events stream keeps a message this long"),
     knob("EVENTS_MAX_MIB", Some("1024"), "the events stream's size limit; the oldest go first"),
+    knob("EVENTS_REPLICAS", Some("1"), "copies of the events stream on a NATS cluster (1-5; 3 survives the loss of a node)"),
     knob("FAULT_POINT", None, "chaos runs only: abort at after-commit or before-mark-sent"),
     knob("FAULT_AFTER", Some("1"), "chaos runs only: abort the Nth time FAULT_POINT is reached"),
     knob("PLANTED_BUG", None, "checker proofs only: skip-row-lock, drop-outbox, accept-refusals, refuse-keyed-retry, batch-shares-seats"),

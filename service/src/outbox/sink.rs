@@ -97,6 +97,7 @@ async fn ensure_stream(app: &App, js: &async_nats::jetstream::Context) -> bool {
         // Bounded: a stream without limits grows until the disk is full.
         max_age: app.config.events_max_age.max(window),
         max_bytes: app.config.events_max_bytes,
+        num_replicas: app.config.events_replicas,
         ..Default::default()
     };
     // Create it, or bring an existing stream's limits up to date.

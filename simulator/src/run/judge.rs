@@ -1,5 +1,6 @@
 //! Phase 4: the judge reads the final state (database, course-stub, the stream, what a subscriber
-//! saw) against the history and decides I3–I6. I1/I2 come from the probes.
+//! saw) against the history and decides I3–I6 (I1/I2 come from the probes), and checks the
+//! scenario's thresholds against the report.
 
 use std::collections::{HashMap, HashSet};
 
@@ -11,6 +12,7 @@ use super::setup::World;
 use super::Journal;
 use crate::checker::{self, Acknowledged, Deliveries, EventSeen, SlotSnapshot, Verdict};
 use crate::delivery::{accounted, stranded, stub_slots, with_external};
+use crate::report::{Check, Report};
 use crate::trace::{Action, Trace};
 
 /// A stored booking: number, status, the create's tag (`sim-op-<i>`), when it was written.
@@ -199,4 +201,60 @@ async fn deliveries(world: &World, trace: &Trace, stub: &StubState) -> anyhow::R
         refusals_unrecorded,
         rejected,
     }))
+}
+
+/// The scenario's thresholds against the report.
+pub(crate) fn thresholds(trace: &Trace, report: &Report) -> Vec<Check> {
+    let t = &trace.header.scenario.thresholds;
+    let mut out = Vec::new();
+    if let Some(bound) = t.min_throughput {
+        out.push(Check {
+            name: "min throughput ops/s".into(),
+            bound,
+            actual: report.throughput,
+            held: report.throughput >= bound,
+        });
+    }
+    for (op, bound) in &t.max_p99_ms {
+        let actual = report.ops.get(op).map_or(0.0, |s| s.latency.p99);
+        out.push(Check {
+            name: format!("max {op} p99 ms"),
+            bound: *bound,
+            actual,
+            held: actual <= *bound,
+        });
+    }
+    if let Some(bound) = t.max_error_share {
+        let sent: u64 = report.ops.values().map(|s| s.count - s.skipped).sum();
+        let bad: u64 = report
+            .ops
+            .values()
+            .map(|s| {
+                let errors: u64 = s
+                    .codes
+                    .iter()
+                    .filter(|(c, _)| !super::summary::refusal(Some(c.as_str())))
+                    .map(|(_, n)| n)
+                    .sum();
+                errors + s.unknown
+            })
+            .sum();
+        let actual = bad as f64 / sent.max(1) as f64;
+        out.push(Check {
+            name: "max error share".into(),
+            bound,
+            actual,
+            held: actual <= bound,
+        });
+    }
+    if let Some(bound) = t.max_convergence_s {
+        let actual = report.convergence_s.unwrap_or(f64::INFINITY);
+        out.push(Check {
+            name: "max convergence s".into(),
+            bound,
+            actual,
+            held: actual <= bound,
+        });
+    }
+    out
 }

@@ -165,7 +165,7 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
     report.convergence_s = converged;
     report.invariants = vec![i1, i2, i3, i4, i5, i6, c1];
     report.wire = wire;
-    report.thresholds = summary::thresholds(trace, &report);
+    report.thresholds = judge::thresholds(trace, &report);
     load::write_history(&options.out, &history)?;
     crate::charts::write(&report, &options.out)?;
     Ok(report)

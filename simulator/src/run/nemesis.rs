@@ -8,10 +8,12 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use course_stub::control::{self, Control};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use world::proxy::Mode;
 use world::stack::Stack;
 
 use super::Journal;
@@ -102,8 +104,37 @@ impl Nemesis {
             // The end needs nothing: the supervisor restarts the replica clean once it aborts,
             // and a replica that never reached the point keeps running.
             FaultKind::FaultPoint { .. } => {}
+            FaultKind::DbLatency { min_ms, max_ms } => self.network()?.database(if start {
+                Mode::Latency {
+                    min_ms: *min_ms,
+                    max_ms: *max_ms,
+                }
+            } else {
+                Mode::Pass
+            }),
+            FaultKind::DbBlackhole => {
+                self.network()?
+                    .database(if start { Mode::Blackhole } else { Mode::Pass })
+            }
+            FaultKind::DbCut => {
+                self.network()?
+                    .database(if start { Mode::Cut } else { Mode::Pass })
+            }
+            FaultKind::Partition { replica } => self.network()?.partition(*replica, start)?,
+            FaultKind::NatsNodeKill { node } if start => {
+                self.stack.world.kill_nats_node(*node).await?
+            }
+            FaultKind::NatsNodeKill { node } => self.stack.world.start_nats_node(*node).await?,
         }
         Ok(())
+    }
+
+    /// The proxies the network faults are played on.
+    fn network(&self) -> anyhow::Result<&world::network::Network> {
+        self.stack
+            .network
+            .as_ref()
+            .context("a network fault on a stack without proxies")
     }
 
     /// course-service answers nothing (`on`) or answers again.

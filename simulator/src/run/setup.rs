@@ -106,6 +106,8 @@ fn stack_options(
         service_env,
         jetstream: scenario.jetstream,
         secured_nats: scenario.secured_nats,
+        nats_nodes: scenario.nats_nodes,
+        network: scenario.faults.iter().any(|f| f.kind.on_the_network()),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The history turned into the report's figures: per-operation counts, codes, retries and latency
 //! (from the scheduled time to the final answer, retries included), the timeline (a second per
-//! bucket, shorter buckets for short runs), the fault spans, and the scenario's thresholds checked
-//! against them.
+//! bucket, shorter buckets for short runs) and the fault spans. The scenario's thresholds are
+//! checked against them by [`super::judge::thresholds`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use super::load::{Attempt, Outcome};
-use crate::report::{Bucket, Check, FaultSpan, Latency, OpStats, Report};
+use crate::report::{Bucket, FaultSpan, Latency, OpStats, Report};
 use crate::trace::{Phase, Trace};
 
 /// One bucket's completions by outcome, and latency per operation kind.
@@ -34,7 +34,7 @@ pub(crate) fn bucket_ms(load_ms: f64) -> u64 {
 
 /// A refusal by a rule (`BUS_*`, `AUT_*`) is the service saying no correctly; anything else
 /// that failed is an error.
-fn refusal(code: Option<&str>) -> bool {
+pub(crate) fn refusal(code: Option<&str>) -> bool {
     code.is_some_and(|c| c.starts_with("BUS_") || c.starts_with("AUT_"))
 }
 
@@ -270,39 +270,6 @@ fn parameters(s: &crate::scenario::Scenario) -> Vec<(String, String)> {
         ),
         ("faults".to_owned(), s.faults.len().to_string()),
     ]);
-    out
-}
-
-/// The scenario's thresholds against the report.
-pub(crate) fn thresholds(trace: &Trace, report: &Report) -> Vec<Check> {
-    let t = &trace.header.scenario.thresholds;
-    let mut out = Vec::new();
-    if let Some(bound) = t.min_throughput {
-        out.push(Check {
-            name: "min throughput ops/s".into(),
-            bound,
-            actual: report.throughput,
-            held: report.throughput >= bound,
-        });
-    }
-    for (op, bound) in &t.max_p99_ms {
-        let actual = report.ops.get(op).map_or(0.0, |s| s.latency.p99);
-        out.push(Check {
-            name: format!("max {op} p99 ms"),
-            bound: *bound,
-            actual,
-            held: actual <= *bound,
-        });
-    }
-    if let Some(bound) = t.max_convergence_s {
-        let actual = report.convergence_s.unwrap_or(f64::INFINITY);
-        out.push(Check {
-            name: "max convergence s".into(),
-            bound,
-            actual,
-            held: actual <= bound,
-        });
-    }
     out
 }
 

@@ -61,6 +61,19 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../scenarios/batch-rush.toml"),
     ),
     ("ramp", include_str!("../../scenarios/ramp.toml")),
+    (
+        "nats-cluster",
+        include_str!("../../scenarios/nats-cluster.toml"),
+    ),
+    ("partition", include_str!("../../scenarios/partition.toml")),
+    (
+        "db-latency",
+        include_str!("../../scenarios/db-latency.toml"),
+    ),
+    (
+        "db-blackhole",
+        include_str!("../../scenarios/db-blackhole.toml"),
+    ),
 ];
 
 /// One ramping stage: the rate moves linearly to `target` over `duration_s`.

@@ -22,6 +22,7 @@ mod binaries;
 mod builder;
 mod databases;
 mod nats;
+pub mod network;
 mod postgres;
 pub mod process;
 pub mod proxy;

@@ -6,9 +6,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use contracts::{subjects, NestClient};
+use contracts::subjects;
 
 use crate::{process, NatsRole, TestDatabase, World};
+
+mod spawn;
+use spawn::announces_ready;
+pub use spawn::{ask, binary};
 
 /// How to build a stack.
 #[derive(Debug, Clone)]
@@ -28,6 +32,10 @@ pub struct StackOptions {
     /// Secure NATS as production does: a user per role with only its subjects (see
     /// [`NatsRole`]); the replicas, the stub and the stack's clients each log in as their role.
     pub secured_nats: bool,
+    /// NATS nodes: 1, or a cluster (the events stream then keeps up to 3 copies).
+    pub nats_nodes: usize,
+    /// Put the replicas' links to PostgreSQL and NATS behind proxies ([`Stack::network`]).
+    pub network: bool,
 }
 
 impl Default for StackOptions {
@@ -40,6 +48,8 @@ impl Default for StackOptions {
             service_env: Vec::new(),
             jetstream: true,
             secured_nats: false,
+            nats_nodes: 1,
+            network: false,
         }
     }
 }
@@ -58,6 +68,8 @@ pub struct Stack {
     http_addrs: Vec<std::net::SocketAddr>,
     /// The course-stub process.
     stub: Option<Child>,
+    /// The proxies between the replicas and the servers, when asked for.
+    pub network: Option<crate::network::Network>,
     /// Where logs go.
     pub log_dir: PathBuf,
 }
@@ -74,56 +86,6 @@ struct Replica {
 fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
-}
-
-/// Sends a NestJS request and returns its `response` value; `None` on no reply within 2 s, an
-/// `err` reply, or a reply that cannot be decoded.
-pub async fn ask(
-    client: &async_nats::Client,
-    subject: &str,
-    data: serde_json::Value,
-) -> Option<serde_json::Value> {
-    NestClient::new(client.clone(), Duration::from_secs(2))
-        .ask(subject, &data)
-        .await
-}
-
-/// Reads a course-stub's standard output on a thread of its own: the receiver resolves at its
-/// `course-stub ready` line; the rest is read and dropped so the stub never blocks on the pipe.
-fn announces_ready(out: std::process::ChildStdout) -> tokio::sync::oneshot::Receiver<()> {
-    use std::io::BufRead as _;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in std::io::BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if line.trim() == "course-stub ready" {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(());
-                }
-            }
-        }
-    });
-    rx
-}
-
-/// Where the project's binaries are: beside the running executable, or one level up when the
-/// running executable is a test (`target/<profile>/deps/`).
-pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the running executable")?;
-    let dir = exe.parent().context("executable without a directory")?;
-    let candidates = [Some(dir.join(name)), dir.parent().map(|up| up.join(name))];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.exists())
-        .with_context(|| {
-            format!(
-            "{name} not found beside {}: build it first (cargo build --release -p booking-service \
-             -p course-stub), or run through `cargo xtask e2e`",
-            dir.display()
-        )
-        })
 }
 
 /// The log file of booking-service replica `index`, in the stack's log folder.
@@ -147,8 +109,22 @@ impl Stack {
         if options.secured_nats {
             builder = builder.secured_nats();
         }
+        let mut service_env = options.service_env.clone();
+        if options.nats_nodes > 1 {
+            builder = builder.nats_cluster(options.nats_nodes);
+            let copies = options.nats_nodes.min(3).to_string();
+            service_env.push(("EVENTS_REPLICAS".into(), copies));
+        }
         let world = builder.start().await?;
         let db = world.database().await?;
+        let network = if options.network {
+            Some(
+                crate::network::Network::start(db.url(), world.nats_url(), options.replicas)
+                    .await?,
+            )
+        } else {
+            None
+        };
         let mut http_addrs = Vec::new();
         for _ in 0..options.replicas {
             http_addrs.push(std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?)));
@@ -157,9 +133,10 @@ impl Stack {
             world,
             db,
             services: tokio::sync::Mutex::new(Vec::new()),
-            service_env: options.service_env.clone(),
+            service_env,
             http_addrs,
             stub: None,
+            network,
             log_dir: log_dir.to_path_buf(),
         };
         for i in 0..options.replicas {
@@ -226,9 +203,13 @@ impl Stack {
             .append(true)
             .open(self.log_dir.join(replica_log(index)))
             .context("opening the replica's log")?;
+        let (db_url, nats_url) = match &self.network {
+            Some(net) => (net.db_url(self.db.url())?, net.nats_url(index)),
+            None => (self.db.url().to_owned(), self.world.nats_url().to_owned()),
+        };
         let mut cmd = Command::new(binary("booking-service")?);
-        cmd.env("DATABASE_URL", self.db.url())
-            .env("NATS_URL", self.world.nats_url())
+        cmd.env("DATABASE_URL", db_url)
+            .env("NATS_URL", nats_url)
             .env("SERVICE_NAME", format!("booking-service-{index}"))
             .env("HTTP_ADDR", self.http_addrs[index].to_string())
             .env("RUST_LOG", "warn")
