@@ -50,7 +50,7 @@ pub enum ServiceError {
     },
     /// The request was not done within `REQUEST_DEADLINE_MS` (`SYS_002`): the database (or
     /// course-service) did not answer. The work may still complete.
-    #[error("no answer from the database within {0:?}; the request may still be applied: retry with the same idempotency key")]
+    #[error("no answer from the database within {0:?}; a write may still be applied (retry it with the same idempotency key)")]
     Deadline(std::time::Duration),
     /// Anything else (`SYS_001`).
     #[error("internal error: {0:#}")]
@@ -114,6 +114,18 @@ impl ServiceError {
             }
             _ => false,
         }
+    }
+
+    /// Whether the database could not be reached (no pooled connection in time, a connection
+    /// lost): an idempotent statement may be sent again.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            ServiceError::Database {
+                source: sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
+                ..
+            }
+        )
     }
 
     /// The wire error value. Internal details (SQL text, stack) stay in the logs.

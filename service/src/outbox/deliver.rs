@@ -37,7 +37,7 @@ pub(super) async fn settle(app: &App, events: &EventSink, row: Claimed) -> Optio
                 answer = %answer,
                 "course-service refused an event: the row is REJECTED and waits for an operator (POST /outbox/redrive)"
             );
-            rows::mark_rejected(&app.relay_pool, row.id, answer).await
+            record(app, || rows::mark_rejected(&app.relay_pool, row.id, answer)).await
         }
         Ok(_) => return Some(row.id),
         Err(error) => {
@@ -54,13 +54,10 @@ pub(super) async fn settle(app: &App, events: &EventSink, row: Claimed) -> Optio
                 // The server may have lost (or gained) JetStream, e.g. after a reconnect.
                 events.refresh(app, true).await;
             }
-            rows::mark_retry(
-                &app.relay_pool,
-                row.id,
-                attempts,
-                &error.to_string(),
-                backoff,
-            )
+            let error = error.to_string();
+            record(app, || {
+                rows::mark_retry(&app.relay_pool, row.id, attempts, &error, backoff)
+            })
             .await
         }
     };
@@ -80,8 +77,31 @@ pub(super) async fn record_sent(app: &App, ids: &[i64]) {
         FaultPoint::BeforeMarkSent,
         u64::try_from(ids.len()).unwrap_or(u64::MAX),
     );
-    if let Err(e) = rows::mark_sent(&app.relay_pool, ids).await {
+    if let Err(e) = record(app, || rows::mark_sent(&app.relay_pool, ids)).await {
         tracing::warn!(error = %e, rows = ids.len(), "could not mark delivered events sent; their leases will expire and they are sent again (deduplicated by Nats-Msg-Id)");
+    }
+}
+
+/// Records a delivery's outcome (an idempotent statement), sending it again while the database
+/// cannot be reached, for at most half the lease: the row is this relay's until then. Giving up
+/// at once left a delivered row to wait out its whole lease (24 s in the db-blackhole scenario)
+/// and be sent again, although the database was back within a second.
+async fn record<F, Fut>(app: &App, mut statement: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let deadline = std::time::Instant::now() + app.config.outbox_lease / 2;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match statement().await {
+            Err(e) if e.is_unreachable() && std::time::Instant::now() + pause < deadline => {
+                tracing::warn!(error = %e, "recording an outbox delivery failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            result => return result,
+        }
     }
 }
 
