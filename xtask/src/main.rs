@@ -263,6 +263,33 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
             "warnings",
         ],
     )?;
+    // The Docker backend (Docker does not run here): it must build, lint clean and plan right.
+    cargo(
+        root,
+        &[
+            "clippy",
+            "--package",
+            "world",
+            "--features",
+            "containers",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    cargo(
+        root,
+        &[
+            "test",
+            "--package",
+            "world",
+            "--features",
+            "containers",
+            "--lib",
+            "containers::",
+        ],
+    )?;
     let mut args = vec!["test", "--workspace"];
     args.extend(extra.iter().map(String::as_str));
     // Snapshots are never written during a check: a missing or changed one fails the run.

@@ -31,6 +31,8 @@ pub struct WorldBuilder {
     secured: bool,
     /// NATS servers: 1 (default), or the nodes of a cluster.
     nats_nodes: usize,
+    /// Run the servers as Docker containers (feature `containers`).
+    containers: bool,
 }
 
 impl Default for WorldBuilder {
@@ -44,6 +46,7 @@ impl Default for WorldBuilder {
             max_payload: None,
             secured: false,
             nats_nodes: 1,
+            containers: false,
         }
     }
 }
@@ -108,6 +111,14 @@ impl WorldBuilder {
         self
     }
 
+    /// Runs PostgreSQL and NATS as Docker containers of their official images instead of the
+    /// system's binaries (needs the cargo feature `containers` and a running Docker);
+    /// `WORLD_BACKEND=containers` asks for the same from the environment.
+    pub fn containers(mut self) -> Self {
+        self.containers = true;
+        self
+    }
+
     /// Starts the servers.
     pub async fn start(self) -> Result<World, WorldError> {
         sweep_stale_dirs();
@@ -124,8 +135,12 @@ impl WorldBuilder {
                 .flatten()
                 .filter(|v| !v.is_empty())
         };
+        let on_docker = self.containers || env("WORLD_BACKEND").as_deref() == Some("containers");
+        let (docker, docker_pg, docker_nats) = on_docker_servers(on_docker, &self).await?;
         let pg = if !self.postgres {
             None
+        } else if let Some(url) = docker_pg {
+            Some(Pg::External(url))
         } else if let Some(url) = env("DATABASE_URL") {
             Some(Pg::External(url))
         } else {
@@ -135,6 +150,8 @@ impl WorldBuilder {
         };
         let nats = if !self.nats {
             None
+        } else if let Some(url) = docker_nats {
+            Some(Nats::External(url))
         } else if let Some(url) = env("NATS_URL") {
             Some(Nats::External(url))
         } else {
@@ -171,6 +188,7 @@ impl WorldBuilder {
             pg: pg.map(Mutex::new),
             nats: nats.map(Mutex::new),
             templates: Mutex::new(HashSet::new()),
+            docker,
             dir,
         })
     }
@@ -253,5 +271,61 @@ async fn wait_for_jetstream(servers: &[NatsServer]) -> Result<(), WorldError> {
             });
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The containers' servers, when the world runs on Docker: the containers (kept by the world,
+/// stopped with it) and their PostgreSQL and NATS URLs.
+#[cfg(feature = "containers")]
+async fn on_docker_servers(
+    on_docker: bool,
+    b: &WorldBuilder,
+) -> Result<(crate::Docker, Option<String>, Option<String>), WorldError> {
+    if !on_docker {
+        return Ok((None, None, None));
+    }
+    let plan = crate::containers::plan(crate::containers::Wanted {
+        postgres: b.postgres,
+        nats: b.nats,
+        fsync: b.fsync,
+        jetstream: b.jetstream,
+        max_payload: b.max_payload,
+    });
+    let running = crate::containers::start(&plan).await?;
+    let (pg, nats) = (running.postgres_url.clone(), running.nats_url.clone());
+    Ok((Some(running), pg, nats))
+}
+
+/// Without the feature, asking for containers is a clear error.
+#[cfg(not(feature = "containers"))]
+async fn on_docker_servers(
+    on_docker: bool,
+    _: &WorldBuilder,
+) -> Result<(crate::Docker, Option<String>, Option<String>), WorldError> {
+    if on_docker {
+        return Err(WorldError::Other(anyhow::anyhow!(
+            "WORLD_BACKEND=containers needs the cargo feature `containers`: build with \
+             --features world/containers (and have Docker running)"
+        )));
+    }
+    Ok(((), None, None))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    /// Without the feature, asking for Docker says how to get it instead of starting local
+    /// servers behind the caller's back.
+    #[cfg(not(feature = "containers"))]
+    #[tokio::test]
+    async fn containers_without_the_feature_is_a_clear_error() {
+        let err = super::WorldBuilder::default()
+            .containers()
+            .start()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--features world/containers"), "{err}");
     }
 }

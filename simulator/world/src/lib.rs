@@ -20,6 +20,8 @@
 
 mod binaries;
 mod builder;
+#[cfg(feature = "containers")]
+pub mod containers;
 mod databases;
 mod nats;
 pub mod network;
@@ -80,6 +82,12 @@ enum Pg {
     External(String),
 }
 
+/// The containers of a world on Docker (feature `containers`); nothing otherwise.
+#[cfg(feature = "containers")]
+type Docker = Option<containers::Containers>;
+#[cfg(not(feature = "containers"))]
+type Docker = ();
+
 /// Where a world's NATS comes from: servers of its own (one, or the nodes of a cluster), or a URL.
 #[derive(Debug)]
 enum Nats {
@@ -102,6 +110,9 @@ pub struct World {
     nats_roles: Vec<(NatsRole, (String, String))>,
     /// Template databases already prepared.
     templates: Mutex<HashSet<String>>,
+    /// The Docker containers the servers run in, when the world runs on Docker.
+    #[allow(dead_code)]
+    docker: Docker,
     /// Every file of the world; dropped last.
     dir: tempfile::TempDir,
 }
