@@ -264,7 +264,7 @@ async fn a_nats_cluster_serves_on_when_a_node_dies() {
         // Both clients, whichever node they were on, still reach each other.
         eventually(
             &format!("a round trip with node {node} down"),
-            Duration::from_secs(15),
+            Duration::from_secs(30),
             || async {
                 nats_round_trip(&client, "cluster.ping").await?;
                 nats_round_trip(&other, "cluster.pong").await
@@ -273,7 +273,7 @@ async fn a_nats_cluster_serves_on_when_a_node_dies() {
         .await;
         eventually(
             &format!("a write to the 3-replica stream with node {node} down"),
-            Duration::from_secs(15),
+            Duration::from_secs(30),
             || async {
                 let ack = js.publish("clustered.b", "2".into()).await.ok()?;
                 ack.await.ok().map(|_| ())
@@ -281,5 +281,29 @@ async fn a_nats_cluster_serves_on_when_a_node_dies() {
         )
         .await;
         world.start_nats_node(node).await.unwrap();
+        // A rolling restart waits for the node to rejoin: killing the next one while this one
+        // still catches up would leave the stream without a quorum.
+        eventually(
+            &format!("node {node} back among the stream's current replicas"),
+            Duration::from_secs(30),
+            || async {
+                let info = js
+                    .get_stream("CLUSTERED")
+                    .await
+                    .ok()?
+                    .info()
+                    .await
+                    .ok()?
+                    .clone();
+                let cluster = info.cluster?;
+                let current = cluster
+                    .replicas
+                    .iter()
+                    .filter(|p| p.current && !p.offline)
+                    .count();
+                (cluster.leader.is_some() && current == 2).then_some(())
+            },
+        )
+        .await;
     }
 }

@@ -25,6 +25,7 @@ pub mod catalog;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod codec;
+pub mod compat;
 pub mod course;
 pub mod envelope;
 pub mod error;

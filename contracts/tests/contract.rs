@@ -349,3 +349,38 @@ fn unknown_fields_in_a_create_request_are_refused() {
         "{result:?}"
     );
 }
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The gate: today's wire against the released baseline; a breaking change fails here unless
+/// contracts/VERSION has a new major version and contracts/CHANGELOG.md lists it.
+#[test]
+fn the_wire_keeps_the_released_contract() {
+    let verdict = contracts::compat::check(&workspace_root()).unwrap();
+    assert!(
+        verdict.refused.is_empty(),
+        "{}\n(see `cargo xtask contract`)",
+        verdict.refused.join("\n")
+    );
+}
+
+/// Pact's provider verification: every NestJS peer's recorded expectations are met.
+#[test]
+fn every_peer_expectation_is_met() {
+    let peers = contracts::compat::expect::load(&workspace_root()).unwrap();
+    let names: Vec<&str> = peers.iter().map(|p| p.peer.as_str()).collect();
+    assert_eq!(
+        names,
+        ["course-service", "notification-service", "user-api"]
+    );
+    let failures: Vec<String> = peers
+        .iter()
+        .flat_map(contracts::compat::expect::verify)
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

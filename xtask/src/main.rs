@@ -40,8 +40,14 @@ enum Cmd {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
-    /// The contract suite only.
-    Contract,
+    /// The contract suite, then the gate: today's wire against the released baseline
+    /// (breaking changes refused unless the version is bumped and the changelog lists them) and
+    /// every NestJS peer's expectations.
+    Contract {
+        /// Cut a new baseline from today's wire, with the version in contracts/VERSION.
+        #[arg(long)]
+        release: bool,
+    },
     /// Regenerate contracts/asyncapi.json.
     Asyncapi,
     /// Build in release mode and run the simulator's default scenario (`e2e`) end to end.
@@ -128,9 +134,18 @@ fn xtask() -> anyhow::Result<()> {
     let root = workspace_root()?;
     match cli.command {
         Cmd::Test { args } => test(&root, &args),
-        Cmd::Contract => {
-            cargo(&root, &["test", "--package", "contracts"])?;
+        Cmd::Contract { release: true } => {
+            let version = contracts::compat::release(&root).map_err(anyhow::Error::msg)?;
+            eprintln!(
+                "xtask contract: {} is now the released contract {version}",
+                contracts::compat::BASELINE
+            );
             Ok(())
+        }
+        Cmd::Contract { release: false } => {
+            // The gate first: its message names the subject, the field and why.
+            contract_gate(&root)?;
+            cargo(&root, &["test", "--package", "contracts"])
         }
         Cmd::Asyncapi => asyncapi(&root),
         Cmd::E2e { args } => {
@@ -248,6 +263,35 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The contract gate: every difference from the baseline, classified; fails on a breaking change
+/// the version and changelog do not cover, and on an unmet peer expectation.
+fn contract_gate(root: &Path) -> anyhow::Result<()> {
+    use contracts::compat::{self, expect};
+    let verdict = compat::check(root).map_err(anyhow::Error::msg)?;
+    for change in &verdict.changes {
+        eprintln!("xtask contract: {change}");
+    }
+    let mut failures = verdict.refused.clone();
+    let peers = expect::load(root).map_err(anyhow::Error::msg)?;
+    for peer in &peers {
+        failures.extend(expect::verify(peer));
+    }
+    let counts = compat::summary(&verdict.changes);
+    eprintln!(
+        "xtask contract: {} breaking, {} compatible change(s) since the baseline; {} peer(s) verified",
+        counts.get("breaking").unwrap_or(&0),
+        counts.get("compatible").unwrap_or(&0),
+        peers.len()
+    );
+    if failures.is_empty() {
+        return Ok(());
+    }
+    for f in &failures {
+        eprintln!("xtask contract: {f}");
+    }
+    anyhow::bail!("the contract gate refused {} change(s)", failures.len())
+}
+
 fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     deps::ensure()?;
     deps::nestjs(root)?;
@@ -290,6 +334,7 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
             "containers::",
         ],
     )?;
+    contract_gate(root)?;
     let mut args = vec!["test", "--workspace"];
     args.extend(extra.iter().map(String::as_str));
     // Snapshots are never written during a check: a missing or changed one fails the run.
