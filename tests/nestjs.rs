@@ -1,7 +1,8 @@
 //! Wire compatibility with real NestJS peers (`@nestjs/microservices`, Transport.NATS): a NestJS
-//! `ClientProxy` calls every booking-service handler and gets the reference's reply shapes, and
-//! booking-service calls a NestJS course-service. Needs `node` and `npm ci` in `tests/nestjs`
-//! (`cargo xtask test` runs it).
+//! `ClientProxy` calls every booking-service handler and gets the reference's reply shapes,
+//! booking-service calls a NestJS course-service, and a NestJS listener reads the booking events.
+//! The stand-ins record the fields they read, which their expectation files must list. Needs
+//! `node` and `npm ci` in `tests/nestjs` (`cargo xtask test` runs it).
 
 #![allow(clippy::unwrap_used)]
 
@@ -125,10 +126,12 @@ async fn booking_service_calls_a_nestjs_course_service() {
     course_slot.club_id = None;
     let catalog = json!({"slots": [course_slot], "games": [game(6)]});
     let catalog_file = write_temp(&catalog);
+    let reads_file = tempfile::NamedTempFile::new().unwrap();
     let mut course = tokio::process::Command::new("node")
         .arg(dir.join("course-service.js"))
         .arg(app.nats_world.nats_url())
         .arg(catalog_file.path())
+        .env("RECORD_READS", reads_file.path())
         .current_dir(&dir)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -178,4 +181,97 @@ async fn booking_service_calls_a_nestjs_course_service() {
     )
     .await;
     let _ = course.kill().await;
+
+    // What the NestJS course-service read from booking-service's messages is what its
+    // expectation file says it reads (the contract suite verifies booking-service sends it).
+    recorded_reads_are_expected(
+        reads_file.path(),
+        &dir.join("expectations/course-service.json"),
+    );
+    let recorded: Value =
+        serde_json::from_slice(&std::fs::read(reads_file.path()).unwrap()).unwrap();
+    assert!(recorded.get(s::SLOTS_BOOK).is_some(), "{recorded}");
+}
+
+/// Reads a JSON map `{pattern: [field, ...]}` recorded by a NestJS stand-in and checks that the
+/// peer's expectation file lists every field under that subject's `reads`.
+fn recorded_reads_are_expected(recorded: &std::path::Path, expectations: &std::path::Path) {
+    let recorded: std::collections::BTreeMap<String, Vec<String>> =
+        serde_json::from_slice(&std::fs::read(recorded).unwrap()).unwrap();
+    let expected: Value = serde_json::from_slice(&std::fs::read(expectations).unwrap()).unwrap();
+    for (pattern, fields) in recorded
+        .iter()
+        .filter(|(p, _)| !p.starts_with("course.debug"))
+    {
+        let listed = expected["interactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["subject"] == pattern.as_str())
+            .unwrap_or_else(|| panic!("{} lacks {pattern}", expectations.display()));
+        for field in fields {
+            assert!(
+                listed["reads"].get(field).is_some(),
+                "the peer reads `{field}` from {pattern}; {} does not list it",
+                expectations.display()
+            );
+        }
+    }
+}
+
+/// A NestJS notification listener (@EventPattern) gets booking.confirmed and booking.cancelled
+/// with every field its e-mails read, and what it read is what its expectation file says.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nestjs_listener_reads_every_field_it_needs_from_the_booking_events() {
+    let dir = nestjs_dir();
+    let app = spawn_app().await;
+    let (slot, game) = (slot(701, 7, 10, 4), game(7));
+    app.seed_slot(&slot, &game).await;
+    let reads_file = tempfile::NamedTempFile::new().unwrap();
+    let mut listener = tokio::process::Command::new("node")
+        .arg(dir.join("listener.js"))
+        .arg(app.nats_world.nats_url())
+        .env("RECORD_READS", reads_file.path())
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node must be installed");
+    let mut lines = tokio::io::BufReader::new(listener.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ready.as_deref(), Some("READY"));
+
+    let created = app
+        .call(s::BOOKING_CREATE, create_request(5, 701, 2))
+        .await
+        .ok();
+    let id = created["data"]["id"].clone();
+    app.call(s::BOOKING_CANCEL, json!({"id": id, "userId": 5}))
+        .await
+        .ok();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
+            .await
+            .expect("the listener got no event within 15 s")
+            .unwrap()
+            .unwrap();
+        assert!(
+            !line.contains("undefined"),
+            "a field the e-mail needs is missing: {line}"
+        );
+        seen.push(line);
+    }
+    assert!(
+        seen[0].starts_with("confirmed ") && seen[1].starts_with("cancelled "),
+        "{seen:?}"
+    );
+    let _ = listener.kill().await;
+    recorded_reads_are_expected(
+        reads_file.path(),
+        &dir.join("expectations/notification-service.json"),
+    );
 }

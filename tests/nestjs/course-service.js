@@ -89,6 +89,32 @@ const handlers = {
   release: 'gameTimeSlots.release',
   debugSlot: 'course.debug.slot',
 };
+// Pact-style recording: with RECORD_READS=<file>, every field a handler reads from the `data`
+// booking-service sends is written to <file> as {pattern: [field, ...]} after each message; the
+// integration test checks that expectations/course-service.json lists them all, and the contract
+// suite checks that booking-service always sends them.
+const recordTo = process.env.RECORD_READS;
+if (recordTo) {
+  const reads = {};
+  for (const [method, pattern] of Object.entries(handlers)) {
+    const handle = CourseController.prototype[method];
+    CourseController.prototype[method] = function (data) {
+      const seen = (reads[pattern] = reads[pattern] || new Set());
+      const watched = new Proxy(data || {}, {
+        get(target, key) {
+          if (typeof key === 'string') seen.add(key);
+          return target[key];
+        },
+      });
+      try {
+        return handle.call(this, watched);
+      } finally {
+        const out = Object.fromEntries(Object.entries(reads).map(([p, s]) => [p, [...s].sort()]));
+        fs.writeFileSync(recordTo, JSON.stringify(out));
+      }
+    };
+  }
+}
 for (const [method, pattern] of Object.entries(handlers)) {
   const descriptor = Object.getOwnPropertyDescriptor(CourseController.prototype, method);
   MessagePattern(pattern)(CourseController.prototype, method, descriptor);
