@@ -58,10 +58,12 @@ async fn a_nestjs_client_proxy_calls_every_handler_and_gets_the_reference_shapes
         {"emit": s::BOOKING_SLOT_SYNC, "data": serde_json::to_value(slot_sync(&slot)).unwrap()}
     ]);
     let plan_file = write_temp(&plan);
+    let record = tempfile::NamedTempFile::new().unwrap();
     let output = tokio::process::Command::new("node")
         .arg(dir.join("client.js"))
         .arg(app.nats_world.nats_url())
         .arg(plan_file.path())
+        .env("RECORD", record.path())
         .current_dir(&dir)
         .output()
         .await
@@ -116,6 +118,45 @@ async fn a_nestjs_client_proxy_calls_every_handler_and_gets_the_reference_shapes
     }
     assert_eq!(results[13]["emitted"], true);
     assert!(app.replicas[0].is_serving());
+    user_api_expectations_cover(record.path(), &dir.join("expectations/user-api.json"));
+}
+
+/// What the ClientProxy sent as user-api and read from the replies is in user-api's expectation
+/// file: each subject it called, an example of what it sends, and every leaf path it read.
+fn user_api_expectations_cover(recorded: &std::path::Path, expectations: &std::path::Path) {
+    let recorded: Value = serde_json::from_slice(&std::fs::read(recorded).unwrap()).unwrap();
+    let expected: Value = serde_json::from_slice(&std::fs::read(expectations).unwrap()).unwrap();
+    for (pattern, seen) in recorded.as_object().unwrap() {
+        let from_user_api = contracts::catalog::spec(pattern)
+            .is_some_and(|spec| spec.from == contracts::subjects::Service::UserApi);
+        if !from_user_api {
+            continue;
+        }
+        let listed = expected["interactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["subject"] == pattern.as_str())
+            .unwrap_or_else(|| panic!("{} lacks {pattern}", expectations.display()));
+        assert!(
+            listed.get("sends").is_some(),
+            "{pattern}: no example of what user-api sends"
+        );
+        let reads: Vec<&str> = seen["reads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for path in &reads {
+            let leaf = !reads.iter().any(|p| p.starts_with(&format!("{path}.")));
+            assert!(
+                !leaf || listed["reads"].get(*path).is_some(),
+                "user-api reads `{path}` from {pattern}; {} does not list it",
+                expectations.display()
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

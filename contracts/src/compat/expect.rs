@@ -163,6 +163,14 @@ mod tests {
         assert!(failures[0].contains("reads `userPhone` from booking.confirmed"));
     }
 
+    /// `specialRequests` is optional in a booking: a peer that reads it unconditionally breaks.
+    #[test]
+    fn a_read_of_a_field_we_may_leave_out_is_named() {
+        let e = peer(json!({"subject": "booking.update",
+                            "reads": {"data.specialRequests": "string"}}));
+        assert!(verify(&e)[0].contains("may leave out"), "{:?}", verify(&e));
+    }
+
     #[test]
     fn a_read_of_the_wrong_type_is_named() {
         let e = peer(json!({"subject": "booking.confirmed", "reads": {"bookingNumber": "number"}}));

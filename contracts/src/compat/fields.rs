@@ -137,7 +137,8 @@ fn walk(
             }
         }
         if let Some(items) = b.get("items") {
-            walk(items, root, &format!("{path}[]"), false, out, depth + 1);
+            // Each element is there when the array is; what it holds is the items' schema's say.
+            walk(items, root, &format!("{path}[]"), required, out, depth + 1);
         }
     }
 }
@@ -180,5 +181,6 @@ mod tests {
         assert_eq!(f["status"].values.as_ref().unwrap().len(), 2);
         assert!(f.contains_key("players[].name"));
         assert!(!f["players"].required);
+        assert!(f["players[].name"].required == f["players"].required);
     }
 }
