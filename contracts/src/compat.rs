@@ -12,7 +12,8 @@
 //!
 //! A breaking change passes only when `contracts/VERSION` has a higher major version than the
 //! baseline and `contracts/CHANGELOG.md` has a `## <VERSION>` section naming the subject and the
-//! field. `cargo xtask contract --release` then makes the current wire the new baseline.
+//! field. `cargo xtask contract --release` then makes the current wire the new baseline (and
+//! keeps the AsyncAPI document of that release beside it).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,6 +30,8 @@ use fields::{fields, Field};
 
 /// Where the baseline lives, relative to the workspace root.
 pub const BASELINE: &str = "contracts/baseline/contract.json";
+/// The released AsyncAPI document, relative to the workspace root.
+pub const BASELINE_ASYNCAPI: &str = "contracts/baseline/asyncapi.json";
 /// The current contract's version, relative to the workspace root.
 pub const VERSION: &str = "contracts/VERSION";
 /// The changelog that lists accepted breaking changes, relative to the workspace root.
@@ -374,6 +377,10 @@ pub fn release(root: &Path) -> Result<String, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     std::fs::write(&path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    // The released AsyncAPI document goes beside it, for peers that generate from it.
+    let asyncapi = crate::asyncapi::render();
+    let copy = root.join(BASELINE_ASYNCAPI);
+    std::fs::write(&copy, asyncapi).map_err(|e| format!("{}: {e}", copy.display()))?;
     Ok(version.trim().to_owned())
 }
 
