@@ -26,6 +26,35 @@ fn nestjs_dir() -> PathBuf {
     dir
 }
 
+/// The output lines of a NestJS stand-in.
+type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// Starts the NestJS stand-in `script` with `args`, recording what it reads into `reads`, and
+/// waits for its `READY` line; the rest of its output is returned.
+async fn start_peer(
+    dir: &std::path::Path,
+    script: &str,
+    args: &[&str],
+    reads: &std::path::Path,
+) -> (tokio::process::Child, Lines) {
+    let mut peer = tokio::process::Command::new("node")
+        .arg(dir.join(script))
+        .args(args)
+        .env("RECORD_READS", reads)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node must be installed");
+    let mut lines = tokio::io::BufReader::new(peer.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ready.as_deref(), Some("READY"), "{script} did not start");
+    (peer, lines)
+}
+
 /// A JSON file for node to read; removed when dropped.
 fn write_temp(value: &Value) -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().unwrap();
@@ -168,22 +197,16 @@ async fn booking_service_calls_a_nestjs_course_service() {
     let catalog = json!({"slots": [course_slot], "games": [game(6)]});
     let catalog_file = write_temp(&catalog);
     let reads_file = tempfile::NamedTempFile::new().unwrap();
-    let mut course = tokio::process::Command::new("node")
-        .arg(dir.join("course-service.js"))
-        .arg(app.nats_world.nats_url())
-        .arg(catalog_file.path())
-        .env("RECORD_READS", reads_file.path())
-        .current_dir(&dir)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node must be installed");
-    let mut lines = tokio::io::BufReader::new(course.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(ready.as_deref(), Some("READY"));
+    let (mut course, _lines) = start_peer(
+        &dir,
+        "course-service.js",
+        &[
+            app.nats_world.nats_url(),
+            &catalog_file.path().to_string_lossy(),
+        ],
+        reads_file.path(),
+    )
+    .await;
 
     // A cache miss: booking-service asks the NestJS course-service for slot and game.
     let created = app
@@ -269,21 +292,13 @@ async fn a_nestjs_listener_reads_every_field_it_needs_from_the_booking_events() 
     let (slot, game) = (slot(701, 7, 10, 4), game(7));
     app.seed_slot(&slot, &game).await;
     let reads_file = tempfile::NamedTempFile::new().unwrap();
-    let mut listener = tokio::process::Command::new("node")
-        .arg(dir.join("listener.js"))
-        .arg(app.nats_world.nats_url())
-        .env("RECORD_READS", reads_file.path())
-        .current_dir(&dir)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node must be installed");
-    let mut lines = tokio::io::BufReader::new(listener.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(ready.as_deref(), Some("READY"));
+    let (mut listener, mut lines) = start_peer(
+        &dir,
+        "listener.js",
+        &[app.nats_world.nats_url()],
+        reads_file.path(),
+    )
+    .await;
 
     let created = app
         .call(s::BOOKING_CREATE, create_request(5, 701, 2))

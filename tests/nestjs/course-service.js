@@ -7,9 +7,9 @@
 'use strict';
 require('reflect-metadata');
 const fs = require('fs');
-const { NestFactory } = require('@nestjs/core');
 const { Module, Controller } = require('@nestjs/common');
-const { MessagePattern, Transport } = require('@nestjs/microservices');
+const { MessagePattern } = require('@nestjs/microservices');
+const { watch, save, serve } = require('./record');
 
 const [url, catalogFile] = process.argv.slice(2);
 const catalog = JSON.parse(fs.readFileSync(catalogFile, 'utf8'));
@@ -93,24 +93,14 @@ const handlers = {
 // booking-service sends is written to <file> as {pattern: [field, ...]} after each message; the
 // integration test checks that expectations/course-service.json lists them all, and the contract
 // suite checks that booking-service always sends them.
-const recordTo = process.env.RECORD_READS;
-if (recordTo) {
-  const reads = {};
+if (process.env.RECORD_READS) {
   for (const [method, pattern] of Object.entries(handlers)) {
     const handle = CourseController.prototype[method];
     CourseController.prototype[method] = function (data) {
-      const seen = (reads[pattern] = reads[pattern] || new Set());
-      const watched = new Proxy(data || {}, {
-        get(target, key) {
-          if (typeof key === 'string') seen.add(key);
-          return target[key];
-        },
-      });
       try {
-        return handle.call(this, watched);
+        return handle.call(this, watch(pattern, data));
       } finally {
-        const out = Object.fromEntries(Object.entries(reads).map(([p, s]) => [p, [...s].sort()]));
-        fs.writeFileSync(recordTo, JSON.stringify(out));
+        save();
       }
     };
   }
@@ -124,17 +114,4 @@ Controller()(CourseController);
 class AppModule {}
 Module({ controllers: [CourseController] })(AppModule);
 
-async function main() {
-  const app = await NestFactory.createMicroservice(AppModule, {
-    transport: Transport.NATS,
-    options: { servers: [url] },
-    logger: ['error'],
-  });
-  await app.listen();
-  process.stdout.write('READY\n');
-}
-
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+serve(url, AppModule);

@@ -8,41 +8,24 @@
 // lists them, and the contract suite checks booking-service always sends them.
 'use strict';
 require('reflect-metadata');
-const fs = require('fs');
-const { NestFactory } = require('@nestjs/core');
 const { Module, Controller } = require('@nestjs/common');
-const { EventPattern, Transport } = require('@nestjs/microservices');
+const { EventPattern } = require('@nestjs/microservices');
+const { watch, save, serve } = require('./record');
 
 const [url] = process.argv.slice(2);
-const reads = {};
-const watch = (pattern, data) => {
-  const seen = (reads[pattern] = reads[pattern] || new Set());
-  return new Proxy(data || {}, {
-    get(target, key) {
-      if (typeof key === 'string') seen.add(key);
-      return target[key];
-    },
-  });
-};
-const record = () => {
-  if (process.env.RECORD_READS) {
-    const out = Object.fromEntries(Object.entries(reads).map(([p, s]) => [p, [...s].sort()]));
-    fs.writeFileSync(process.env.RECORD_READS, JSON.stringify(out));
-  }
-};
 
 class NotificationController {
   confirmed(raw) {
     const e = watch('booking.confirmed', raw);
     const mail = `${e.userEmail}: ${e.userName}, booking ${e.bookingNumber} (#${e.bookingId}) ` +
       `for ${e.playerCount} at ${e.gameName} on ${e.bookingDate} ${e.timeSlot}, ${e.totalPrice} won`;
-    record();
+    save();
     process.stdout.write(`confirmed ${mail}\n`);
   }
   cancelled(raw) {
     const e = watch('booking.cancelled', raw);
     const mail = `${e.userEmail}: booking ${e.bookingNumber} (#${e.bookingId}) cancelled`;
-    record();
+    save();
     process.stdout.write(`cancelled ${mail}\n`);
   }
 }
@@ -55,17 +38,4 @@ Controller()(NotificationController);
 class AppModule {}
 Module({ controllers: [NotificationController] })(AppModule);
 
-async function main() {
-  const app = await NestFactory.createMicroservice(AppModule, {
-    transport: Transport.NATS,
-    options: { servers: [url] },
-    logger: ['error'],
-  });
-  await app.listen();
-  process.stdout.write('READY\n');
-}
-
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+serve(url, AppModule);
