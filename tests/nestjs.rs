@@ -150,6 +150,16 @@ async fn a_nestjs_client_proxy_calls_every_handler_and_gets_the_reference_shapes
     user_api_expectations_cover(record.path(), &dir.join("expectations/user-api.json"));
 }
 
+/// A peer's expectation for `pattern`, or a panic naming the file that lacks it.
+fn interaction<'a>(expected: &'a Value, pattern: &str, file: &std::path::Path) -> &'a Value {
+    expected["interactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["subject"] == pattern)
+        .unwrap_or_else(|| panic!("{} lacks {pattern}", file.display()))
+}
+
 /// What the ClientProxy sent as user-api and read from the replies is in user-api's expectation
 /// file: each subject it called, an example of what it sends, and every leaf path it read.
 fn user_api_expectations_cover(recorded: &std::path::Path, expectations: &std::path::Path) {
@@ -161,12 +171,7 @@ fn user_api_expectations_cover(recorded: &std::path::Path, expectations: &std::p
         if !from_user_api {
             continue;
         }
-        let listed = expected["interactions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["subject"] == pattern.as_str())
-            .unwrap_or_else(|| panic!("{} lacks {pattern}", expectations.display()));
+        let listed = interaction(&expected, pattern, expectations);
         assert!(
             listed.get("sends").is_some(),
             "{pattern}: no example of what user-api sends"
@@ -267,12 +272,7 @@ fn recorded_reads_are_expected(recorded: &std::path::Path, expectations: &std::p
         .iter()
         .filter(|(p, _)| !p.starts_with("course.debug"))
     {
-        let listed = expected["interactions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["subject"] == pattern.as_str())
-            .unwrap_or_else(|| panic!("{} lacks {pattern}", expectations.display()));
+        let listed = interaction(&expected, pattern, expectations);
         for field in fields {
             assert!(
                 listed["reads"].get(field).is_some(),
