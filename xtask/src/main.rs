@@ -2,8 +2,8 @@
 //!
 //! | command | what it does |
 //! |---|---|
-//! | `cargo xtask test` | installs missing system packages, then fmt check, clippy `-D warnings`, every test |
-//! | `cargo xtask contract` | the contract suite only (fixtures, schemas, AsyncAPI, codec) |
+//! | `cargo xtask test` | installs missing system packages, then fmt check, clippy `-D warnings` (also of `world --features containers`), the contract gate, every test, the short chaos suite |
+//! | `cargo xtask contract` | the contract gate (today's wire against `contracts/baseline/`, the NestJS peers' expectations), then the contract suite; `--release` cuts a new baseline |
 //! | `cargo xtask asyncapi` | regenerates `contracts/asyncapi.json` |
 //! | `cargo xtask e2e` | builds in release mode and runs the simulator's `e2e` scenario (`target/e2e/`) |
 //! | `cargo xtask sim …` | builds in release mode and runs `sim …` (run, replay, compare, capacity, list) |
