@@ -183,17 +183,11 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
 
 /// A proxy in front of the server of `url`, and `url` with its address replaced by the proxy's.
 pub async fn proxy_to(url: &str) -> (world::proxy::Proxy, String) {
-    let mut parsed = reqwest::Url::parse(url).unwrap();
-    let host = parsed.host_str().unwrap().to_owned();
-    let port = parsed.port().unwrap();
-    let upstream = tokio::net::lookup_host((host.as_str(), port))
+    let proxy = world::proxy::Proxy::start(world::network::address(url).unwrap())
         .await
-        .unwrap()
-        .next()
         .unwrap();
-    let proxy = world::proxy::Proxy::start(upstream).await.unwrap();
-    parsed.set_port(Some(proxy.addr().port())).unwrap();
-    (proxy, parsed.to_string())
+    let through = world::network::pointed_at(url, proxy.addr()).unwrap();
+    (proxy, through)
 }
 
 /// A decoded reply.

@@ -9,10 +9,10 @@ use super::stacks::{stacked_chart, state_chart, Layer};
 use crate::report::{Bucket, Latency, MetricsAt, Report};
 
 /// A percentile's name, the samples a bucket needs before it is drawn, and how to read it.
-type Percentile = (&'static str, u64, fn(&Latency) -> f64);
+pub(super) type Percentile = (&'static str, u64, fn(&Latency) -> f64);
 
-/// The percentiles drawn (the tables use the same bounds).
-const PERCENTILES: [Percentile; 5] = [
+/// The percentiles drawn, and shown in the operations table, with the samples each needs.
+pub(super) const PERCENTILES: [Percentile; 5] = [
     ("p50", 2, |l| l.p50),
     ("p90", 10, |l| l.p90),
     ("p99", 100, |l| l.p99),

@@ -6,9 +6,11 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::escape;
+use super::list::PERCENTILES;
 use crate::report::Report;
 
-/// Answers needed before a percentile is shown: p99 needs a hundred, p99.9 a thousand.
+/// Answers needed before a percentile is shown ([`PERCENTILES`]: p99 needs a hundred, p99.9 a
+/// thousand).
 fn enough(answered: u64, per: u64) -> bool {
     answered >= per
 }
@@ -60,11 +62,17 @@ pub(super) fn operations(r: &Report) -> String {
                 format!("<span title=\"fewer than {per} samples\">–</span>")
             }
         };
+        // p50 to p99.9, with the charts' bounds; max is always shown.
+        let percentiles: String = PERCENTILES
+            .iter()
+            .filter(|(name, _, _)| *name != "max")
+            .map(|(_, per, pick)| format!("<td>{}</td>", pct(pick(l), *per)))
+            .collect();
         let _ = write!(
             t,
             "<tr><td style=\"text-align:left\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{share}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{:.1}</td></tr>",
+             <td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td>{percentiles}\
+             <td>{:.1}</td></tr>",
             escape(name),
             o.count,
             o.ok,
@@ -73,10 +81,6 @@ pub(super) fn operations(r: &Report) -> String {
             o.skipped,
             o.retries,
             if codes.is_empty() { "–".to_owned() } else { codes },
-            pct(l.p50, 2),
-            pct(l.p90, 10),
-            pct(l.p99, 100),
-            pct(l.p999, 1000),
             l.max
         );
     }

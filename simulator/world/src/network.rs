@@ -28,7 +28,7 @@ fn authority(url: &str) -> Option<(usize, usize)> {
 }
 
 /// The address a URL points at (loopback servers only: the world's own).
-fn address(url: &str) -> anyhow::Result<SocketAddr> {
+pub fn address(url: &str) -> anyhow::Result<SocketAddr> {
     let (a, b) = authority(url).with_context(|| format!("no host:port in {url:?}"))?;
     let hostport = url[a..b].replace("localhost", "127.0.0.1");
     hostport
@@ -37,7 +37,7 @@ fn address(url: &str) -> anyhow::Result<SocketAddr> {
 }
 
 /// `url` with its `host:port` replaced by `addr`.
-fn pointed_at(url: &str, addr: SocketAddr) -> anyhow::Result<String> {
+pub fn pointed_at(url: &str, addr: SocketAddr) -> anyhow::Result<String> {
     let (a, b) = authority(url).with_context(|| format!("no host:port in {url:?}"))?;
     Ok(format!("{}{addr}{}", &url[..a], &url[b..]))
 }

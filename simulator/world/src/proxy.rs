@@ -37,7 +37,6 @@ pub enum Mode {
 #[derive(Debug)]
 pub struct Proxy {
     addr: SocketAddr,
-    upstream: SocketAddr,
     mode: watch::Sender<Mode>,
     accept: JoinHandle<()>,
 }
@@ -56,14 +55,6 @@ impl Proxy {
         Self::on(listener, upstream)
     }
 
-    /// Listens on `port` (a restart keeps its address) and forwards to `upstream`.
-    pub async fn start_on(port: u16, upstream: SocketAddr) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .with_context(|| format!("binding proxy port {port}"))?;
-        Self::on(listener, upstream)
-    }
-
     fn on(listener: TcpListener, upstream: SocketAddr) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
         let (mode, watch_mode) = watch::channel(Mode::Pass);
@@ -75,27 +66,12 @@ impl Proxy {
                 });
             }
         });
-        Ok(Self {
-            addr,
-            upstream,
-            mode,
-            accept,
-        })
+        Ok(Self { addr, mode, accept })
     }
 
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr
-    }
-
-    /// Where the traffic goes.
-    pub fn upstream(&self) -> SocketAddr {
-        self.upstream
-    }
-
-    /// The mode now.
-    pub fn mode(&self) -> Mode {
-        *self.mode.borrow()
     }
 
     /// Switches every connection, open and new, to `mode`.
