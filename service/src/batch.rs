@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use contracts::booking::{BookingResponse, CreateBookingRequest};
 use contracts::course::SlotStatus;
-use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
+use tokio::sync::{mpsc, oneshot, Mutex, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Result, ServiceError, StepExt as _};
 use crate::faults::{FaultPoint, Faults, PlantedBug};
@@ -92,6 +92,8 @@ pub(crate) struct Batches {
     /// One permit per worker: held while a batch commits, so at most `workers` creates'
     /// transactions run at once, whoever runs them.
     committing: Arc<Semaphore>,
+    /// How many permits `committing` has.
+    workers: usize,
     deps: Arc<Deps>,
 }
 
@@ -114,10 +116,9 @@ impl Batches {
         for _ in 0..workers.max(1) {
             let (rx, deps, committing) = (rx.clone(), deps.clone(), committing.clone());
             tokio::spawn(async move {
-                while let Some(jobs) = next_batch(&rx, deps.max, deps.wait).await {
-                    let Ok(_permit) = committing.acquire().await else {
-                        break;
-                    };
+                while let Some((jobs, _permit)) =
+                    next_batch(&rx, &committing, deps.max, deps.wait).await
+                {
                     run(&deps, jobs).await;
                 }
             });
@@ -125,6 +126,7 @@ impl Batches {
         Self {
             queue,
             committing,
+            workers: workers.max(1),
             deps,
         }
     }
@@ -144,9 +146,12 @@ impl Batches {
             lone_tried: false,
             reply,
         };
-        // A batch of one, found with a worker idle, is written by its own handler: the hand-over
-        // to a worker and back costs two task wake-ups, a tenth of a lone create's latency.
-        if lone::fits(&self.deps, &job) {
+        // A batch of one, found with nothing committing, is written by its own handler: the
+        // hand-over to a worker and back costs two task wake-ups, a tenth of a lone create's
+        // latency. While a batch commits, a create joins the next batch instead: a lone
+        // statement costs the database three times a batched create (0.33 ms against 0.12 ms at
+        // 16 clients), and a commit's wake-ups besides.
+        if lone::fits(&self.deps, &job) && self.committing.available_permits() == self.workers {
             if let Ok(permit) = self.committing.try_acquire() {
                 self.deps.metrics.create_batch_size.observe(1.0);
                 let written = lone::write(&self.deps, &job).await;
@@ -164,14 +169,19 @@ impl Batches {
     }
 }
 
-/// Waits for one queued create, then takes up to `max` in all, waiting at most `wait` for more.
-async fn next_batch(
-    rx: &Mutex<mpsc::UnboundedReceiver<Job>>,
+/// Waits for one queued create and a commit permit, then takes up to `max` in all, waiting at most
+/// `wait` for more. The batch is cut only once the permit is held: everything that queued while
+/// every permit was busy goes into it, instead of waiting out another commit in a batch cut
+/// earlier.
+async fn next_batch<T>(
+    rx: &Mutex<mpsc::UnboundedReceiver<T>>,
+    committing: &Arc<Semaphore>,
     max: usize,
     wait: Duration,
-) -> Option<Vec<Job>> {
+) -> Option<(Vec<T>, OwnedSemaphorePermit)> {
     let mut rx = rx.lock().await;
     let first = rx.recv().await?;
+    let permit = committing.clone().acquire_owned().await.ok()?;
     let mut jobs = vec![first];
     let deadline = tokio::time::Instant::now() + wait;
     while jobs.len() < max.max(1) {
@@ -184,7 +194,7 @@ async fn next_batch(
             },
         }
     }
-    Some(jobs)
+    Some((jobs, permit))
 }
 
 /// Commits one batch and answers every caller.
@@ -355,3 +365,6 @@ async fn commit(deps: &Deps, jobs: &[Job]) -> Result<Vec<Outcome>> {
         .map(|o| o.unwrap_or(Err(Conflict::Alone)))
         .collect())
 }
+
+#[cfg(test)]
+mod tests;
