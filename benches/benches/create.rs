@@ -1,10 +1,11 @@
 //! `booking.create` end to end over NATS against real PostgreSQL (fsync on, warm cache), beside the
 //! strongest direct ways to run the same transaction: PostgreSQL's own `pgbench` with a script of
 //! the same SQL, and the same statements from Rust, both on a quiet database with no relay
-//! attached. Criterion measures the service and the Rust path at 1, 16 and 64 clients; then a
-//! fixed-time pass per point (1, 16, 64, 256 clients over 256 slots) and a hot-slot rush (1,000 and
-//! 10,000 clients on one 4-seat slot) write the table `cargo xtask bench` prints to
-//! `target/bench/create.{md,json}`, with each point's ratio to the faster baseline.
+//! attached. Criterion measures the service and the Rust path at 1, 16 and 64 clients; then
+//! fixed-time rounds per point (1, 16, 64, 256 clients over 256 slots; the three ways in turn,
+//! `BENCH_ROUNDS` times) and a hot-slot rush (1,000 and 10,000 clients on one 4-seat slot) write
+//! the table `cargo xtask bench` prints to `target/bench/create.{md,json}`, with each point's
+//! ratio to the faster baseline: the median of the rounds' own ratios, and their range.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -40,20 +41,66 @@ fn out_dir() -> PathBuf {
     target.join("bench")
 }
 
-/// One point of the table.
-struct Point {
+/// One round of a point: the three ways, one after the other, for the same time.
+struct Round {
     service: Figures,
     pgbench: Figures,
     direct: Figures,
-    /// Outbox rows not yet sent when the service point ended, and ms until all were sent.
-    backlog: (i64, Option<f64>),
-    /// Creates per committed batch during the service point (the service's own histogram).
+    /// Creates per committed batch during the service's run (the service's own histogram).
     mean_batch: Option<f64>,
 }
 
+impl Round {
+    /// Service ÷ the faster baseline of the same round.
+    fn ratio(&self) -> f64 {
+        self.service.throughput
+            / self
+                .pgbench
+                .throughput
+                .max(self.direct.throughput)
+                .max(1e-9)
+    }
+}
+
+/// One point of the table: its rounds, and the outbox after the last.
+struct Point {
+    rounds: Vec<Round>,
+    /// Outbox rows not yet sent when the last service run ended, and ms until all were sent.
+    backlog: (i64, Option<f64>),
+}
+
 impl Point {
-    fn baseline(&self) -> f64 {
-        self.pgbench.throughput.max(self.direct.throughput)
+    /// The median round of `key` (the upper one of an even count).
+    fn median_by(&self, key: impl Fn(&Round) -> f64) -> &Round {
+        let mut order: Vec<&Round> = self.rounds.iter().collect();
+        order.sort_by(|a, b| key(a).total_cmp(&key(b)));
+        order[order.len() / 2]
+    }
+
+    fn service(&self) -> &Figures {
+        &self.median_by(|r| r.service.throughput).service
+    }
+
+    fn pgbench(&self) -> &Figures {
+        &self.median_by(|r| r.pgbench.throughput).pgbench
+    }
+
+    fn direct(&self) -> &Figures {
+        &self.median_by(|r| r.direct.throughput).direct
+    }
+
+    /// The median of the rounds' ratios, and their range: each round's ratio compares runs a few
+    /// seconds apart, so a machine that drifts (other tenants, page cache, autovacuum) moves both
+    /// sides of it.
+    fn ratio(&self) -> (f64, f64, f64) {
+        let ratios: Vec<f64> = self.rounds.iter().map(Round::ratio).collect();
+        let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = ratios.iter().copied().fold(0.0, f64::max);
+        (self.median_by(Round::ratio).ratio(), min, max)
+    }
+
+    fn mean_batch(&self) -> Option<f64> {
+        self.median_by(|r| r.service.throughput).mean_batch
     }
 }
 
@@ -93,35 +140,50 @@ fn main() -> anyhow::Result<()> {
     }
     c.final_summary();
 
-    // The table: a fixed-time pass per point, latencies from every booking.
-    let secs = if quick { 3 } else { 10 };
+    // The table: fixed-time rounds per point (pgbench, Rust direct, service, then again), medians
+    // and each round's ratio; latencies from every booking of the median run.
+    let secs = if quick { 3 } else { 6 };
+    let rounds = numbers_from_env("BENCH_ROUNDS", &[if quick { 1 } else { 3 }])?
+        .first()
+        .copied()
+        .unwrap_or(1)
+        .max(1);
     let dir = out_dir();
     let (points, rushes, rtt, memory) = rt.block_on(async {
         let mut points = Vec::new();
         for clients in numbers_from_env("BENCH_CLIENTS", &CLIENTS)? {
-            eprintln!("bench: {clients} clients: pgbench, Rust direct, service ({secs} s each)");
-            let pgbench = benches::pgbench::run(bench.quiet.url(), clients, secs, &dir)?;
-            bench.direct_clients(clients).await?;
-            let direct = bench
-                .measure(Route::Direct, clients, Duration::from_secs(secs))
-                .await?;
-            bench.direct_clients(1).await?;
-            let batched_before = bench.batched_so_far().await;
-            let service = bench
-                .measure(Route::Service, clients, Duration::from_secs(secs))
-                .await?;
-            let mean_batch = match (batched_before, bench.batched_so_far().await) {
-                (Some((c0, b0)), Some((c1, b1))) if b1 > b0 => Some((c1 - c0) / (b1 - b0)),
-                _ => None,
+            eprintln!(
+                "bench: {clients} clients: {rounds} round(s) of pgbench, Rust direct, service ({secs} s each)"
+            );
+            let mut point = Point {
+                rounds: Vec::new(),
+                backlog: (0, None),
             };
-            let backlog = bench.outbox_backlog().await?;
-            points.push(Point {
-                service,
-                pgbench,
-                direct,
-                backlog,
-                mean_batch,
-            });
+            for _ in 0..rounds {
+                let pgbench = benches::pgbench::run(bench.quiet.url(), clients, secs, &dir)?;
+                bench.direct_clients(clients).await?;
+                let direct = bench
+                    .measure(Route::Direct, clients, Duration::from_secs(secs))
+                    .await?;
+                bench.direct_clients(1).await?;
+                let batched_before = bench.batched_so_far().await;
+                let service = bench
+                    .measure(Route::Service, clients, Duration::from_secs(secs))
+                    .await?;
+                let mean_batch = match (batched_before, bench.batched_so_far().await) {
+                    (Some((c0, b0)), Some((c1, b1))) if b1 > b0 => Some((c1 - c0) / (b1 - b0)),
+                    _ => None,
+                };
+                // Each round starts with the outbox drained, as the first did.
+                point.backlog = bench.outbox_backlog().await?;
+                point.rounds.push(Round {
+                    service,
+                    pgbench,
+                    direct,
+                    mean_batch,
+                });
+            }
+            points.push(point);
         }
         let mut rushes = Vec::new();
         for (round, users) in numbers_from_env("BENCH_RUSHES", &RUSHES)?
@@ -137,23 +199,29 @@ fn main() -> anyhow::Result<()> {
     })?;
     let (rtt_p50, rtt_p99) = rtt;
     let mut md = String::from(
-        "| clients | service ops/s | pgbench tps (same SQL) | Rust direct ops/s | service ÷ faster | service p50 ms | service p99 ms | pgbench avg ms | direct p50 ms | creates per commit | outbox unsent at end | sent all in ms |\n\
+        "| clients | service ops/s | pgbench tps (same SQL) | Rust direct ops/s | service ÷ faster (rounds' range) | service p50 ms | service p99 ms | pgbench avg ms | direct p50 ms | creates per commit | outbox unsent at end | sent all in ms |\n\
          |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for p in &points {
+        let (service, pgbench, direct) = (p.service(), p.pgbench(), p.direct());
+        let (ratio, low, high) = p.ratio();
+        let range = if p.rounds.len() > 1 {
+            format!(" ({low:.2}–{high:.2})")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.0} | {:.0} | **{:.2}** | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
-            p.service.clients,
-            p.service.throughput,
-            p.pgbench.throughput,
-            p.direct.throughput,
-            p.service.throughput / p.baseline().max(1e-9),
-            p.service.p50_ms,
-            p.service.p99_ms,
-            p.pgbench.p50_ms,
-            p.direct.p50_ms,
-            p.mean_batch.map_or_else(|| "-".to_owned(), |b| format!("{b:.1}")),
+            "| {} | {:.0} | {:.0} | {:.0} | **{ratio:.2}**{range} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+            service.clients,
+            service.throughput,
+            pgbench.throughput,
+            direct.throughput,
+            service.p50_ms,
+            service.p99_ms,
+            pgbench.p50_ms,
+            direct.p50_ms,
+            p.mean_batch().map_or_else(|| "-".to_owned(), |b| format!("{b:.1}")),
             p.backlog.0,
             p.backlog
                 .1
@@ -187,17 +255,26 @@ fn main() -> anyhow::Result<()> {
         "PostgreSQL fsync on; one booking-service replica (release build); warm cache; bookings \
          spread over 256 slots. pgbench and the Rust direct path run the same transaction on a \
          quiet database of the same server (no relay attached); the load generator shares the \
-         machine's cores with everything it measures.\n",
+         machine's cores with everything it measures. Each point runs the three in turn, in \
+         rounds; figures are the median round's, the ratio the median of the rounds' own ratios.\n",
     );
     println!("\n{md}");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("create.md"), &md)?;
     let json = serde_json::json!({
-        "rows": points.iter().map(|p| serde_json::json!({
-            "service": p.service, "pgbench": p.pgbench, "direct": p.direct,
-            "ratio_to_pgbench": p.service.throughput / p.pgbench.throughput.max(1e-9),
-            "ratio_to_faster": p.service.throughput / p.baseline().max(1e-9),
-            "creates_per_commit": p.mean_batch, "outbox_unsent_at_end": p.backlog.0, "outbox_sent_all_ms": p.backlog.1})).collect::<Vec<_>>(),
+        "rows": points.iter().map(|p| {
+            let (ratio, low, high) = p.ratio();
+            serde_json::json!({
+                "service": p.service(), "pgbench": p.pgbench(), "direct": p.direct(),
+                "ratio_to_pgbench": p.service().throughput / p.pgbench().throughput.max(1e-9),
+                "ratio_to_faster": ratio, "ratio_to_faster_range": [low, high],
+                "rounds": p.rounds.iter().map(|r| serde_json::json!({
+                    "service": r.service.throughput, "pgbench": r.pgbench.throughput,
+                    "direct": r.direct.throughput, "ratio_to_faster": r.ratio(),
+                    "creates_per_commit": r.mean_batch})).collect::<Vec<_>>(),
+                "creates_per_commit": p.mean_batch(), "outbox_unsent_at_end": p.backlog.0,
+                "outbox_sent_all_ms": p.backlog.1})
+        }).collect::<Vec<_>>(),
         "rushes": rushes,
         "nats_rtt_ms": {"p50": rtt_p50, "p99": rtt_p99},
         "service_peak_mib": memory,
