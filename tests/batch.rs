@@ -100,6 +100,121 @@ async fn copies_of_a_keyed_create_in_one_batch_get_the_one_booking() {
     assert_eq!(app.cached_booked(73).await, 1);
 }
 
+/// Creates the first replica wrote by `path` (`creates_written{path}`).
+async fn written_by(app: &TestApp, path: &str) -> f64 {
+    metric(app, &format!("creates_written_total{{path=\"{path}\"}}"))
+        .await
+        .unwrap_or(0.0)
+}
+
+/// A metric of the first replica: the value of the line that starts with `prefix`.
+async fn metric(app: &TestApp, prefix: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{}/metrics", app.replicas[0].http_addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
+}
+
+/// Unkeyed creates whose slots have room for them all are one statement; what it writes must be
+/// exactly what the locking path writes: each booking with its own payment and history, events
+/// naming the booking the sequence gave it in that booking's lane, and each slot counted once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_roomy_batch_is_one_statement_that_writes_what_the_locking_path_would() {
+    let app = crowded_app().await;
+    app.seed_slot(&slot(77, 1, 10, 8), &game(1)).await;
+    app.seed_slot(&slot(78, 1, 10, 8), &game(1)).await;
+    let wants = [(77, 2), (78, 1), (77, 3), (78, 4), (77, 1)];
+    let calls = wants.iter().zip(1..).map(|((slot, players), user)| {
+        app.call(s::BOOKING_CREATE, create_request(user, *slot, *players))
+    });
+    let replies: Vec<Value> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|a| a.ok())
+        .collect();
+    // The first create finds nothing committing and goes alone; the rest queue behind it and
+    // are one batch, one statement.
+    let (lone, single) = (
+        written_by(&app, "lone").await,
+        written_by(&app, "single").await,
+    );
+    assert!(single >= 3.0, "lone {lone}, single {single}");
+    assert_eq!(lone + single, 5.0, "lone {lone}, single {single}");
+    for (reply, (slot, players)) in replies.iter().zip(wants) {
+        let data = &reply["data"];
+        let id = data["id"].as_i64().unwrap();
+        assert_eq!(data["gameTimeSlotId"], slot);
+        assert_eq!(data["playerCount"], players);
+        assert_eq!(data["frontNineCourseId"], 11, "the game's courses: {data}");
+        assert_eq!(data["backNineCourseId"], 12, "the game's courses: {data}");
+        let rows: Vec<(String, Value, String)> = sqlx::query_as(
+            "SELECT event_type, payload, lane FROM outbox_events WHERE aggregate_id = $1 ORDER BY id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[0].0, s::SLOTS_BOOK);
+        assert_eq!(rows[0].1["timeSlotId"], slot);
+        assert_eq!(rows[0].1["playerCount"], players);
+        assert_eq!(rows[0].2, format!("slot:{slot}"));
+        assert_eq!(rows[1].0, s::BOOKING_CONFIRMED);
+        assert_eq!(rows[1].1["bookingId"].as_i64(), Some(id));
+        assert_eq!(rows[1].1["bookingNumber"], data["bookingNumber"]);
+        assert_eq!(rows[1].2, format!("booking:{id}"));
+        let found = app
+            .call(s::BOOKING_FIND_BY_ID, serde_json::json!({ "id": id }))
+            .await
+            .ok();
+        assert_eq!(found["data"], *data, "the reply is the booking as stored");
+    }
+    assert_eq!(app.cached_booked(77).await, 6);
+    assert_eq!(app.cached_booked(78).await, 5);
+    assert_eq!(app.count("payments").await, 5);
+    assert_eq!(app.count("booking_history").await, 5);
+}
+
+/// A slot without room for all of a batch's creates leaves the one statement: the locking path
+/// hands out what is left in arrival order, while the other slot's creates are still one
+/// statement.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_slot_without_room_for_all_goes_to_the_locking_path_alone() {
+    let app = crowded_app().await;
+    app.seed_slot(&slot(79, 1, 10, 4), &game(1)).await;
+    app.seed_slot(&slot(80, 1, 10, 8), &game(1)).await;
+    let wants = [(79, 3), (80, 2), (79, 3), (80, 2)];
+    let calls = wants.iter().zip(1..).map(|((slot, players), user)| {
+        app.call(s::BOOKING_CREATE, create_request(user, *slot, *players))
+    });
+    let answers = futures::future::join_all(calls).await;
+    let refused = answers
+        .iter()
+        .filter(|a| matches!(a, Answer::Err(e) if e.code() == ErrorCode::BusinessRule))
+        .count();
+    assert_eq!(
+        refused, 1,
+        "one of the two 3-seat creates fits in 4: {answers:?}"
+    );
+    // Whichever create arrives first goes alone; slot 80's others are one statement either way,
+    // and only a slot-79 create may take the locking path.
+    let (lone, single, locking) = (
+        written_by(&app, "lone").await,
+        written_by(&app, "single").await,
+        written_by(&app, "locking").await,
+    );
+    let paths = format!("lone {lone}, single {single}, locking {locking}");
+    assert!(single >= 1.0 && locking <= 1.0, "{paths}");
+    assert_eq!(lone + single + locking, 3.0, "{paths}");
+    assert_eq!(app.cached_booked(79).await, 3);
+    assert_eq!(app.cached_booked(80).await, 4);
+    assert_eq!(app.booked_sum(79).await, 3);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_is_counted_in_its_size_histogram() {
     let app = crowded_app().await;

@@ -1,18 +1,22 @@
 //! Group commit for `booking.create`: creates that arrive together become one transaction per
-//! replica, so the commit (the fsync) is paid once per batch instead of once per booking.
+//! replica, so a commit and its round trips are paid once per batch instead of once per booking.
 //!
-//! Creates queue here after their slot is resolved. `CREATE_BATCH_WORKERS` workers each take
-//! what is queued (up to `CREATE_BATCH_MAX`, waiting at most `CREATE_BATCH_WAIT_US` for more; a
-//! lone create finds an idle worker and goes straight through, unkeyed in a single statement:
-//! `lone`), lock the touched slots in id order,
-//! allocate seats in arrival order in memory, write every row with multi-row statements, update
-//! each slot once and commit once (`store::batch`). Each caller then gets exactly what it would
-//! have got alone: its booking, `BUS_004` when the seats ran out before its turn, or
-//! [`Conflict::Key`] when its key is taken. One refused item never fails the others; a database
-//! error fails the batch, and each item is then answered [`Conflict::Alone`] so that its handler
-//! runs it alone.
+//! Creates queue here after their slot is resolved. `CREATE_BATCH_WORKERS` workers each wait for
+//! a queued create and a commit permit, then take what is queued (up to `CREATE_BATCH_MAX`,
+//! waiting at most `CREATE_BATCH_WAIT_US` for more). A batch is written by one of three paths:
+//! - `lone`: a batch of one, unkeyed, in one statement (a create that finds nothing committing
+//!   is written that way by its own handler, skipping the queue);
+//! - `single`: a larger batch's unkeyed creates whose slots have room for all of them, in one
+//!   statement that is its own transaction;
+//! - `locking`: the rest: lock the touched slots in id order, allocate seats in arrival order in
+//!   memory, write every row with multi-row statements, update each slot once, commit once.
+//!
+//! Each caller then gets exactly what it would have got alone: its booking, `BUS_004` when the
+//! seats ran out before its turn, or [`Conflict::Key`] when its key is taken. One refused item
+//! never fails the others; a database error fails the batch, and each item is then answered
+//! [`Conflict::Alone`] so that its handler runs it alone. `creates_written{path}` counts the
+//! creates each path wrote.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,14 +24,15 @@ use contracts::booking::{BookingResponse, CreateBookingRequest};
 use contracts::course::SlotStatus;
 use tokio::sync::{mpsc, oneshot, Mutex, OwnedSemaphorePermit, Semaphore};
 
-use crate::error::{Result, ServiceError, StepExt as _};
-use crate::faults::{FaultPoint, Faults, PlantedBug};
+use crate::error::{Result, ServiceError};
+use crate::faults::Faults;
 use crate::metrics::Metrics;
-use crate::store::batch::{self as sql, BatchWrite};
-use crate::store::{now, SlotRow};
+use crate::store::SlotRow;
 
+mod locking;
 mod lone;
 mod rows;
+mod single;
 
 use rows::{add, reply};
 
@@ -197,7 +202,9 @@ async fn next_batch<T>(
     Some((jobs, permit))
 }
 
-/// Commits one batch and answers every caller.
+/// Commits one batch and answers every caller: a lone create in its own statement, the creates
+/// of a larger batch that may go in one statement together (`single`), then the rest (and those
+/// the statement did not write) on the locking path.
 async fn run(deps: &Deps, jobs: Vec<Job>) {
     deps.metrics.create_batch_size.observe(jobs.len() as f64);
     if let [job] = jobs.as_slice() {
@@ -210,14 +217,42 @@ async fn run(deps: &Deps, jobs: Vec<Job>) {
             }
         }
     }
-    let outcomes = match commit(deps, &jobs).await {
+    let picked = if jobs.len() > 1 {
+        single::pick(deps, &jobs)
+    } else {
+        vec![false]
+    };
+    let fast: Vec<&Job> = jobs
+        .iter()
+        .zip(&picked)
+        .filter_map(|(job, &p)| p.then_some(job))
+        .collect();
+    let mut written = if fast.is_empty() {
+        Vec::new()
+    } else {
+        single::write(deps, &fast).await
+    }
+    .into_iter();
+    let mut rest = Vec::new();
+    for (job, fast) in jobs.into_iter().zip(picked) {
+        match fast.then(|| written.next()).flatten().flatten() {
+            Some(outcome) => {
+                let _ = job.reply.send(outcome);
+            }
+            None => rest.push(job),
+        }
+    }
+    if rest.is_empty() {
+        return;
+    }
+    let outcomes = match locking::commit(deps, &rest).await {
         Ok(outcomes) => outcomes,
         Err(e) => {
-            tracing::warn!(items = jobs.len(), error = %e, "a create batch failed; each create runs alone");
-            jobs.iter().map(|_| Err(Conflict::Alone)).collect()
+            tracing::warn!(items = rest.len(), error = %e, "a create batch failed; each create runs alone");
+            rest.iter().map(|_| Err(Conflict::Alone)).collect()
         }
     };
-    for (job, outcome) in jobs.into_iter().zip(outcomes) {
+    for (job, outcome) in rest.into_iter().zip(outcomes) {
         let _ = job.reply.send(outcome);
     }
 }
@@ -235,135 +270,6 @@ pub(crate) fn check_room(status: &str, available: i32, requested: i32) -> Result
         )));
     }
     Ok(())
-}
-
-/// The batch's transaction; one outcome per job, in order.
-async fn commit(deps: &Deps, jobs: &[Job]) -> Result<Vec<Outcome>> {
-    let mut tx = deps.pool.begin().await.step("starting a create batch")?;
-    let mut slot_ids: Vec<i32> = jobs.iter().map(|j| j.slot.game_time_slot_id).collect();
-    slot_ids.sort_unstable();
-    slot_ids.dedup();
-    let lock = !deps.faults.planted(PlantedBug::SkipRowLock);
-    let (slots, ids) = sql::lock_slots(&mut tx, &slot_ids, lock, jobs.len()).await?;
-    let keyed: Vec<(i32, String)> = jobs
-        .iter()
-        .filter_map(|j| Some((j.req.user_id, j.req.idempotency_key.clone()?)))
-        .collect();
-    let taken = if keyed.is_empty() {
-        HashSet::new()
-    } else {
-        let (users, keys): (Vec<i32>, Vec<String>) = keyed.into_iter().unzip();
-        sql::taken_keys(&mut tx, &users, &keys).await?
-    };
-
-    let at = now();
-    let mut outcomes: Vec<Option<Outcome>> = jobs.iter().map(|_| None).collect();
-    let mut write = BatchWrite::default();
-    let mut counts: HashMap<i32, i32> = HashMap::new();
-    let mut seen_keys = HashSet::new();
-    for (i, job) in jobs.iter().enumerate() {
-        let req = &job.req;
-        // A key held by a committed booking, or by an earlier create of this batch that got its
-        // seats, is replayed; a copy of a create that was refused tries for itself.
-        let key = req
-            .idempotency_key
-            .as_ref()
-            .map(|k| (req.user_id, k.clone()));
-        if key
-            .as_ref()
-            .is_some_and(|k| taken.contains(k) || seen_keys.contains(k))
-        {
-            outcomes[i] = Some(Err(Conflict::Key));
-            continue;
-        }
-        let Some(locked) = slots.get(&job.slot.game_time_slot_id) else {
-            let id = job.slot.game_time_slot_id;
-            outcomes[i] = Some(Err(ServiceError::NotFound(format!(
-                "Game time slot {id} not found"
-            ))
-            .into()));
-            continue;
-        };
-        if locked.last_sync_at != job.slot.last_sync_at {
-            outcomes[i] = Some(Err(Conflict::Stale));
-            continue;
-        }
-        let Some(&booking_id) = ids.get(i) else {
-            outcomes[i] = Some(Err(Conflict::Alone));
-            continue;
-        };
-        let booked = counts
-            .entry(locked.game_time_slot_id)
-            .or_insert(locked.booked_players);
-        // The planted defect checks every item against the count read under the lock, so two
-        // items of one batch can both take the last seat.
-        let seen = if deps.faults.planted(PlantedBug::BatchSharesSeats) {
-            locked.booked_players
-        } else {
-            *booked
-        };
-        if let Err(e) = check_room(&locked.status, locked.max_players - seen, req.player_count) {
-            outcomes[i] = Some(Err(e.into()));
-            continue;
-        }
-        *booked += req.player_count;
-        seen_keys.extend(key);
-        add(&mut write, job, locked, booking_id, deps, at);
-    }
-    write.slots = counts.into_iter().collect();
-    write.slots.sort_unstable();
-
-    if write.bookings.is_empty() {
-        tx.commit().await.step("ending an empty create batch")?;
-        return Ok(outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or(Err(Conflict::Alone)))
-            .collect());
-    }
-    let written = sql::write(&mut tx, &write, at, deps.key_ttl).await?;
-    if written.keys_stored < write.keys.len() {
-        // A live key of the same name committed meanwhile: roll back; alone, each create learns
-        // whether it was its own.
-        tx.rollback().await.step("rolling back a create batch")?;
-        return Ok(jobs.iter().map(|_| Err(Conflict::Alone)).collect());
-    }
-    tx.commit().await.step("committing a create batch")?;
-    deps.faults.crash_at(FaultPoint::AfterCommit);
-
-    let mut written_rows = write
-        .bookings
-        .into_iter()
-        .zip(write.payment_methods)
-        .zip(write.details);
-    for (i, outcome) in outcomes.iter_mut().enumerate() {
-        if outcome.is_some() {
-            continue;
-        }
-        let Some(((booking, method), details)) = written_rows.next() else {
-            *outcome = Some(Err(Conflict::Alone));
-            continue;
-        };
-        let Some(&(payment_id, history_id)) = written.payment_and_history.get(&booking.id) else {
-            tracing::error!(
-                item = i,
-                booking = booking.id,
-                "a batch booking came back without its payment"
-            );
-            *outcome = Some(Err(Conflict::Alone));
-            continue;
-        };
-        *outcome = Some(reply(
-            booking,
-            method,
-            details,
-            (payment_id, history_id),
-            at,
-        ));
-    }
-    Ok(outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or(Err(Conflict::Alone)))
-        .collect())
 }
 
 #[cfg(test)]

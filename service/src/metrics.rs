@@ -23,6 +23,15 @@ pub(crate) struct Kind {
     pub(crate) kind: String,
 }
 
+/// The way a create was written (`Metrics::created_by`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct WritePath {
+    /// `lone` (one create, one statement), `single` (a batch's creates in one statement),
+    /// `locking` (a batch's locking transaction) or `alone` (its own transaction, after its
+    /// batch failed).
+    pub(crate) path: String,
+}
+
 /// Every metric the service exports.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -57,6 +66,8 @@ pub(crate) struct Metrics {
     pub(crate) outbox_rejected: Gauge,
     /// Refusals by course-service of a book or release, by subject.
     pub(crate) outbox_rejections: Family<Kind, Counter>,
+    /// Creates written, by the way they were written.
+    pub(crate) creates_written: Family<WritePath, Counter>,
     /// The course-service breaker: 0 closed, 1 open, 2 half-open.
     pub(crate) breaker_state: Gauge,
     /// Replies larger than the connection's `max_payload`, answered with an error instead.
@@ -92,6 +103,7 @@ impl Default for Metrics {
             outbox_stuck: Gauge::default(),
             outbox_rejected: Gauge::default(),
             outbox_rejections: Family::default(),
+            creates_written: Family::default(),
             breaker_state: Gauge::default(),
             replies_too_large: Counter::default(),
             requests_shed: Counter::default(),
@@ -202,6 +214,11 @@ impl Default for Metrics {
             m.outbox_rejected.clone(),
         );
         registry.register(
+            "creates_written",
+            "Bookings written by booking.create, by path: lone (one statement), single (a batch in one statement), locking (a batch's locking transaction), alone (after a failed batch)",
+            m.creates_written.clone(),
+        );
+        registry.register(
             "outbox_rejections",
             "Book/release messages course-service refused, by subject",
             m.outbox_rejections.clone(),
@@ -231,6 +248,15 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+
+    /// Counts `n` creates written by `path`.
+    pub(crate) fn created_by(&self, path: &str, n: usize) {
+        self.creates_written
+            .get_or_create(&WritePath {
+                path: path.to_owned(),
+            })
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     /// Counts one refusal of `subject` by course-service.

@@ -7,7 +7,7 @@
 use super::{add, reply, Conflict, Deps, Job, Outcome};
 use crate::faults::{FaultPoint, PlantedBug};
 use crate::store::batch::{self as sql, BatchSlot, BatchWrite};
-use crate::store::now;
+use crate::store::{now, SlotRow};
 
 /// Whether `job` may take the one-statement path: it has no idempotency key (a taken key must
 /// roll the whole create back, which needs a transaction of several statements), and no planted
@@ -16,12 +16,10 @@ pub(super) fn fits(deps: &Deps, job: &Job) -> bool {
     job.req.idempotency_key.is_none() && !deps.faults.planted(PlantedBug::SkipRowLock)
 }
 
-/// Writes `job` in one statement; `None` when nothing was written.
-pub(super) async fn write(deps: &Deps, job: &Job) -> Option<Outcome> {
-    let at = now();
-    let slot = &job.slot;
-    // The slot as read before: its price is what the statement requires still holds.
-    let seen = BatchSlot {
+/// The slot as a create read it, before any lock: what the one-statement paths require still
+/// holds (its courses come from the statement).
+pub(super) fn as_read(slot: &SlotRow) -> BatchSlot {
+    BatchSlot {
         game_time_slot_id: slot.game_time_slot_id,
         max_players: slot.max_players,
         booked_players: slot.booked_players,
@@ -31,10 +29,16 @@ pub(super) async fn write(deps: &Deps, job: &Job) -> Option<Outcome> {
         back_nine_course_id: None,
         last_sync_at: slot.last_sync_at,
         ids: Vec::new(),
-    };
+    }
+}
+
+/// Writes `job` in one statement; `None` when nothing was written.
+pub(super) async fn write(deps: &Deps, job: &Job) -> Option<Outcome> {
+    let at = now();
+    let slot = &job.slot;
     let mut rows = BatchWrite::default();
     // The booking id is the sequence's: 0 stands in until the statement stamps it.
-    add(&mut rows, job, &seen, 0, deps, at);
+    add(&mut rows, job, &as_read(slot), 0, deps, at);
     match sql::write_lone(&deps.pool, &rows, at, slot.last_sync_at).await {
         Err(e) => {
             tracing::warn!(error = %e, "a lone create failed; it runs again on the locking path");
@@ -42,6 +46,7 @@ pub(super) async fn write(deps: &Deps, job: &Job) -> Option<Outcome> {
         }
         Ok(None) => None,
         Ok(Some(written)) => {
+            deps.metrics.created_by("lone", 1);
             deps.faults.crash_at(FaultPoint::AfterCommit);
             let (Some(mut booking), Some(method), Some(details)) = (
                 rows.bookings.pop(),

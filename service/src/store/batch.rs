@@ -112,55 +112,54 @@ pub(crate) struct Written {
     pub(crate) keys_stored: usize,
 }
 
-/// Writes bookings, payments, histories, outbox rows, slot counts and keys in one statement.
-pub(crate) async fn write(
-    tx: &mut Tx,
-    w: &BatchWrite,
+/// The batch's rows as a relation `r` (`$1`–`$27`, one element per booking, `id` as given).
+macro_rules! rows_sql {
+    () => {
+        concat!(
+            "SELECT * FROM UNNEST($1::int4[], $2::text[], $3::int4[], $4::int4[], $5::int4[], ",
+            "$6::text[], $7::text[], $8::int4[], $9::text[], $10::int4[], $11::text[], $12::int4[], ",
+            "$13::text[], $14::timestamp[], $15::text[], $16::text[], $17::int4[], $18::int8[], $19::int8[], ",
+            "$20::int8[], $21::text[], $22::text[], $23::text[], $24::text[], $25::text[], $26::text[], ",
+            "$27::jsonb[]) AS r(id, number, user_id, game_id, slot_id, game_name, game_code, front_id, ",
+            "front_name, back_id, back_name, club_id, club_name, booking_date, start_time, end_time, players, ",
+            "price, fee, total, method, special, email, name, phone, pay_method, details)"
+        )
+    };
+}
+pub(crate) use rows_sql;
+
+/// Inserts the bookings of relation `$from` (with the columns of [`rows_sql`]), with `$id`,
+/// `$front` and `$back` as their id and course ids and `$28` as their time.
+macro_rules! insert_bookings_sql {
+    ($from:expr, $id:expr, $front:expr, $back:expr) => {
+        concat!(
+            "INSERT INTO bookings (id, booking_number, user_id, game_id, game_time_slot_id, game_name, ",
+            "game_code, front_nine_course_id, front_nine_course_name, back_nine_course_id, back_nine_course_name, ",
+            "club_id, club_name, booking_date, start_time, end_time, player_count, price_per_person, service_fee, ",
+            "total_price, status, payment_method, special_requests, user_email, user_name, user_phone, created_at, ",
+            "updated_at) SELECT ", $id, ", number, user_id, game_id, slot_id, game_name, game_code, ", $front,
+            ", front_name, ", $back, ", back_name, club_id, club_name, booking_date, start_time, end_time, players, ",
+            "price, fee, total, 'CONFIRMED'::\"BookingStatus\", method, special, email, name, phone, $28, $28 FROM ",
+            $from
+        )
+    };
+}
+pub(crate) use insert_bookings_sql;
+
+/// A batch statement's query.
+pub(crate) type Query<'q, O> =
+    sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>;
+
+/// Binds `$1`–`$34`: the bookings' columns (see [`rows_sql`]), `at`, and the outbox rows (event
+/// id, booking id, subject, payload, channel, lane).
+pub(crate) fn bind_rows<'q, O>(
+    q: Query<'q, O>,
+    w: &'q BatchWrite,
     at: NaiveDateTime,
-    ttl: std::time::Duration,
-) -> Result<Written> {
-    let sql = concat!(
-        "WITH r AS (SELECT * FROM UNNEST($1::int4[], $2::text[], $3::int4[], $4::int4[], $5::int4[], ",
-        "$6::text[], $7::text[], $8::int4[], $9::text[], $10::int4[], $11::text[], $12::int4[], ",
-        "$13::text[], $14::timestamp[], $15::text[], $16::text[], $17::int4[], $18::int8[], $19::int8[], ",
-        "$20::int8[], $21::text[], $22::text[], $23::text[], $24::text[], $25::text[], $26::text[], ",
-        "$27::jsonb[]) AS r(id, number, user_id, game_id, slot_id, game_name, game_code, front_id, ",
-        "front_name, back_id, back_name, club_id, club_name, booking_date, start_time, end_time, players, ",
-        "price, fee, total, method, special, email, name, phone, pay_method, details)), ",
-        "b AS (INSERT INTO bookings (id, booking_number, user_id, game_id, game_time_slot_id, game_name, ",
-        "game_code, front_nine_course_id, front_nine_course_name, back_nine_course_id, back_nine_course_name, ",
-        "club_id, club_name, booking_date, start_time, end_time, player_count, price_per_person, service_fee, ",
-        "total_price, status, payment_method, special_requests, user_email, user_name, user_phone, created_at, ",
-        "updated_at) SELECT id, number, user_id, game_id, slot_id, game_name, game_code, front_id, front_name, ",
-        "back_id, back_name, club_id, club_name, booking_date, start_time, end_time, players, price, fee, total, ",
-        "'CONFIRMED'::\"BookingStatus\", method, special, email, name, phone, $28, $28 FROM r RETURNING id), ",
-        "p AS (INSERT INTO payments (booking_id, amount, payment_method, payment_status, created_at, updated_at) ",
-        "SELECT r.id, r.total, r.pay_method, 'PENDING'::\"PaymentStatus\", $28, $28 FROM r JOIN b USING (id) ",
-        "RETURNING id, booking_id), ",
-        "h AS (INSERT INTO booking_history (booking_id, action, details, user_id, created_at) ",
-        "SELECT r.id, 'CREATED', r.details, r.user_id, $28 FROM r JOIN b USING (id) RETURNING id, booking_id), ",
-        "o AS (INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, event_type, payload, channel, lane) ",
-        "SELECT e.id, 'Booking', e.agg::text, e.subject, e.payload, e.channel, e.lane ",
-        "FROM UNNEST($29::uuid[], $30::int4[], $31::text[], $32::jsonb[], $33::text[], $34::text[]) ",
-        "AS e(id, agg, subject, payload, channel, lane) WHERE e.agg IN (SELECT id FROM b) RETURNING 1), ",
-        "u AS (UPDATE game_time_slot_cache SET booked_players = v.booked, updated_at = $28, ",
-        slot_state_sql!("max_players", "v.booked", "false"),
-        " FROM UNNEST($35::int4[], $36::int4[]) AS v(id, booked) WHERE game_time_slot_id = v.id RETURNING 1), ",
-        "k AS (INSERT INTO idempotency_keys (user_id, key, request_hash, booking_id, expires_at) ",
-        "SELECT x.user_id, x.key, x.hash, x.booking_id, now() + $41 ",
-        "FROM UNNEST($37::int4[], $38::text[], $39::text[], $40::int4[]) AS x(user_id, key, hash, booking_id) ",
-        "WHERE x.booking_id IN (SELECT id FROM b) ",
-        "ON CONFLICT (user_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, ",
-        "booking_id = EXCLUDED.booking_id, created_at = now(), expires_at = EXCLUDED.expires_at ",
-        "WHERE idempotency_keys.expires_at <= now() RETURNING 1) ",
-        "SELECT p.booking_id, p.id, h.id, (SELECT count(*) FROM k), (SELECT count(*) FROM o), ",
-        "(SELECT count(*) FROM u) FROM p JOIN h USING (booking_id)"
-    );
+) -> Query<'q, O> {
     let b = &w.bookings;
     let col = |f: fn(&BookingRow) -> Option<String>| b.iter().map(f).collect::<Vec<_>>();
-    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(1));
-    let rows: Vec<(i32, i32, i32, i64, i64, i64)> = sqlx::query_as(sql)
-        .bind(b.iter().map(|r| r.id).collect::<Vec<_>>())
+    q.bind(b.iter().map(|r| r.id).collect::<Vec<_>>())
         .bind(
             b.iter()
                 .map(|r| r.booking_number.clone())
@@ -198,6 +197,45 @@ pub(crate) async fn write(
         .bind(w.events.iter().map(|e| e.3.clone()).collect::<Vec<_>>())
         .bind(w.events.iter().map(|e| e.4).collect::<Vec<_>>())
         .bind(w.events.iter().map(|e| e.5.clone()).collect::<Vec<_>>())
+}
+
+/// Writes bookings, payments, histories, outbox rows, slot counts and keys in one statement.
+pub(crate) async fn write(
+    tx: &mut Tx,
+    w: &BatchWrite,
+    at: NaiveDateTime,
+    ttl: std::time::Duration,
+) -> Result<Written> {
+    let sql = concat!(
+        "WITH r AS (",
+        rows_sql!(),
+        "), b AS (",
+        insert_bookings_sql!("r", "id", "front_id", "back_id"),
+        " RETURNING id), ",
+        "p AS (INSERT INTO payments (booking_id, amount, payment_method, payment_status, created_at, updated_at) ",
+        "SELECT r.id, r.total, r.pay_method, 'PENDING'::\"PaymentStatus\", $28, $28 FROM r JOIN b USING (id) ",
+        "RETURNING id, booking_id), ",
+        "h AS (INSERT INTO booking_history (booking_id, action, details, user_id, created_at) ",
+        "SELECT r.id, 'CREATED', r.details, r.user_id, $28 FROM r JOIN b USING (id) RETURNING id, booking_id), ",
+        "o AS (INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, event_type, payload, channel, lane) ",
+        "SELECT e.id, 'Booking', e.agg::text, e.subject, e.payload, e.channel, e.lane ",
+        "FROM UNNEST($29::uuid[], $30::int4[], $31::text[], $32::jsonb[], $33::text[], $34::text[]) ",
+        "AS e(id, agg, subject, payload, channel, lane) WHERE e.agg IN (SELECT id FROM b) RETURNING 1), ",
+        "u AS (UPDATE game_time_slot_cache SET booked_players = v.booked, updated_at = $28, ",
+        slot_state_sql!("max_players", "v.booked", "false"),
+        " FROM UNNEST($35::int4[], $36::int4[]) AS v(id, booked) WHERE game_time_slot_id = v.id RETURNING 1), ",
+        "k AS (INSERT INTO idempotency_keys (user_id, key, request_hash, booking_id, expires_at) ",
+        "SELECT x.user_id, x.key, x.hash, x.booking_id, now() + $41 ",
+        "FROM UNNEST($37::int4[], $38::text[], $39::text[], $40::int4[]) AS x(user_id, key, hash, booking_id) ",
+        "WHERE x.booking_id IN (SELECT id FROM b) ",
+        "ON CONFLICT (user_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, ",
+        "booking_id = EXCLUDED.booking_id, created_at = now(), expires_at = EXCLUDED.expires_at ",
+        "WHERE idempotency_keys.expires_at <= now() RETURNING 1) ",
+        "SELECT p.booking_id, p.id, h.id, (SELECT count(*) FROM k), (SELECT count(*) FROM o), ",
+        "(SELECT count(*) FROM u) FROM p JOIN h USING (booking_id)"
+    );
+    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(1));
+    let rows: Vec<(i32, i32, i32, i64, i64, i64)> = bind_rows(sqlx::query_as(sql), w, at)
         .bind(w.slots.iter().map(|s| s.0).collect::<Vec<_>>())
         .bind(w.slots.iter().map(|s| s.1).collect::<Vec<_>>())
         .bind(w.keys.iter().map(|k| k.0).collect::<Vec<_>>())

@@ -7,6 +7,7 @@
 pub(crate) mod batch;
 pub(crate) mod outbox;
 mod rows;
+pub(crate) mod single;
 mod writes;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
