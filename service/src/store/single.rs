@@ -6,7 +6,9 @@
 //! creates read (open, same price, same `last_sync_at`): READ COMMITTED re-evaluates that
 //! condition on the newest row after waiting for the lock. Only the creates of updated slots are
 //! written, so nothing is written unless its seats were taken. Booking ids come from the sequence
-//! and are stamped into the events' lane and `bookingId`.
+//! and are stamped into the events' lane and `bookingId`. (The `UPDATE` names its slots by
+//! `= ANY($35)` as well as through the join: without it the generic plan, expecting ten rows
+//! from each side, hash-joined the whole slot table, 1.7 ms of a 2.8 ms batch at 16 clients.)
 
 use chrono::NaiveDateTime;
 
@@ -52,7 +54,8 @@ pub(crate) async fn write(
         slot_state_sql!("c.max_players", "(c.booked_players + v.seats)", "false"),
         " FROM UNNEST($35::int4[], $36::int4[], $37::int8[], $38::timestamp[]) AS v(id, seats, price, sync) ",
         "JOIN l ON l.game_time_slot_id = v.id ",
-        "WHERE c.game_time_slot_id = v.id AND c.status <> 'CLOSED' AND c.booked_players + v.seats <= c.max_players ",
+        "WHERE c.game_time_slot_id = ANY($35) AND c.game_time_slot_id = v.id AND c.status <> 'CLOSED' ",
+        "AND c.booked_players + v.seats <= c.max_players ",
         "AND c.price::int8 = v.price AND c.last_sync_at = v.sync RETURNING c.game_time_slot_id, c.game_id), ",
         "x AS MATERIALIZED (SELECT r.*, nextval(pg_get_serial_sequence('bookings', 'id'))::int4 AS bid, ",
         "g.front_nine_course_id AS front, g.back_nine_course_id AS back FROM (",
