@@ -28,7 +28,7 @@ pub(crate) const KNOBS: &[Knob] = &[
     knob("BREAKER_OPEN_MS", Some("10000"), "how long an open breaker fails fast before a probe"),
     knob("CACHE_TTL_SECS", Some("300"), "a cached slot older than this is fetched again from course-service when booked"),
     knob("CREATE_BATCH_MAX", Some("64"), "most creates committed in one transaction (1 turns group commit off)"),
-    knob("CREATE_BATCH_WAIT_US", Some("0"), "longest wait for more creates once one is queued (0: only what arrived meanwhile)"),
+    knob("CREATE_BATCH_WAIT_US", Some("0"), "longest wait for more creates once one is queued (0: only what arrived meanwhile, and a create that finds nothing committing goes straight through; above 0 every create queues)"),
     knob("CREATE_BATCH_WORKERS", Some("2"), "create transactions running at once per replica"),
     knob("CANCEL_CUTOFF_DAYS", Some("3"), "cancelling is refused closer than this to the booking date"),
     knob("MAX_IN_FLIGHT", Some("512"), "requests handled at once; more wait in the queue"),
