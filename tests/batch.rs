@@ -216,27 +216,9 @@ async fn a_batch_is_counted_in_its_size_histogram() {
     for answer in futures::future::join_all(calls).await {
         answer.ok();
     }
-    let text = reqwest::get(format!("http://{}/metrics", app.replicas[0].http_addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let sum: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("create_batch_size_sum "))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let count: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("create_batch_size_count "))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert_eq!(sum, 5.0, "{text}");
+    let sum = metric(&app, "create_batch_size_sum ").await;
+    let count = metric(&app, "create_batch_size_count ").await.unwrap();
+    assert_eq!(sum, Some(5.0));
     assert!(count < 5.0, "five creates in fewer batches: {count}");
 }
 
