@@ -34,7 +34,7 @@ mod lone;
 mod rows;
 mod single;
 
-use rows::{add, reply};
+use rows::add;
 
 /// Payment method recorded when the request names none (the column is NOT NULL).
 pub(crate) const DEFAULT_PAYMENT_METHOD: &str = "unspecified";

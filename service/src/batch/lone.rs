@@ -4,7 +4,8 @@
 //! or rewritten by course-service since it was read), the create goes through the locking path,
 //! which says exactly why.
 
-use super::{add, reply, Conflict, Deps, Job, Outcome};
+use super::rows::reply_written;
+use super::{add, Conflict, Deps, Job, Outcome};
 use crate::faults::{FaultPoint, PlantedBug};
 use crate::store::batch::{self as sql, BatchSlot, BatchWrite};
 use crate::store::{now, SlotRow};
@@ -48,23 +49,14 @@ pub(super) async fn write(deps: &Deps, job: &Job) -> Option<Outcome> {
         Ok(Some(written)) => {
             deps.metrics.created_by("lone", 1);
             deps.faults.crash_at(FaultPoint::AfterCommit);
-            let (Some(mut booking), Some(method), Some(details)) = (
+            let (Some(booking), Some(method), Some(details)) = (
                 rows.bookings.pop(),
                 rows.payment_methods.pop(),
                 rows.details.pop(),
             ) else {
                 return Some(Err(Conflict::Alone));
             };
-            booking.id = written.id;
-            booking.front_nine_course_id = written.front_nine_course_id;
-            booking.back_nine_course_id = written.back_nine_course_id;
-            Some(reply(
-                booking,
-                method,
-                details,
-                (written.payment_id, written.history_id),
-                at,
-            ))
+            Some(reply_written(booking, method, details, &written, at))
         }
     }
 }

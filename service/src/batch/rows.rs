@@ -9,6 +9,7 @@ use super::{Conflict, Deps, Job, Outcome, DEFAULT_PAYMENT_METHOD};
 use crate::events;
 use crate::faults::PlantedBug;
 use crate::store::batch::{BatchSlot, BatchWrite};
+use crate::store::single::Written;
 use crate::store::{self, BookingRow, HistoryRow, PaymentRow};
 
 /// A caller's answer, built from the rows written for it: the booking, its pending payment and
@@ -26,6 +27,22 @@ pub(super) fn reply(
         .into_wire()
         .and_then(|p| booking.into_response(vec![p], vec![history.into_wire()]))
         .map_err(Conflict::Service)
+}
+
+/// A one-statement path's answer: the booking as built, with the id and courses the statement
+/// gave it.
+pub(super) fn reply_written(
+    mut booking: BookingRow,
+    method: String,
+    details: serde_json::Value,
+    written: &Written,
+    at: chrono::NaiveDateTime,
+) -> Outcome {
+    booking.id = written.id;
+    booking.front_nine_course_id = written.front_nine_course_id;
+    booking.back_nine_course_id = written.back_nine_course_id;
+    let ids = (written.payment_id, written.history_id);
+    reply(booking, method, details, ids, at)
 }
 
 /// Adds one allocated create to the batch's rows: booking, payment method, history details,

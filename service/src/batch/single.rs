@@ -10,7 +10,8 @@
 
 use std::collections::HashSet;
 
-use super::{add, lone, reply, Conflict, Deps, Job, Outcome};
+use super::rows::reply_written;
+use super::{add, lone, Conflict, Deps, Job, Outcome};
 use crate::faults::FaultPoint;
 use crate::store::batch::BatchWrite;
 use crate::store::now;
@@ -88,7 +89,7 @@ pub(super) async fn write(deps: &Deps, jobs: &[&Job]) -> Vec<Option<Outcome>> {
     let mut outcomes: Vec<Option<Outcome>> = jobs.iter().map(|_| None).collect();
     for w in written {
         let item = usize::try_from(w.item).unwrap_or(usize::MAX);
-        let (Some(((mut booking, method), details)), Some(outcome)) = (
+        let (Some(((booking, method), details)), Some(outcome)) = (
             made.get_mut(item).and_then(Option::take),
             outcomes.get_mut(item),
         ) else {
@@ -99,16 +100,7 @@ pub(super) async fn write(deps: &Deps, jobs: &[&Job]) -> Vec<Option<Outcome>> {
             );
             continue;
         };
-        booking.id = w.id;
-        booking.front_nine_course_id = w.front_nine_course_id;
-        booking.back_nine_course_id = w.back_nine_course_id;
-        *outcome = Some(reply(
-            booking,
-            method,
-            details,
-            (w.payment_id, w.history_id),
-            at,
-        ));
+        *outcome = Some(reply_written(booking, method, details, &w, at));
     }
     outcomes
 }

@@ -255,17 +255,6 @@ pub(crate) async fn write(
     })
 }
 
-/// What the statement of a lone create reports: the booking's id and courses, its payment's and
-/// history's ids.
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct LoneWritten {
-    pub(crate) id: i32,
-    pub(crate) front_nine_course_id: Option<i32>,
-    pub(crate) back_nine_course_id: Option<i32>,
-    pub(crate) payment_id: i32,
-    pub(crate) history_id: i32,
-}
-
 /// A lone create in one statement, its own transaction (one round trip, one commit): the slot's
 /// `UPDATE` takes the row lock and re-checks room, status and price on the newest row (READ
 /// COMMITTED re-evaluates its condition after waiting for the lock), and every insert reads the
@@ -278,7 +267,7 @@ pub(crate) async fn write_lone(
     w: &BatchWrite,
     at: NaiveDateTime,
     last_sync_at: NaiveDateTime,
-) -> Result<Option<LoneWritten>> {
+) -> Result<Option<super::single::Written>> {
     let sql = concat!(
         "WITH u AS (UPDATE game_time_slot_cache SET booked_players = booked_players + $2, updated_at = $4, ",
         slot_state_sql!("max_players", "(booked_players + $2)", "false"),
@@ -303,7 +292,8 @@ pub(crate) async fn write_lone(
         "CASE WHEN e.channel = 'events' THEN 'booking:' || b.id ELSE e.lane END ",
         "FROM b, UNNEST($25::uuid[], $26::text[], $27::jsonb[], $28::text[], $29::text[]) ",
         "AS e(id, subject, payload, channel, lane) RETURNING 1) ",
-        "SELECT b.id, b.front_nine_course_id, b.back_nine_course_id, p.id AS payment_id, h.id AS history_id ",
+        "SELECT 0 AS item, b.id, b.front_nine_course_id, b.back_nine_course_id, p.id AS payment_id, ",
+        "h.id AS history_id ",
         "FROM b, p, h"
     );
     let (Some(r), Some(method), Some(details)) = (
@@ -313,7 +303,7 @@ pub(crate) async fn write_lone(
     ) else {
         return Ok(None);
     };
-    let written: Option<LoneWritten> = sqlx::query_as(sql)
+    let written: Option<super::single::Written> = sqlx::query_as(sql)
         .bind(r.game_time_slot_id)
         .bind(r.player_count)
         .bind(r.price_per_person)

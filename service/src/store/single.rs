@@ -26,7 +26,8 @@ pub(crate) struct Expected {
     pub(crate) last_sync_at: NaiveDateTime,
 }
 
-/// One written create: its place in the batch, its booking's id and courses, its payment's and
+/// One create written by a one-statement path (this one, or `batch::write_lone`, whose lone
+/// create is item 0): its place in the batch, its booking's id and courses, its payment's and
 /// history's ids.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct Written {
