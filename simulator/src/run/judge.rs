@@ -107,22 +107,37 @@ fn retries(trace: &Trace, history: &[Attempt], stored: &[Stored], journal: &Jour
         .filter(|op| matches!(&op.action, Action::Create { key: Some(_), .. }))
         .map(|op| op.i)
         .collect();
-    // A refusal counts against I5 only if the booking was already written when it was answered:
-    // an abandoned attempt that commits after its retry was refused is another story.
-    let refusals: Vec<(u32, u32, String)> = history
+    let refusals = refusals_after_write(history, &keyed, &made_at, journal.t0_wall);
+    checker::check_retries(&per_op, &replies, &refusals, trace.header.derived.keyed)
+}
+
+/// The keyed attempts (operation, attempt, code) refused with a `BUS_*` code after their
+/// operation's booking was written (`made_at`, per operation). A refusal counts only if the
+/// booking was written before the service decided it: an abandoned attempt that commits after its
+/// retry was refused is another story. The decision's time is the stamp the service put on its
+/// error reply; only a reply without one is judged by when the client got it. (The arrival can
+/// be much later, a reply buffered through a NATS reconnect or a client starved on a busy
+/// machine: judged by it, a refusal decided before the booking existed could count against I5.)
+fn refusals_after_write(
+    history: &[Attempt],
+    keyed: &HashSet<u32>,
+    made_at: &HashMap<u32, chrono::NaiveDateTime>,
+    t0_wall: chrono::NaiveDateTime,
+) -> Vec<(u32, u32, String)> {
+    history
         .iter()
         .filter(|a| a.outcome == Outcome::Fail && keyed.contains(&a.i))
         .filter(|a| {
-            let answered =
-                journal.t0_wall + chrono::Duration::microseconds((a.end_ms * 1000.0) as i64);
-            made_at.get(&a.i).is_some_and(|at| *at < answered)
+            let decided = a.stamped.map(|t| t.naive_utc()).unwrap_or_else(|| {
+                t0_wall + chrono::Duration::microseconds((a.end_ms * 1000.0) as i64)
+            });
+            made_at.get(&a.i).is_some_and(|at| *at < decided)
         })
         .filter_map(|a| {
             let code = a.code.clone()?;
             code.starts_with("BUS_").then_some((a.i, a.attempt, code))
         })
-        .collect();
-    checker::check_retries(&per_op, &replies, &refusals, trace.header.derived.keyed)
+        .collect()
 }
 
 /// I6: every outbox row delivered once in effect: seat changes applied once by course-stub,
@@ -257,4 +272,49 @@ pub(crate) fn thresholds(trace: &Trace, report: &Report) -> Vec<Check> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(i: u32, end_ms: f64, stamped_ms: Option<i64>, t0: chrono::NaiveDateTime) -> Attempt {
+        Attempt {
+            i,
+            op: "create".into(),
+            attempt: 1,
+            invoke_ms: 0.0,
+            end_ms,
+            outcome: Outcome::Fail,
+            code: Some("BUS_004".into()),
+            number: None,
+            stamped: stamped_ms.map(|ms| (t0 + chrono::Duration::milliseconds(ms)).and_utc()),
+        }
+    }
+
+    #[test]
+    fn a_refusal_counts_against_i5_by_when_the_service_decided_it_not_when_it_arrived() {
+        let t0 = chrono::DateTime::from_timestamp(1_700_000_000, 0)
+            .map(|t| t.naive_utc())
+            .unwrap_or_default();
+        let keyed: HashSet<u32> = [1, 2, 3].into();
+        // Every operation's booking was written 100 ms into the run.
+        let made_at: HashMap<u32, _> = [1, 2, 3]
+            .into_iter()
+            .map(|i| (i, t0 + chrono::Duration::milliseconds(100)))
+            .collect();
+        let history = [
+            // Decided at 50 ms, before the booking existed; the answer arrived at 900 ms.
+            refusal(1, 900.0, Some(50), t0),
+            // Decided at 150 ms, after the booking was written: a refusal of an existing booking.
+            refusal(2, 160.0, Some(150), t0),
+            // No stamp: judged by its arrival, after the write.
+            refusal(3, 120.0, None, t0),
+        ];
+        let counted = refusals_after_write(&history, &keyed, &made_at, t0);
+        assert_eq!(
+            counted,
+            vec![(2, 1, "BUS_004".to_owned()), (3, 1, "BUS_004".to_owned())]
+        );
+    }
 }

@@ -50,6 +50,11 @@ pub struct Attempt {
     /// Booking number the reply named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub number: Option<String>,
+    /// The `timestamp` the service put on its error reply: when it decided, as the service's
+    /// clock read it. The answer may reach the client much later (a reply buffered through a
+    /// NATS reconnect), so I5 judges a refusal by this, not by `end_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamped: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A booking a create made, for later operations on it.
@@ -73,7 +78,8 @@ pub(crate) struct Load {
 /// A call's result: the response, a wire error code, or no answer.
 enum Answer {
     Ok(Value),
-    Fail(String),
+    /// The code, and the error value's own timestamp when it has one.
+    Fail(String, Option<chrono::DateTime<chrono::Utc>>),
     Unknown,
 }
 
@@ -146,14 +152,20 @@ impl Load {
         match self.users.request(subject, data).await {
             Ok(reply) => match reply.outcome {
                 ReplyOutcome::Response(v) => Answer::Ok(v),
-                ReplyOutcome::Err(e) => {
-                    Answer::Fail(e["error"]["code"].as_str().unwrap_or("UNKNOWN").to_owned())
-                }
-                ReplyOutcome::NoHandler(_) => Answer::Fail("NO_HANDLER".into()),
+                ReplyOutcome::Err(e) => Answer::Fail(
+                    e["error"]["code"].as_str().unwrap_or("UNKNOWN").to_owned(),
+                    e["timestamp"]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.with_timezone(&chrono::Utc)),
+                ),
+                ReplyOutcome::NoHandler(_) => Answer::Fail("NO_HANDLER".into(), None),
             },
             // Nobody received it: a definite failure, safe to retry.
-            Err(CallError::NoResponders(_)) => Answer::Fail("NO_RESPONDERS".into()),
-            Err(CallError::Unreadable(..) | CallError::WrongId(_)) => Answer::Fail("DECODE".into()),
+            Err(CallError::NoResponders(_)) => Answer::Fail("NO_RESPONDERS".into(), None),
+            Err(CallError::Unreadable(..) | CallError::WrongId(_)) => {
+                Answer::Fail("DECODE".into(), None)
+            }
             Err(_) => Answer::Unknown,
         }
     }
@@ -231,7 +243,7 @@ impl Load {
     async fn perform(&self, op: Op) {
         let Some((subject, data, attempts, cancels)) = self.request(&op) else {
             let now = self.journal.now_ms();
-            self.record(&op, 0, now, Outcome::Skipped, None, None);
+            self.record(&op, 0, now, Outcome::Skipped, None, None, None);
             return;
         };
         for attempt in 0..attempts {
@@ -258,19 +270,19 @@ impl Load {
                         }
                     }
                     let number = cancels.or(number);
-                    self.record(&op, attempt, invoke, Outcome::Ok, None, number);
+                    self.record(&op, attempt, invoke, Outcome::Ok, None, number, None);
                     return;
                 }
-                Answer::Fail(code) => {
+                Answer::Fail(code, stamped) => {
                     // Unavailable or database trouble: a keyed create tries again with its key.
                     let transient = code.starts_with("SYS_") || code == "NO_RESPONDERS";
-                    self.record(&op, attempt, invoke, Outcome::Fail, Some(code), None);
+                    self.record(&op, attempt, invoke, Outcome::Fail, Some(code), None, stamped);
                     if !transient || last {
                         return;
                     }
                 }
                 Answer::Unknown => {
-                    self.record(&op, attempt, invoke, Outcome::Unknown, None, None);
+                    self.record(&op, attempt, invoke, Outcome::Unknown, None, None, None);
                     if last {
                         return;
                     }
@@ -280,6 +292,7 @@ impl Load {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
         op: &Op,
@@ -288,6 +301,7 @@ impl Load {
         outcome: Outcome,
         code: Option<String>,
         number: Option<String>,
+        stamped: Option<chrono::DateTime<chrono::Utc>>,
     ) {
         let end_ms = self.journal.now_ms();
         if let Ok(mut h) = self.history.lock() {
@@ -300,6 +314,7 @@ impl Load {
                 outcome,
                 code,
                 number,
+                stamped,
             });
         }
     }
@@ -374,6 +389,7 @@ mod tests {
             outcome,
             code: code.map(str::to_owned),
             number: None,
+            stamped: None,
         }
     }
 

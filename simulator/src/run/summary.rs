@@ -298,6 +298,7 @@ mod tests {
                     outcome: Outcome::Ok,
                     code: None,
                     number: None,
+                    stamped: None,
                 }
             })
             .collect();
@@ -334,6 +335,7 @@ mod tests {
                 outcome,
                 code: code.map(str::to_owned),
                 number: None,
+                stamped: None,
             })
             .collect();
         let report = summarise(&trace, "h", &history, Duration::from_secs(2));
