@@ -210,15 +210,28 @@ pub fn check_acknowledged(acks: &[Acknowledged], stored: &HashMap<String, String
     v
 }
 
+/// A keyed attempt refused after its operation's booking was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LateRefusal {
+    /// Operation index.
+    pub op: u32,
+    /// Which attempt.
+    pub attempt: u32,
+    /// The refusal's code.
+    pub code: String,
+    /// How long after the booking was written the service decided the refusal.
+    pub after_ms: i64,
+}
+
 /// I5: no operation (however often retried with its key) made more than one booking, every
 /// successful attempt of one operation saw the same booking, and no keyed attempt was refused
-/// while its key owns a booking. `refusals` lists (operation, attempt, code) of every keyed
-/// attempt answered with a `BUS_*` refusal after the operation's booking was written. `per_op` maps operation index → the
+/// while its key owns a booking. `refusals` lists every keyed attempt answered with a `BUS_*`
+/// refusal decided after the operation's booking was written. `per_op` maps operation index → the
 /// booking numbers stored for it; `replies` maps operation index → numbers its replies carried.
 pub fn check_retries(
     per_op: &HashMap<u32, Vec<String>>,
     replies: &HashMap<u32, Vec<String>>,
-    refusals: &[(u32, u32, String)],
+    refusals: &[LateRefusal],
     keyed_ops: usize,
 ) -> Verdict {
     let mut v = Verdict::new("I5", "a retried create never makes a second booking");
@@ -239,11 +252,11 @@ pub fn check_retries(
             ));
         }
     }
-    for (op, attempt, code) in refusals {
-        if let Some(numbers) = per_op.get(op).filter(|n| !n.is_empty()) {
+    for r in refusals {
+        if let Some(numbers) = per_op.get(&r.op).filter(|n| !n.is_empty()) {
             v.violate(format!(
-                "op {op} attempt {attempt}: refused with {code} although its key made booking {}",
-                numbers[0]
+                "op {} attempt {}: refused with {}, decided {} ms after its key made booking {}",
+                r.op, r.attempt, r.code, r.after_ms, numbers[0]
             ));
         }
     }

@@ -76,11 +76,17 @@ fn a_second_booking_for_one_operation_fails_i5() {
 #[test]
 fn a_refusal_of_a_keyed_attempt_whose_key_owns_a_booking_fails_i5() {
     let per_op = HashMap::from([(4, vec!["BK-a".into()])]);
-    let refused = [(4, 1, "BUS_004".to_owned()), (9, 0, "BUS_004".to_owned())];
+    let late = |op, attempt| LateRefusal {
+        op,
+        attempt,
+        code: "BUS_004".to_owned(),
+        after_ms: 41,
+    };
+    let refused = [late(4, 1), late(9, 0)];
     let v = check_retries(&per_op, &HashMap::new(), &refused, 2);
     assert_eq!(
         v.witnesses,
-        ["op 4 attempt 1: refused with BUS_004 although its key made booking BK-a"]
+        ["op 4 attempt 1: refused with BUS_004, decided 41 ms after its key made booking BK-a"]
     );
 }
 

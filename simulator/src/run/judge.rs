@@ -10,7 +10,9 @@ use course_stub::control::{Control, StubState};
 use super::load::{Attempt, Outcome};
 use super::setup::World;
 use super::Journal;
-use crate::checker::{self, Acknowledged, Deliveries, EventSeen, SlotSnapshot, Verdict};
+use crate::checker::{
+    self, Acknowledged, Deliveries, EventSeen, LateRefusal, SlotSnapshot, Verdict,
+};
 use crate::delivery::{accounted, stranded, stub_slots, with_external};
 use crate::report::{Check, Report};
 use crate::trace::{Action, Trace};
@@ -111,31 +113,34 @@ fn retries(trace: &Trace, history: &[Attempt], stored: &[Stored], journal: &Jour
     checker::check_retries(&per_op, &replies, &refusals, trace.header.derived.keyed)
 }
 
-/// The keyed attempts (operation, attempt, code) refused with a `BUS_*` code after their
-/// operation's booking was written (`made_at`, per operation). A refusal counts only if the
-/// booking was written before the service decided it: an abandoned attempt that commits after its
-/// retry was refused is another story. The decision's time is the stamp the service put on its
-/// error reply; only a reply without one is judged by when the client got it. (The arrival can
-/// be much later, a reply buffered through a NATS reconnect or a client starved on a busy
-/// machine: judged by it, a refusal decided before the booking existed could count against I5.)
+/// The keyed attempts refused with a `BUS_*` code after their operation's booking was written
+/// (`made_at`, per operation). A refusal counts only if the booking was written before the
+/// service decided it: an abandoned attempt that commits after its retry was refused is another
+/// story. The decision's time is the stamp the service put on its error reply; only a reply
+/// without one is judged by when the client got it. (The arrival can be much later, a reply
+/// buffered through a NATS reconnect or a client starved on a busy machine: judged by it, a
+/// refusal decided before the booking existed could count against I5.)
 fn refusals_after_write(
     history: &[Attempt],
     keyed: &HashSet<u32>,
     made_at: &HashMap<u32, chrono::NaiveDateTime>,
     t0_wall: chrono::NaiveDateTime,
-) -> Vec<(u32, u32, String)> {
+) -> Vec<LateRefusal> {
     history
         .iter()
         .filter(|a| a.outcome == Outcome::Fail && keyed.contains(&a.i))
-        .filter(|a| {
+        .filter_map(|a| {
+            let code = a.code.clone().filter(|c| c.starts_with("BUS_"))?;
             let decided = a.stamped.map(|t| t.naive_utc()).unwrap_or_else(|| {
                 t0_wall + chrono::Duration::microseconds((a.end_ms * 1000.0) as i64)
             });
-            made_at.get(&a.i).is_some_and(|at| *at < decided)
-        })
-        .filter_map(|a| {
-            let code = a.code.clone()?;
-            code.starts_with("BUS_").then_some((a.i, a.attempt, code))
+            let made = made_at.get(&a.i).filter(|at| **at < decided)?;
+            Some(LateRefusal {
+                op: a.i,
+                attempt: a.attempt,
+                code,
+                after_ms: (decided - *made).num_milliseconds(),
+            })
         })
         .collect()
 }
@@ -311,10 +316,10 @@ mod tests {
             // No stamp: judged by its arrival, after the write.
             refusal(3, 120.0, None, t0),
         ];
-        let counted = refusals_after_write(&history, &keyed, &made_at, t0);
-        assert_eq!(
-            counted,
-            vec![(2, 1, "BUS_004".to_owned()), (3, 1, "BUS_004".to_owned())]
-        );
+        let counted: Vec<(u32, i64)> = refusals_after_write(&history, &keyed, &made_at, t0)
+            .into_iter()
+            .map(|r| (r.op, r.after_ms))
+            .collect();
+        assert_eq!(counted, [(2, 50), (3, 20)]);
     }
 }

@@ -276,7 +276,15 @@ impl Load {
                 Answer::Fail(code, stamped) => {
                     // Unavailable or database trouble: a keyed create tries again with its key.
                     let transient = code.starts_with("SYS_") || code == "NO_RESPONDERS";
-                    self.record(&op, attempt, invoke, Outcome::Fail, Some(code), None, stamped);
+                    self.record(
+                        &op,
+                        attempt,
+                        invoke,
+                        Outcome::Fail,
+                        Some(code),
+                        None,
+                        stamped,
+                    );
                     if !transient || last {
                         return;
                     }
