@@ -9,6 +9,7 @@
 //! 4. [`judge`]: I1–I6 on the final state; [`summary`] turns the history into the report.
 
 mod judge;
+mod live;
 mod liveness;
 mod load;
 mod nemesis;
