@@ -272,7 +272,8 @@ async fn a_planted_refusal_of_a_keyed_retry_is_caught_on_retry_rush() {
             .clone();
         if !i5.held {
             assert!(
-                i5.witnesses[0].contains("refused with BUS_004 although its key made booking"),
+                i5.witnesses[0].contains("refused with BUS_004, decided")
+                    && i5.witnesses[0].contains("after its key made booking"),
                 "{:?}",
                 i5.witnesses
             );
