@@ -32,7 +32,6 @@ pub mod error;
 mod events;
 pub mod faults;
 mod handlers;
-mod handoff;
 mod idempotency;
 mod metrics;
 #[doc(hidden)]
@@ -296,10 +295,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             max: config.create_batch_max,
             wait: config.create_batch_wait,
             key_ttl: config.idempotency_ttl,
-            handoff: Arc::new(handoff::Handoff::new(
-                usize::try_from(config.outbox_batch).unwrap_or(1).max(1),
-                config.outbox_lease,
-            )),
         },
         config.create_batch_workers,
     );
