@@ -58,6 +58,14 @@ pub struct Attempt {
     pub stamped: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// What an answer said, as an attempt records it (see [`Attempt`]).
+#[derive(Debug, Default)]
+struct Said {
+    code: Option<String>,
+    number: Option<String>,
+    stamped: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// A booking a create made, for later operations on it.
 #[derive(Debug, Clone)]
 struct Made {
@@ -244,7 +252,7 @@ impl Load {
     async fn perform(&self, op: Op) {
         let Some((subject, data, attempts, cancels)) = self.request(&op) else {
             let now = self.journal.now_ms();
-            self.record(&op, 0, now, Outcome::Skipped, None, None, None);
+            self.record(&op, 0, now, Outcome::Skipped, Said::default());
             return;
         };
         for attempt in 0..attempts {
@@ -271,27 +279,28 @@ impl Load {
                         }
                     }
                     let number = cancels.or(number);
-                    self.record(&op, attempt, invoke, Outcome::Ok, None, number, None);
+                    let said = Said {
+                        number,
+                        ..Said::default()
+                    };
+                    self.record(&op, attempt, invoke, Outcome::Ok, said);
                     return;
                 }
                 Answer::Fail(code, stamped) => {
                     // Unavailable or database trouble: a keyed create tries again with its key.
                     let transient = code.starts_with("SYS_") || code == "NO_RESPONDERS";
-                    self.record(
-                        &op,
-                        attempt,
-                        invoke,
-                        Outcome::Fail,
-                        Some(code),
-                        None,
+                    let said = Said {
+                        code: Some(code),
                         stamped,
-                    );
+                        ..Said::default()
+                    };
+                    self.record(&op, attempt, invoke, Outcome::Fail, said);
                     if !transient || last {
                         return;
                     }
                 }
                 Answer::Unknown => {
-                    self.record(&op, attempt, invoke, Outcome::Unknown, None, None, None);
+                    self.record(&op, attempt, invoke, Outcome::Unknown, Said::default());
                     if last {
                         return;
                     }
@@ -301,17 +310,7 @@ impl Load {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &self,
-        op: &Op,
-        attempt: u32,
-        invoke_ms: f64,
-        outcome: Outcome,
-        code: Option<String>,
-        number: Option<String>,
-        stamped: Option<chrono::DateTime<chrono::Utc>>,
-    ) {
+    fn record(&self, op: &Op, attempt: u32, invoke_ms: f64, outcome: Outcome, said: Said) {
         let end_ms = self.journal.now_ms();
         if let Ok(mut h) = self.history.lock() {
             h.push(Attempt {
@@ -321,9 +320,9 @@ impl Load {
                 invoke_ms,
                 end_ms,
                 outcome,
-                code,
-                number,
-                stamped,
+                code: said.code,
+                number: said.number,
+                stamped: said.stamped,
             });
         }
     }
