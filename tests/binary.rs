@@ -110,6 +110,90 @@ async fn a_crash_before_marking_an_event_sent_redelivers_it_and_course_stub_appl
     crash_and_recover("before-mark-sent", true).await;
 }
 
+/// A lone create's `booking.confirmed` row is born leased to its own relay, to be handed over in
+/// process once the statement's answer comes back. A replica that dies right after the commit
+/// (or loses the answer to a hung database link) hands it to nobody: the row waits out that
+/// lease. Born with the claim's 30 s lease, db-blackhole seed 5 converged in 24 s (bound 10 s);
+/// the hand-over's own lease is short.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_booking_event_whose_replica_died_after_the_commit_is_sent_within_the_handoff_lease() {
+    let world = own_world().await;
+    let db = world.database().await.unwrap();
+    let start = chrono::Utc::now().date_naive() + chrono::Duration::days(10);
+    let catalog = course_stub::Catalog::generate(2, &course_stub::CatalogSpec::small(start));
+    let slot = catalog.slots[0].id;
+    // The claim's lease as deployed; the hand-over's is left at its default.
+    let lease = [("OUTBOX_LEASE_MS", "30000")];
+    let mut service = spawn_service(
+        &world,
+        db.url(),
+        &[lease[0], ("FAULT_POINT", "after-commit")],
+    );
+    let client = async_nats::connect(world.nats_url()).await.unwrap();
+    until_serving(&client).await;
+    let _stub = course_stub::start(course_stub::StubConfig {
+        nats_url: world.nats_url().to_owned(),
+        login: Default::default(),
+        seed: 2,
+        catalog,
+        faults: course_stub::Faults::default(),
+        sync_on_start: true,
+    })
+    .await
+    .unwrap();
+    let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+    eventually(
+        "the slot in the replica's copy",
+        Duration::from_secs(30),
+        || async {
+            let answer = ask(
+                &client,
+                subjects::BOOKING_AVAILABILITY,
+                serde_json::json!({"gameId": 1, "date": start.to_string()}),
+            )
+            .await?;
+            (answer["data"].as_array()?.len() == 8).then_some(())
+        },
+    )
+    .await;
+    let request = serde_json::json!({"userId": 78, "gameTimeSlotId": slot, "playerCount": 1,
+        "userEmail": "a@example.com", "userName": "n"});
+    assert!(ask(&client, subjects::BOOKING_CREATE, request)
+        .await
+        .is_none());
+    assert!(!wait_exit(&mut service).success(), "the process crashed");
+    let (leased_for,): (f64,) = sqlx::query_as(
+        "SELECT EXTRACT(EPOCH FROM next_attempt_at - created_at)::float8 FROM outbox_events \
+         WHERE event_type = 'booking.confirmed'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        leased_for > 0.5,
+        "written as a lone create's, born leased ({leased_for} s)"
+    );
+
+    let restarted = Instant::now();
+    let mut service = spawn_service(&world, db.url(), &lease);
+    eventually(
+        "the booking event sent by the restarted replica",
+        Duration::from_secs(8),
+        || async {
+            let status: String = sqlx::query_scalar(
+                "SELECT status::text FROM outbox_events WHERE event_type = 'booking.confirmed'",
+            )
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (status == "SENT").then_some(())
+        },
+    )
+    .await;
+    eprintln!("sent {:?} after the restart", restarted.elapsed());
+    assert!(terminate(&mut service).success());
+}
+
 /// Runs creates from 8 clients while the binary crashes at `point` three times (on the
 /// `FAULT_AFTER`th pass, so other work is in flight), restarting it after each crash and finally
 /// without the fault. Clients retry unanswered creates with the same idempotency key. Afterwards

@@ -88,6 +88,8 @@ pub(crate) struct Deps {
     pub(crate) wait: Duration,
     /// How long a stored idempotency key lives.
     pub(crate) key_ttl: Duration,
+    /// The hand-over of booking events to this replica's relay.
+    pub(crate) handoff: Arc<crate::handoff::Handoff>,
 }
 
 /// The replica's create queue.
@@ -111,6 +113,11 @@ impl std::fmt::Debug for Batches {
 }
 
 impl Batches {
+    /// The hand-over of the one-statement creates' booking events to the relay.
+    pub(crate) fn handoff(&self) -> Arc<crate::handoff::Handoff> {
+        self.deps.handoff.clone()
+    }
+
     /// Starts `workers` batch workers; they stop once every handle is dropped and the queue is
     /// empty.
     pub(crate) fn start(deps: Deps, workers: usize) -> Self {

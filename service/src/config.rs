@@ -78,6 +78,12 @@ pub struct Config {
     /// `OUTBOX_LEASE_MS` (default 30000): how long a claimed row is reserved for its relay; a crashed
     /// relay's rows are retried by another once it runs out.
     pub outbox_lease: Duration,
+    /// `OUTBOX_HANDOFF_LEASE_MS` (default 2000, at most `OUTBOX_LEASE_MS`): how long a booking
+    /// event that a one-statement create hands to its own relay is reserved for it. Short, because
+    /// a write that committed while its answer was lost (the database link hung) was handed to
+    /// nobody: its row waits this long for any relay's claim. A handed row still in hand when it
+    /// runs out may be sent twice (deduplicated by its Nats-Msg-Id).
+    pub outbox_handoff_lease: Duration,
     /// `OUTBOX_MAX_ATTEMPTS` (default 50): attempts after which a row counts as stuck: it is logged
     /// once at ERROR, shown by the `outbox_stuck` gauge, and still retried every
     /// `OUTBOX_RETRY_CAP_MS`. No row is ever given up.
@@ -275,6 +281,7 @@ impl Config {
             outbox_batch: number("OUTBOX_BATCH", 1, 10_000)? as i64,
             outbox_claim_gap: Duration::from_millis(number("OUTBOX_CLAIM_GAP_MS", 0, 10_000)?),
             outbox_lease: millis("OUTBOX_LEASE_MS")?,
+            outbox_handoff_lease: millis("OUTBOX_HANDOFF_LEASE_MS")?,
             outbox_max_attempts: number("OUTBOX_MAX_ATTEMPTS", 1, 1_000_000)? as i32,
             outbox_retry_cap: millis("OUTBOX_RETRY_CAP_MS")?,
             outbox_keep_sent: Duration::from_secs(
@@ -327,6 +334,13 @@ impl Config {
                 "OUTBOX_LEASE_MS ({} ms) must be longer than COURSE_TIMEOUT_MS ({} ms), or a slow delivery is sent twice",
                 config.outbox_lease.as_millis(),
                 config.course_timeout.as_millis()
+            )));
+        }
+        if config.outbox_handoff_lease > config.outbox_lease {
+            return Err(ConfigError(format!(
+                "OUTBOX_HANDOFF_LEASE_MS ({} ms) must not be longer than OUTBOX_LEASE_MS ({} ms)",
+                config.outbox_handoff_lease.as_millis(),
+                config.outbox_lease.as_millis()
             )));
         }
         Ok(config)

@@ -27,7 +27,13 @@ fn to_value(reply: impl Serialize) -> Result<Value> {
 /// Runs the handler of `subject` on `data`; `None` when no handler matches.
 pub(crate) async fn dispatch(app: &App, subject: &str, data: Value) -> Option<Result<Value>> {
     let result = match subject {
-        s::BOOKING_CREATE => wake(app, run(data, |req| create::create(app, req)).await),
+        s::BOOKING_CREATE => {
+            // Its booking event went to the relay by hand, or the path that wrote it asked the
+            // events loop to claim it; only course-service's row waits for a claim here.
+            let result = run(data, |req| create::create(app, req)).await;
+            app.relay_wake.course_rows_written();
+            result
+        }
         s::BOOKING_FIND_BY_ID => run(data, |req| query::find_by_id(app, req)).await,
         s::BOOKING_FIND_BY_NUMBER => run(data, |req| query::find_by_number(app, req)).await,
         s::BOOKING_FIND_BY_USER_ID => run(data, |req| query::find_by_user_id(app, req)).await,

@@ -32,6 +32,7 @@ pub mod error;
 mod events;
 pub mod faults;
 mod handlers;
+mod handoff;
 mod idempotency;
 mod metrics;
 #[doc(hidden)]
@@ -295,6 +296,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             max: config.create_batch_max,
             wait: config.create_batch_wait,
             key_ttl: config.idempotency_ttl,
+            handoff: Arc::new(handoff::Handoff::new(
+                usize::try_from(config.outbox_batch).unwrap_or(1).max(1),
+                config.outbox_handoff_lease,
+            )),
         },
         config.create_batch_workers,
     );

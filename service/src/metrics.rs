@@ -76,6 +76,8 @@ pub(crate) struct Metrics {
     pub(crate) requests_shed: Counter,
     /// Requests answered `SYS_002` because they passed `REQUEST_DEADLINE_MS`.
     pub(crate) requests_past_deadline: Counter,
+    /// Booking events handed to the replica's own relay by the create that wrote them.
+    pub(crate) outbox_handed: Counter,
     /// Messages the NATS client dropped because a subscription's buffer was full.
     pub(crate) nats_slow_consumer: Counter,
     /// Delivered outbox rows deleted by retention.
@@ -108,6 +110,7 @@ impl Default for Metrics {
             replies_too_large: Counter::default(),
             requests_shed: Counter::default(),
             requests_past_deadline: Counter::default(),
+            outbox_handed: Counter::default(),
             nats_slow_consumer: Counter::default(),
             pruned_outbox_rows: Counter::default(),
             pruned_idempotency_keys: Counter::default(),
@@ -172,6 +175,11 @@ impl Default for Metrics {
             "requests_past_deadline",
             "Requests answered SYS_002 because they passed REQUEST_DEADLINE_MS",
             m.requests_past_deadline.clone(),
+        );
+        registry.register(
+            "outbox_rows_handed",
+            "Booking events a create handed to its own relay, sent without a claim",
+            m.outbox_handed.clone(),
         );
         registry.register(
             "nats_slow_consumer",

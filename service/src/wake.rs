@@ -21,6 +21,12 @@ impl RelayWake {
         self.events.notify_one();
     }
 
+    /// Only course-service rows may have been written (a create's booking event is handed to
+    /// the events loop, or that loop is asked to claim it, where it is written).
+    pub(crate) fn course_rows_written(&self) {
+        self.course.notify_one();
+    }
+
     /// Waits for the next wake of the loop serving course-service (`course`) or booking events.
     pub(crate) async fn wait(&self, course: bool) {
         if course {

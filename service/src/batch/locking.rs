@@ -103,6 +103,8 @@ pub(super) async fn commit(deps: &Deps, jobs: &[Job]) -> Result<Vec<Outcome>> {
         return Ok(jobs.iter().map(|_| Err(Conflict::Alone)).collect());
     }
     tx.commit().await.step("committing a create batch")?;
+    // Its booking events are written due: the events loop claims them.
+    deps.handoff.claim_needed();
     deps.metrics.created_by("locking", write.bookings.len());
     deps.faults.crash_at(FaultPoint::AfterCommit);
 

@@ -4,7 +4,9 @@
 //! or rewritten by course-service since it was read), the create goes through the locking path,
 //! which says exactly why.
 
-use super::rows::reply_written;
+use std::time::Duration;
+
+use super::rows::{hand_over, reply_written};
 use super::{add, Conflict, Deps, Job, Outcome};
 use crate::faults::{FaultPoint, PlantedBug};
 use crate::store::batch::{self as sql, BatchSlot, BatchWrite};
@@ -40,7 +42,9 @@ pub(super) async fn write(deps: &Deps, job: &Job) -> Option<Outcome> {
     let mut rows = BatchWrite::default();
     // The booking id is the sequence's: 0 stands in until the statement stamps it.
     add(&mut rows, job, &as_read(slot), 0, deps, at);
-    match sql::write_lone(&deps.pool, &rows, at, slot.last_sync_at).await {
+    let held = deps.handoff.reserve(1);
+    let lease = held.as_ref().map_or(Duration::ZERO, |h| h.lease());
+    match sql::write_lone(&deps.pool, &rows, at, slot.last_sync_at, lease).await {
         Err(e) => {
             tracing::warn!(error = %e, "a lone create failed; it runs again on the locking path");
             Some(Err(Conflict::Alone))
@@ -49,6 +53,7 @@ pub(super) async fn write(deps: &Deps, job: &Job) -> Option<Outcome> {
         Ok(Some(written)) => {
             deps.metrics.created_by("lone", 1);
             deps.faults.crash_at(FaultPoint::AfterCommit);
+            hand_over(deps, held, &rows, std::slice::from_ref(&written));
             let (Some(booking), Some(method), Some(details)) = (
                 rows.bookings.pop(),
                 rows.payment_methods.pop(),

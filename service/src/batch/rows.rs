@@ -128,3 +128,54 @@ pub(super) fn add(
     }
     write.bookings.push(booking);
 }
+
+/// After a one-statement path committed: its booking events go to the relay by hand when room
+/// was reserved for them (`held`), and are claimed otherwise. `written` are the creates the
+/// statement wrote, each found in `rows` by its place (`item`, the id it stood under).
+pub(super) fn hand_over(
+    deps: &Deps,
+    held: Option<crate::handoff::Reservation>,
+    rows: &BatchWrite,
+    written: &[Written],
+) {
+    let Some(held) = held else {
+        deps.handoff.claim_needed();
+        return;
+    };
+    let handed: Vec<_> = written
+        .iter()
+        .filter_map(|w| {
+            let (event_id, _, _, payload, _, _) = rows
+                .events
+                .iter()
+                .find(|e| e.1 == w.item && e.4 == store::outbox::Channel::Events.as_str())?;
+            Some(crate::handoff::confirmed(
+                w.event_row?,
+                *event_id,
+                payload.clone(),
+                w.id,
+            ))
+        })
+        .collect();
+    if handed.len() < written.len() {
+        // Not expected: a written create without its event row in the answer. Its row is leased
+        // to this relay and comes back to a claim when the lease runs out.
+        tracing::error!(
+            written = written.len(),
+            handed = handed.len(),
+            "a one-statement create's booking event was not handed to the relay"
+        );
+    }
+    deps.metrics.outbox_handed.inc_by(handed.len() as u64);
+    let refused = deps.handoff.give(held, handed);
+    if !refused.is_empty() {
+        // The relay stopped (the replica is shutting down): another replica's may take them now.
+        let pool = deps.pool.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store::outbox::release(&pool, &refused).await {
+                tracing::warn!(error = %e, rows = refused.len(),
+                    "could not release booking events the stopped relay was handed; their lease brings them back");
+            }
+        });
+    }
+}

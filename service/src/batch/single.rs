@@ -9,8 +9,9 @@
 //! why the others were refused.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
-use super::rows::reply_written;
+use super::rows::{hand_over, reply_written};
 use super::{add, lone, Conflict, Deps, Job, Outcome};
 use crate::faults::FaultPoint;
 use crate::store::batch::BatchWrite;
@@ -68,7 +69,9 @@ pub(super) async fn write(deps: &Deps, jobs: &[&Job]) -> Vec<Option<Outcome>> {
         let id = i32::try_from(item).unwrap_or(i32::MAX);
         add(&mut rows, job, &lone::as_read(slot), id, deps, at);
     }
-    let written = match sql::write(&deps.pool, &rows, &slots, at).await {
+    let held = deps.handoff.reserve(jobs.len());
+    let lease = held.as_ref().map_or(Duration::ZERO, |h| h.lease());
+    let written = match sql::write(&deps.pool, &rows, &slots, at, lease).await {
         Ok(written) => written,
         Err(e) => {
             tracing::warn!(items = jobs.len(), error = %e, "a one-statement create batch failed; each create runs alone");
@@ -79,6 +82,7 @@ pub(super) async fn write(deps: &Deps, jobs: &[&Job]) -> Vec<Option<Outcome>> {
         deps.metrics.created_by("single", written.len());
         deps.faults.crash_at(FaultPoint::AfterCommit);
     }
+    hand_over(deps, held, &rows, &written);
     let mut made: Vec<_> = rows
         .bookings
         .into_iter()

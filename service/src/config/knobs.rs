@@ -48,6 +48,7 @@ pub(crate) const KNOBS: &[Knob] = &[
     knob("OUTBOX_BATCH", Some("256"), "outbox rows a relay loop has in flight at most"),
     knob("OUTBOX_CLAIM_GAP_MS", Some("20"), "shortest time between two claims of one relay loop (0: none)"),
     knob("OUTBOX_LEASE_MS", Some("30000"), "how long a claimed row is reserved for its relay (longer than COURSE_TIMEOUT_MS)"),
+    knob("OUTBOX_HANDOFF_LEASE_MS", Some("2000"), "how long a booking event handed to its own relay is reserved for it (at most OUTBOX_LEASE_MS)"),
     knob("OUTBOX_MAX_ATTEMPTS", Some("50"), "attempts after which a row counts as stuck (logged, gauged, still retried)"),
     knob("OUTBOX_RETRY_CAP_MS", Some("60000"), "longest wait between two attempts of one row"),
     knob("OUTBOX_KEEP_SENT_HOURS", Some("168"), "delivered outbox rows are kept this long, then pruned"),

@@ -45,6 +45,23 @@ fn defaults_follow_the_design() {
 }
 
 #[test]
+fn a_handed_booking_event_is_never_leased_longer_than_a_claimed_row() {
+    let c = with(&[("DATABASE_URL", "postgres://h/db")]).unwrap();
+    assert_eq!(c.outbox_handoff_lease, Duration::from_secs(2));
+    let err = with(&[
+        ("DATABASE_URL", "postgres://h/db"),
+        ("OUTBOX_LEASE_MS", "6000"),
+        ("OUTBOX_HANDOFF_LEASE_MS", "7000"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("OUTBOX_HANDOFF_LEASE_MS") && err.contains("OUTBOX_LEASE_MS"),
+        "{err}"
+    );
+}
+
+#[test]
 fn nats_credentials_are_read_checked_and_never_printed() {
     let c = with(&[
         ("DATABASE_URL", "postgres://h/db"),

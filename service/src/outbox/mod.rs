@@ -40,7 +40,9 @@ use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
 use crate::app::App;
+use crate::handoff::Handoff;
 pub(crate) use crate::store::outbox::Channel;
+use rows::Claimed;
 use sink::EventSink;
 
 /// Runs both relay loops until `shutdown` turns true; each finishes the rows it has in flight.
@@ -62,7 +64,15 @@ pub(crate) async fn relay(app: Arc<App>, shutdown: watch::Receiver<bool>) {
 /// on its own task (so publishes are pipelined: a row's ack never waits for another's), mark the
 /// rows that settled together SENT in one statement, and sleep until a commit, a settled row or
 /// the poll wakes it. A burst of commits wakes it once: the notifications already buffered are
-/// taken with the first.
+/// taken with the first. The events loop also sends the rows its replica's creates hand over
+/// (`handoff`), without claiming them.
+///
+/// A claim is made only when one may find something: after a wake, a `NOTIFY`, the poll, the
+/// settling of a claimed row (the next row of its lane may go) or a claim that found rows (more
+/// may wait). Handed rows settling do not claim: a loop busy with them would otherwise claim every
+/// `OUTBOX_CLAIM_GAP_MS` for nothing. A row that waits behind a handed row (a `booking.cancelled`
+/// whose confirmation was in hand) is claimed by one more claim after the next handed row
+/// settles, or else by the poll.
 async fn run_channel(
     app: Arc<App>,
     channel: Channel,
@@ -73,35 +83,68 @@ async fn run_channel(
     let mut in_flight = tokio::task::JoinSet::new();
     let mut delivered = Vec::new();
     let mut last_claim = tokio::time::Instant::now();
+    let mut last_record = last_claim;
     let batch = usize::try_from(app.config.outbox_batch).unwrap_or(1).max(1);
+    let handoff = app.batches.handoff();
+    let mut inbox = if channel == Channel::Events {
+        handoff.inbox()
+    } else {
+        None
+    };
+    let takes_handed = inbox.is_some();
+    let mut claim_wanted = Want::News;
+    // A claim for news found nothing while rows were in flight: a handed one may hold it up.
+    let mut behind_handed = false;
+    // The poll ticks whatever else happens: a row whose retry came due is claimed even while
+    // handed rows keep the loop busy.
+    let mut poll = tokio::time::interval(app.config.outbox_poll);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    poll.tick().await;
     loop {
         if *shutdown.borrow() {
             break;
         }
-        // Whatever else settled meanwhile is recorded with it.
+        // Whatever else settled meanwhile is recorded with it, at most once per gap (a loop
+        // busy with handed rows would otherwise mark every few rows in a statement of their own)
+        // unless half a batch is waiting or a claim is due (it must see them SENT).
         while let Some(settled) = in_flight.try_join_next() {
-            delivered.extend(settled.ok().flatten());
+            claim_wanted =
+                claim_wanted.max(took(&mut delivered, settled, &handoff, &mut behind_handed));
         }
-        deliver::record_sent(&app, &delivered).await;
-        delivered.clear();
+        let record_due = last_record + app.config.outbox_claim_gap;
+        if claim_wanted != Want::No
+            || delivered.len() >= batch.div_ceil(2)
+            || tokio::time::Instant::now() >= record_due
+        {
+            deliver::record_sent(&app, &delivered).await;
+            delivered.clear();
+            last_record = tokio::time::Instant::now();
+        }
         // Claim only once half of OUTBOX_BATCH is free: every claim sorts a window of several
         // hundred rows, so one per settled row would pay that sort for a row or two. And at most
         // one claim per gap: what commits meanwhile is claimed together.
         let room = batch.saturating_sub(in_flight.len());
-        let claimed = if room < batch.div_ceil(2) {
+        let claimed = if claim_wanted == Want::No || room < batch.div_ceil(2) {
             Vec::new()
         } else {
             tokio::time::sleep_until(last_claim + app.config.outbox_claim_gap).await;
             last_claim = tokio::time::Instant::now();
-            rows::claim(&app, channel, room).await.unwrap_or_else(|e| {
+            let news = claim_wanted == Want::News;
+            claim_wanted = Want::No;
+            let rows = rows::claim(&app, channel, room).await.unwrap_or_else(|e| {
                 tracing::warn!(channel = channel.as_str(), error = %e, "outbox relay could not claim rows");
                 Vec::new()
-            })
+            });
+            if rows.is_empty() && news && !in_flight.is_empty() && takes_handed {
+                behind_handed = true;
+            }
+            rows
         };
         if !claimed.is_empty() {
+            claim_wanted = Want::News;
             for row in claimed {
                 let (app, events) = (app.clone(), events.clone());
-                in_flight.spawn(async move { deliver::settle(&app, &events, row).await });
+                in_flight.spawn(async move { (false, deliver::settle(&app, &events, row).await) });
             }
             continue;
         }
@@ -116,24 +159,100 @@ async fn run_channel(
                 None => std::future::pending().await,
             }
         };
+        let handed = async {
+            match inbox.as_mut() {
+                Some(inbox) => inbox.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             // A settled row frees room, and may let the next row of its lane go.
             Some(settled) = in_flight.join_next(), if !in_flight.is_empty() => {
-                delivered.extend(settled.ok().flatten());
+                claim_wanted = claim_wanted.max(took(&mut delivered, settled, &handoff, &mut behind_handed));
             }
-            _ = app.relay_wake.wait(channel == Channel::Course) => {}
-            _ = listened => {}
-            _ = tokio::time::sleep(app.config.outbox_poll) => {}
+            Some(row) = handed => send_handed(&app, &events, &mut in_flight, row),
+            _ = app.relay_wake.wait(channel == Channel::Course) => claim_wanted = Want::News,
+            _ = handoff.claims_needed(), if takes_handed => claim_wanted = Want::News,
+            _ = listened => claim_wanted = Want::News,
+            _ = poll.tick() => claim_wanted = Want::News,
+            _ = tokio::time::sleep_until(last_record + app.config.outbox_claim_gap),
+                if !delivered.is_empty() => {}
             _ = shutdown.changed() => {}
+        }
+        // Rows handed over together go out together.
+        while let Some(row) = inbox.as_mut().and_then(|i| i.try_recv().ok()) {
+            send_handed(&app, &events, &mut in_flight, row);
         }
         if listener.is_none() {
             listener = listen(&app).await;
         }
     }
+    // Rows handed over before the stop are sent too: nobody else may take them before their
+    // lease runs out. Those handed over after it are given back to a claim (`Handoff::give`).
+    if let Some(inbox) = inbox.as_mut() {
+        inbox.close();
+    }
+    while let Some(row) = inbox.as_mut().and_then(|i| i.try_recv().ok()) {
+        send_handed(&app, &events, &mut in_flight, row);
+    }
     while let Some(settled) = in_flight.join_next().await {
-        delivered.extend(settled.ok().flatten());
+        took(&mut delivered, settled, &handoff, &mut behind_handed);
     }
     deliver::record_sent(&app, &delivered).await;
+}
+
+/// Whether the loop should claim, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Want {
+    /// Nothing new can be claimable.
+    No,
+    /// A handed row settled after a claim for news found nothing: one more look, which does not
+    /// ask for another if it finds nothing either.
+    Recheck,
+    /// Rows were written, re-driven or came due, or a claimed row settled (the next row of its
+    /// lane may go), or the last claim found rows (more may wait).
+    News,
+}
+
+/// A delivery task's result: (handed over, the id to mark SENT).
+type Settled = Result<(bool, Option<i64>), tokio::task::JoinError>;
+
+/// Keeps a settled row's id for the SENT mark and frees a handed row's room; says whether that
+/// calls for a claim.
+fn took(
+    delivered: &mut Vec<i64>,
+    settled: Settled,
+    handoff: &Handoff,
+    behind_handed: &mut bool,
+) -> Want {
+    match settled {
+        Ok((handed, id)) => {
+            delivered.extend(id);
+            if !handed {
+                Want::News
+            } else {
+                handoff.settled();
+                if std::mem::take(behind_handed) {
+                    Want::Recheck
+                } else {
+                    Want::No
+                }
+            }
+        }
+        // A delivery task panicked: its row's lease brings it back.
+        Err(_) => Want::News,
+    }
+}
+
+/// Sends a handed row on its own task, as a claimed one.
+fn send_handed(
+    app: &Arc<App>,
+    events: &Arc<EventSink>,
+    in_flight: &mut tokio::task::JoinSet<(bool, Option<i64>)>,
+    row: Claimed,
+) {
+    let (app, events) = (app.clone(), events.clone());
+    in_flight.spawn(async move { (true, deliver::settle(&app, &events, row).await) });
 }
 
 /// `LISTEN outbox_events` on a connection of its own (none if the database refuses).

@@ -3,21 +3,11 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::Channel;
 use crate::app::App;
 use crate::error::{Result, StepExt as _};
 
-/// A claimed row.
-#[derive(Debug, sqlx::FromRow)]
-pub(super) struct Claimed {
-    pub(super) id: i64,
-    pub(super) event_id: uuid::Uuid,
-    pub(super) event_type: String,
-    pub(super) payload: Value,
-    pub(super) retry_count: i32,
-}
+pub(crate) use crate::store::outbox::Claimed;
 
 /// The due rows of one channel that head both their lane and their booking (see the module docs),
 /// found in a bounded window: the channel's first `$3` PENDING rows by id that are not held behind

@@ -261,12 +261,14 @@ pub(crate) async fn write(
 /// booking from it, so nothing is written unless the seats were taken. The booking id comes from
 /// the sequence and is stamped into the events' lane and `bookingId`. `None`: nothing was written
 /// (full, closed, price changed, course-service's fields rewritten since `last_sync_at`, or no
-/// such slot); the locking path then says which.
+/// such slot); the locking path then says which. The booking event is due `lease` after now: a
+/// lease of its own replica's relay, to which it is handed over (zero: due now, for a claim).
 pub(crate) async fn write_lone(
     pool: &sqlx::PgPool,
     w: &BatchWrite,
     at: NaiveDateTime,
     last_sync_at: NaiveDateTime,
+    lease: std::time::Duration,
 ) -> Result<Option<super::single::Written>> {
     let sql = concat!(
         "WITH u AS (UPDATE game_time_slot_cache SET booked_players = booked_players + $2, updated_at = $4, ",
@@ -285,15 +287,17 @@ pub(crate) async fn write_lone(
         "SELECT id, $17, $23, 'PENDING'::\"PaymentStatus\", $4, $4 FROM b RETURNING id), ",
         "h AS (INSERT INTO booking_history (booking_id, action, details, user_id, created_at) ",
         "SELECT id, 'CREATED', $24, $6, $4 FROM b RETURNING id), ",
-        "o AS (INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, event_type, payload, channel, lane) ",
+        "o AS (INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, event_type, payload, channel, ",
+        "lane, next_attempt_at) ",
         "SELECT e.id, 'Booking', b.id::text, e.subject, ",
         "CASE WHEN e.payload ? 'bookingId' THEN jsonb_set(e.payload, '{bookingId}', to_jsonb(b.id)) ",
         "ELSE e.payload END, e.channel, ",
-        "CASE WHEN e.channel = 'events' THEN 'booking:' || b.id ELSE e.lane END ",
+        "CASE WHEN e.channel = 'events' THEN 'booking:' || b.id ELSE e.lane END, ",
+        "CASE WHEN e.channel = 'events' THEN now() + $31 ELSE now() END ",
         "FROM b, UNNEST($25::uuid[], $26::text[], $27::jsonb[], $28::text[], $29::text[]) ",
-        "AS e(id, subject, payload, channel, lane) RETURNING 1) ",
+        "AS e(id, subject, payload, channel, lane) RETURNING id, channel) ",
         "SELECT 0 AS item, b.id, b.front_nine_course_id, b.back_nine_course_id, p.id AS payment_id, ",
-        "h.id AS history_id ",
+        "h.id AS history_id, (SELECT o.id FROM o WHERE o.channel = 'events' LIMIT 1) AS event_row ",
         "FROM b, p, h"
     );
     let (Some(r), Some(method), Some(details)) = (
@@ -334,6 +338,7 @@ pub(crate) async fn write_lone(
         .bind(w.events.iter().map(|e| e.4).collect::<Vec<_>>())
         .bind(w.events.iter().map(|e| e.5.clone()).collect::<Vec<_>>())
         .bind(last_sync_at)
+        .bind(lease)
         .fetch_optional(pool)
         .await
         .step("writing a lone booking")?;

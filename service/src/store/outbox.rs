@@ -1,6 +1,8 @@
 //! The writing side of the transactional outbox: the rows a booking change queues in its own
 //! transaction (book/release for course-service, booking events for consumers), each with the
-//! relay loop (`channel`) and the ordering lane it belongs to. The relay is in `outbox/`.
+//! relay loop (`channel`) and the ordering lane it belongs to; a row as it goes to delivery
+//! ([`Claimed`]), and the release of rows handed to a relay that had stopped. The relay is in
+//! `outbox/`.
 
 use contracts::course::SlotSeats;
 use serde::Serialize;
@@ -97,5 +99,27 @@ pub(crate) async fn enqueue(
     .execute(&mut **tx)
     .await
     .step("queueing the events")?;
+    Ok(())
+}
+
+/// A row on its way to delivery: claimed by a relay, or handed to it by the create that wrote it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct Claimed {
+    pub(crate) id: i64,
+    pub(crate) event_id: uuid::Uuid,
+    pub(crate) event_type: String,
+    pub(crate) payload: Value,
+    pub(crate) retry_count: i32,
+}
+
+/// Gives leased rows back to any relay's claim at once (rows handed to a relay that had stopped).
+pub(crate) async fn release(pool: &sqlx::PgPool, ids: &[i64]) -> Result<()> {
+    sqlx::query(
+        "UPDATE outbox_events SET next_attempt_at = now() WHERE id = ANY($1) AND status = 'PENDING'",
+    )
+    .bind(ids)
+    .execute(pool)
+    .await
+    .step("releasing handed outbox rows")?;
     Ok(())
 }

@@ -37,16 +37,19 @@ pub(crate) struct Written {
     pub(crate) back_nine_course_id: Option<i32>,
     pub(crate) payment_id: i32,
     pub(crate) history_id: i32,
+    /// Its `booking.confirmed` outbox row.
+    pub(crate) event_row: Option<i64>,
 }
 
 /// Writes the creates of `w` (each booking's `id`, and its outbox rows' booking id, is its place
 /// in the batch) whose slot in `slots` still has room for all of that slot's seats; the written
-/// ones come back.
+/// ones come back. Booking events are due `lease` after now (see `write_lone`).
 pub(crate) async fn write(
     pool: &sqlx::PgPool,
     w: &BatchWrite,
     slots: &[Expected],
     at: NaiveDateTime,
+    lease: std::time::Duration,
 ) -> Result<Vec<Written>> {
     let sql = concat!(
         "WITH l AS MATERIALIZED (SELECT game_time_slot_id FROM game_time_slot_cache ",
@@ -69,22 +72,27 @@ pub(crate) async fn write(
         "SELECT bid, total, pay_method, 'PENDING'::\"PaymentStatus\", $28, $28 FROM x RETURNING id, booking_id), ",
         "h AS (INSERT INTO booking_history (booking_id, action, details, user_id, created_at) ",
         "SELECT bid, 'CREATED', details, user_id, $28 FROM x RETURNING id, booking_id), ",
-        "o AS (INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, event_type, payload, channel, lane) ",
+        "o AS (INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, event_type, payload, channel, ",
+        "lane, next_attempt_at) ",
         "SELECT e.id, 'Booking', x.bid::text, e.subject, ",
         "CASE WHEN e.payload ? 'bookingId' THEN jsonb_set(e.payload, '{bookingId}', to_jsonb(x.bid)) ",
         "ELSE e.payload END, e.channel, ",
-        "CASE WHEN e.channel = 'events' THEN 'booking:' || x.bid ELSE e.lane END ",
+        "CASE WHEN e.channel = 'events' THEN 'booking:' || x.bid ELSE e.lane END, ",
+        "CASE WHEN e.channel = 'events' THEN now() + $39 ELSE now() END ",
         "FROM UNNEST($29::uuid[], $30::int4[], $31::text[], $32::jsonb[], $33::text[], $34::text[]) ",
-        "AS e(id, item, subject, payload, channel, lane) JOIN x ON x.id = e.item) ",
+        "AS e(id, item, subject, payload, channel, lane) JOIN x ON x.id = e.item ",
+        "RETURNING id, aggregate_id, channel) ",
         "SELECT x.id AS item, x.bid AS id, x.front AS front_nine_course_id, x.back AS back_nine_course_id, ",
-        "p.id AS payment_id, h.id AS history_id ",
-        "FROM x JOIN p ON p.booking_id = x.bid JOIN h ON h.booking_id = x.bid"
+        "p.id AS payment_id, h.id AS history_id, o.id AS event_row ",
+        "FROM x JOIN p ON p.booking_id = x.bid JOIN h ON h.booking_id = x.bid ",
+        "LEFT JOIN o ON o.channel = 'events' AND o.aggregate_id = x.bid::text"
     );
     let written: Vec<Written> = bind_rows(sqlx::query_as(sql), w, at)
         .bind(slots.iter().map(|s| s.slot_id).collect::<Vec<_>>())
         .bind(slots.iter().map(|s| s.seats).collect::<Vec<_>>())
         .bind(slots.iter().map(|s| s.price).collect::<Vec<_>>())
         .bind(slots.iter().map(|s| s.last_sync_at).collect::<Vec<_>>())
+        .bind(lease)
         .fetch_all(pool)
         .await
         .step("writing a batch in one statement")?;
