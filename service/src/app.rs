@@ -39,7 +39,7 @@ pub(crate) struct App {
     /// The group-commit queue of `booking.create`.
     pub(crate) batches: Batches,
     /// Wakes this replica's outbox relay after its own writes.
-    pub(crate) relay_wake: RelayWake,
+    pub(crate) relay_wake: Arc<RelayWake>,
 }
 
 impl App {

@@ -90,6 +90,8 @@ pub(crate) struct Deps {
     pub(crate) key_ttl: Duration,
     /// The hand-over of booking events to this replica's relay.
     pub(crate) handoff: Arc<crate::handoff::Handoff>,
+    /// The replica's relay, woken for booking events written due (not handed over).
+    pub(crate) relay_wake: Arc<crate::wake::RelayWake>,
 }
 
 /// The replica's create queue.

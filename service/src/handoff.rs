@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::store::outbox::Claimed;
 
@@ -31,8 +31,6 @@ pub(crate) struct Handoff {
     inbox: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Claimed>>>,
     /// Rows in hand (reserved, queued or in flight) at most.
     room: Arc<Semaphore>,
-    /// Booking events were written due (not handed over): the events loop claims.
-    claims: Notify,
     /// How far ahead a handed row's lease reaches.
     lease: Duration,
 }
@@ -45,7 +43,6 @@ impl Handoff {
             rows,
             inbox: std::sync::Mutex::new(Some(inbox)),
             room: Arc::new(Semaphore::new(capacity)),
-            claims: Notify::new(),
             lease,
         }
     }
@@ -85,16 +82,6 @@ impl Handoff {
     /// A handed row's delivery settled: its room is free again.
     pub(crate) fn settled(&self) {
         self.room.add_permits(1);
-    }
-
-    /// Booking events were written due: the events loop should claim them.
-    pub(crate) fn claim_needed(&self) {
-        self.claims.notify_one();
-    }
-
-    /// Waits until [`Handoff::claim_needed`].
-    pub(crate) async fn claims_needed(&self) {
-        self.claims.notified().await;
     }
 
     /// The events loop's end of the hand-over (taken once).

@@ -288,6 +288,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config.fault_after,
         config.planted_bug,
     ));
+    let relay_wake = Arc::new(wake::RelayWake::default());
     let batches = batch::Batches::start(
         batch::Deps {
             pool: pool.clone(),
@@ -300,6 +301,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 usize::try_from(config.outbox_batch).unwrap_or(1).max(1),
                 config.outbox_handoff_lease,
             )),
+            relay_wake: relay_wake.clone(),
         },
         config.create_batch_workers,
     );
@@ -314,7 +316,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config,
         pool: pool.clone(),
         relay_pool,
-        relay_wake: wake::RelayWake::default(),
+        relay_wake,
         nats: nats.clone(),
     });
     let (shutdown, signal) = watch::channel(false);

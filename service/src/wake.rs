@@ -27,6 +27,11 @@ impl RelayWake {
         self.course.notify_one();
     }
 
+    /// Only booking events were written due (not handed over): the events loop claims them.
+    pub(crate) fn event_rows_written(&self) {
+        self.events.notify_one();
+    }
+
     /// Waits for the next wake of the loop serving course-service (`course`) or booking events.
     pub(crate) async fn wait(&self, course: bool) {
         if course {

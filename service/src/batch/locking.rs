@@ -104,7 +104,7 @@ pub(super) async fn commit(deps: &Deps, jobs: &[Job]) -> Result<Vec<Outcome>> {
     }
     tx.commit().await.step("committing a create batch")?;
     // Its booking events are written due: the events loop claims them.
-    deps.handoff.claim_needed();
+    deps.relay_wake.event_rows_written();
     deps.metrics.created_by("locking", write.bookings.len());
     deps.faults.crash_at(FaultPoint::AfterCommit);
 

@@ -139,7 +139,7 @@ pub(super) fn hand_over(
     written: &[Written],
 ) {
     let Some(held) = held else {
-        deps.handoff.claim_needed();
+        deps.relay_wake.event_rows_written();
         return;
     };
     let handed: Vec<_> = written

@@ -238,7 +238,7 @@ async fn insert(
         }
     }
     tx.commit().await.step("committing the booking")?;
-    app.batches.handoff().claim_needed();
+    app.relay_wake.event_rows_written();
     app.metrics.created_by("alone", 1);
     app.faults.crash_at(FaultPoint::AfterCommit);
     Ok(booking.into_response(vec![payment.into_wire()?], vec![history.into_wire()])?)

@@ -172,7 +172,6 @@ async fn run_channel(
             }
             Some(row) = handed => send_handed(&app, &events, &mut in_flight, row),
             _ = app.relay_wake.wait(channel == Channel::Course) => claim_wanted = Want::News,
-            _ = handoff.claims_needed(), if takes_handed => claim_wanted = Want::News,
             _ = listened => claim_wanted = Want::News,
             _ = poll.tick() => claim_wanted = Want::News,
             _ = tokio::time::sleep_until(last_record + app.config.outbox_claim_gap),
