@@ -22,24 +22,16 @@ async fn sigterm_stops_a_serving_binary_cleanly() {
     assert!(exit.success(), "{exit}");
 }
 
-/// Crashes the binary at `point`, restarts it without the fault, and checks that the booking is
-/// durable and its book event reached course-stub exactly once.
-async fn crash_and_recover(point: &str, expect_reply: bool) {
-    let world = own_world().await;
-    let db = world.database().await.unwrap();
+/// Starts course-stub on a seeded catalogue ten days ahead (it syncs on start) and waits until the
+/// service's cache holds game 1's slots of that day; the stub (keep it alive) and a slot to book.
+async fn serve_catalogue(
+    world: &World,
+    client: &async_nats::Client,
+) -> (course_stub::RunningStub, i32) {
     let start = chrono::Utc::now().date_naive() + chrono::Duration::days(10);
     let catalog = course_stub::Catalog::generate(2, &course_stub::CatalogSpec::small(start));
     let slot = catalog.slots[0].id;
-    // Rows the crashing relay had leased (the other channel's, in flight at the crash) come back
-    // when its lease runs out: 2 s here, well inside the waits below.
-    let mut service = spawn_service(
-        &world,
-        db.url(),
-        &[("FAULT_POINT", point), ("OUTBOX_LEASE_MS", "2000")],
-    );
-    let client = async_nats::connect(world.nats_url()).await.unwrap();
-    until_serving(&client).await;
-    let _stub = course_stub::start(course_stub::StubConfig {
+    let stub = course_stub::start(course_stub::StubConfig {
         nats_url: world.nats_url().to_owned(),
         login: Default::default(),
         seed: 2,
@@ -49,14 +41,12 @@ async fn crash_and_recover(point: &str, expect_reply: bool) {
     })
     .await
     .unwrap();
-    let request = serde_json::json!({"userId": 77, "gameTimeSlotId": slot, "playerCount": 2,
-        "userEmail": "a@example.com", "userName": "n"});
     eventually(
         "the catalogue in the cache",
         Duration::from_secs(30),
         || async {
             let answer = ask(
-                &client,
+                client,
                 subjects::BOOKING_AVAILABILITY,
                 serde_json::json!({"gameId": 1, "date": start.to_string()}),
             )
@@ -65,6 +55,26 @@ async fn crash_and_recover(point: &str, expect_reply: bool) {
         },
     )
     .await;
+    (stub, slot)
+}
+
+/// Crashes the binary at `point`, restarts it without the fault, and checks that the booking is
+/// durable and its book event reached course-stub exactly once.
+async fn crash_and_recover(point: &str, expect_reply: bool) {
+    let world = own_world().await;
+    let db = world.database().await.unwrap();
+    // Rows the crashing relay had leased (the other channel's, in flight at the crash) come back
+    // when its lease runs out: 2 s here, well inside the waits below.
+    let mut service = spawn_service(
+        &world,
+        db.url(),
+        &[("FAULT_POINT", point), ("OUTBOX_LEASE_MS", "2000")],
+    );
+    let client = async_nats::connect(world.nats_url()).await.unwrap();
+    until_serving(&client).await;
+    let (_stub, slot) = serve_catalogue(&world, &client).await;
+    let request = serde_json::json!({"userId": 77, "gameTimeSlotId": slot, "playerCount": 2,
+        "userEmail": "a@example.com", "userName": "n"});
     let reply = ask(&client, subjects::BOOKING_CREATE, request).await;
     assert_eq!(reply.is_some(), expect_reply, "{point}: reply {reply:?}");
     let exit = wait_exit(&mut service);
@@ -119,9 +129,6 @@ async fn a_crash_before_marking_an_event_sent_redelivers_it_and_course_stub_appl
 async fn a_booking_event_whose_replica_died_after_the_commit_is_sent_within_the_handoff_lease() {
     let world = own_world().await;
     let db = world.database().await.unwrap();
-    let start = chrono::Utc::now().date_naive() + chrono::Duration::days(10);
-    let catalog = course_stub::Catalog::generate(2, &course_stub::CatalogSpec::small(start));
-    let slot = catalog.slots[0].id;
     // The claim's lease as deployed; the hand-over's is left at its default.
     let lease = [("OUTBOX_LEASE_MS", "30000")];
     let mut service = spawn_service(
@@ -131,31 +138,8 @@ async fn a_booking_event_whose_replica_died_after_the_commit_is_sent_within_the_
     );
     let client = async_nats::connect(world.nats_url()).await.unwrap();
     until_serving(&client).await;
-    let _stub = course_stub::start(course_stub::StubConfig {
-        nats_url: world.nats_url().to_owned(),
-        login: Default::default(),
-        seed: 2,
-        catalog,
-        faults: course_stub::Faults::default(),
-        sync_on_start: true,
-    })
-    .await
-    .unwrap();
+    let (_stub, slot) = serve_catalogue(&world, &client).await;
     let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
-    eventually(
-        "the slot in the replica's copy",
-        Duration::from_secs(30),
-        || async {
-            let answer = ask(
-                &client,
-                subjects::BOOKING_AVAILABILITY,
-                serde_json::json!({"gameId": 1, "date": start.to_string()}),
-            )
-            .await?;
-            (answer["data"].as_array()?.len() == 8).then_some(())
-        },
-    )
-    .await;
     let request = serde_json::json!({"userId": 78, "gameTimeSlotId": slot, "playerCount": 1,
         "userEmail": "a@example.com", "userName": "n"});
     assert!(ask(&client, subjects::BOOKING_CREATE, request)
