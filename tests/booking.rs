@@ -846,3 +846,24 @@ async fn an_idempotency_key_expires_after_its_time() {
     );
     assert_eq!(app.cached_booked(140).await, 2);
 }
+
+/// `DB_POOL_SIZE` counts the connections requests are served with: the relay's listeners hold
+/// connections of their own for good, and when they took theirs from this pool a service with
+/// one or two connections answered nothing (every request `SYS_002` after the pool's wait).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_with_one_database_connection_answers() {
+    let app = spawn_app_with(AppOptions {
+        configure: |c| c.db_pool_size = 1,
+        ..AppOptions::default()
+    })
+    .await;
+    app.seed_slot(&slot(701, 1, 10, 8), &game(1)).await;
+    for user in 1..=3 {
+        let booking = app
+            .call(s::BOOKING_CREATE, create_request(user, 701, 2))
+            .await
+            .ok();
+        assert_eq!(booking["data"]["playerCount"], 2, "{booking}");
+    }
+    assert_eq!(app.booked_sum(701).await, 6);
+}

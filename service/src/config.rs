@@ -17,7 +17,8 @@ pub struct Config {
     pub service_name: String,
     /// `QUEUE_GROUP` (default `booking-service`): replicas in one group share requests.
     pub queue_group: String,
-    /// `DB_POOL_SIZE` (default 16): PostgreSQL connections.
+    /// `DB_POOL_SIZE` (default 16): PostgreSQL connections for requests and create batches (the
+    /// relay has up to four more of its own, and one per channel it listens on).
     pub db_pool_size: u32,
     /// `DB_ACQUIRE_TIMEOUT_MS` (default 5000): longest wait for a pooled connection.
     pub db_acquire_timeout: Duration,

@@ -19,7 +19,7 @@ pub(crate) const KNOBS: &[Knob] = &[
     knob("SERVICE_NAME", Some("booking-service"), "NATS client name and log field"),
     knob("QUEUE_GROUP", Some("booking-service"), "replicas in one queue group share requests"),
     knob("HTTP_ADDR", Some("0.0.0.0:8080"), "/metrics, /healthz, /readyz, /outbox (port 0 picks one)"),
-    knob("DB_POOL_SIZE", Some("16"), "PostgreSQL connections (1-1000)"),
+    knob("DB_POOL_SIZE", Some("16"), "PostgreSQL connections for requests (1-1000); the relay adds up to 6 of its own"),
     knob("DB_ACQUIRE_TIMEOUT_MS", Some("5000"), "longest wait for a pooled connection"),
     knob("REQUEST_DEADLINE_MS", Some("10000"), "longest a request is worked on; past it the caller gets SYS_002 at once (the database, or course-service, did not answer), though the work may still complete"),
     knob("COURSE_TIMEOUT_MS", Some("5000"), "per-call timeout to course-service"),
