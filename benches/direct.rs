@@ -6,6 +6,8 @@ use crate::GAME;
 /// The service's create transaction as plain SQL (warm cache, no idempotency key): lock the slot,
 /// read the game, insert booking, payment, history and two outbox rows, update the cache, commit.
 pub async fn direct_create(pool: &sqlx::PgPool, user: i32, slot: i32) -> anyhow::Result<()> {
+    // Awaited to the end, never cancelled: the service's own hazard (store::begin) is not here.
+    #[allow(clippy::disallowed_methods)]
     let mut tx = pool.begin().await?;
     let (max, booked, price): (i32, i32, i64) = sqlx::query_as(
         "SELECT max_players, booked_players, price::int8 FROM game_time_slot_cache \

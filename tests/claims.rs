@@ -74,6 +74,7 @@ async fn a_claim_reads_its_window_not_the_backlog() {
     let limit = 256_usize;
     let window = booking_service::claim_window(limit);
     for channel in ["events", "course"] {
+        #[allow(clippy::disallowed_methods)] // never cancelled
         let mut tx = pool.begin().await.unwrap();
         let (plan,): (Value,) = sqlx::query_as(&format!(
             "EXPLAIN (ANALYZE, FORMAT JSON) {}",

@@ -59,6 +59,7 @@ async fn a_flood_of_large_bodies_while_handlers_are_stalled_keeps_memory_bounded
     };
     let before = peak_rss(pid);
     // Stall every handler: findById waits on the lock; 600 of them fill the 512 in flight.
+    #[allow(clippy::disallowed_methods)] // the test's own blocker, never cancelled
     let mut blocker = pool.begin().await.unwrap();
     sqlx::query("LOCK TABLE bookings IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *blocker)

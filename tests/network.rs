@@ -119,3 +119,68 @@ async fn a_slow_database_is_slow_not_wrong() {
     assert_eq!(booking["data"]["playerCount"], 2, "{booking}");
     assert_eq!(app.booked_sum(602).await, 2);
 }
+
+/// A transaction whose `BEGIN` was sent but whose answer never came back in time (the request's
+/// deadline dropped it) must not leave its connection inside that transaction: the next borrower's
+/// one-statement create would run in it, be answered, and vanish when the session ends. That is
+/// how `db-blackhole` seed 1 once lost an acknowledged create (sqlx 0.8.6 raises its transaction
+/// depth only once `BEGIN` is answered, so a cancelled `begin()` queues no `ROLLBACK`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_cancelled_during_its_begin_does_not_swallow_the_next_write() {
+    let app = spawn_app_with(AppOptions {
+        db_proxy: true,
+        // One connection, so the create after the cancel gets the connection the cancel had.
+        configure: |c| {
+            c.request_deadline = Duration::from_millis(900);
+            c.db_pool_size = 1;
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    let proxy = app.db_proxy.as_ref().unwrap();
+    let slot = slot(603, 6, 10, 4);
+    app.seed_slot(&slot, &game(6)).await;
+    assert!(not_found(&until(&app, Duration::ZERO, not_found).await));
+    // The pool checks a connection coming back before it is idle again (one round trip, after
+    // the answer went out): let that finish before the link slows down.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // 300 ms each way: the pool's check of its idle connection is back at 600 ms, the `BEGIN`
+    // is sent then and its answer is due at 1200 ms, after the 900 ms deadline. A cancel of a
+    // booking that does not exist opens its transaction first thing.
+    proxy.set(Mode::Latency {
+        min_ms: 300,
+        max_ms: 300,
+    });
+    let answer = app
+        .call(s::BOOKING_CANCEL, json!({"id": 987_654, "userId": 1}))
+        .await;
+    assert_eq!(answer.code(), ErrorCode::Database, "{answer:?}");
+    proxy.set(Mode::Pass);
+    // The late answers drain from the connection.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let booking = app
+        .call(s::BOOKING_CREATE, create_request(3, 603, 2))
+        .await
+        .ok();
+    let id = booking["data"]["id"].as_i64().unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM bookings WHERE id = $1")
+        .bind(i32::try_from(id).unwrap())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let stuck: Vec<String> = sqlx::query_scalar(
+        "SELECT query FROM pg_stat_activity \
+         WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        stored, 1,
+        "booking {id} was acknowledged but is not stored; sessions idle in a transaction: {stuck:?}"
+    );
+    assert!(
+        stuck.is_empty(),
+        "sessions idle in a transaction: {stuck:?}"
+    );
+}

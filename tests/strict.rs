@@ -392,6 +392,7 @@ async fn a_stop_answers_every_request_already_queued() {
         .await
         .ok();
     // Stall the handlers: the first two wait on the lock, the rest wait in the subscription.
+    #[allow(clippy::disallowed_methods)] // the test's own blocker, never cancelled
     let mut blocker = app.pool.begin().await.unwrap();
     sqlx::query("LOCK TABLE bookings IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *blocker)

@@ -140,7 +140,9 @@ impl ReadThrough<'_> {
         .await;
         match fetched {
             Ok((slot, game)) => {
-                let mut tx = self.pool.begin().await.step("starting the cache refresh")?;
+                let mut tx = crate::store::begin(self.pool)
+                    .await
+                    .step("starting the cache refresh")?;
                 if let Some(game) = &game {
                     upsert_game(&mut *tx, &game.into()).await?;
                 }

@@ -14,7 +14,9 @@ use crate::store::now;
 
 /// The batch's transaction; one outcome per job, in order.
 pub(super) async fn commit(deps: &Deps, jobs: &[Job]) -> Result<Vec<Outcome>> {
-    let mut tx = deps.pool.begin().await.step("starting a create batch")?;
+    let mut tx = crate::store::begin(&deps.pool)
+        .await
+        .step("starting a create batch")?;
     let mut slot_ids: Vec<i32> = jobs.iter().map(|j| j.slot.game_time_slot_id).collect();
     slot_ids.sort_unstable();
     slot_ids.dedup();

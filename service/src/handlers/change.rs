@@ -19,7 +19,7 @@ pub(crate) async fn cancel(
     app: &App,
     req: CancelBookingRequest,
 ) -> Result<Success<BookingResponse>> {
-    let mut tx = app.pool.begin().await.step("starting the cancel")?;
+    let mut tx = store::begin(&app.pool).await.step("starting the cancel")?;
     let booking = store::lock_booking(&mut tx, req.id).await?;
     if booking.user_id != req.user_id {
         return Err(ServiceError::Forbidden(
@@ -112,7 +112,7 @@ pub(crate) async fn update(
             "userId: the caller is required to update a booking".into(),
         ));
     }
-    let mut tx = app.pool.begin().await.step("starting the update")?;
+    let mut tx = store::begin(&app.pool).await.step("starting the update")?;
     let booking = store::lock_booking(&mut tx, req.id).await?;
     if req.user_id.is_some_and(|user| user != booking.user_id) {
         return Err(ServiceError::Forbidden(

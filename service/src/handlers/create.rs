@@ -160,7 +160,7 @@ async fn insert(
     slot: &SlotRow,
     fingerprint: &str,
 ) -> std::result::Result<BookingResponse, Conflict> {
-    let mut tx = app.pool.begin().await.step("starting the booking")?;
+    let mut tx = store::begin(&app.pool).await.step("starting the booking")?;
     let lock = !app.faults.planted(PlantedBug::SkipRowLock);
     let locked = store::lock_slot(&mut tx, slot.game_time_slot_id, lock).await?;
     if locked.last_sync_at != slot.last_sync_at {

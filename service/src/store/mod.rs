@@ -18,6 +18,23 @@ use crate::error::{Result, ServiceError, StepExt as _};
 pub(crate) use rows::{BookingRow, HistoryRow, PaymentRow, SlotRow, BOOKING_COLUMNS, SLOT_COLUMNS};
 pub(crate) use writes::*;
 
+/// Opens a transaction on a connection of `pool` in a way a cancelled caller cannot leave open.
+///
+/// sqlx 0.8.6 counts a transaction as open only once `BEGIN` is answered, so a caller dropped
+/// while `BEGIN` is on the wire (a request past its deadline, a hung database) queues no
+/// `ROLLBACK`: the connection goes back to the pool inside that transaction and the next
+/// borrower's one-statement writes run in it, are answered, and are lost with the session. Here
+/// `BEGIN` runs in a task of its own that finishes whoever waits: a transaction nobody takes is
+/// dropped open, which queues its `ROLLBACK` before the connection is pooled again.
+pub(crate) async fn begin(
+    pool: &sqlx::PgPool,
+) -> std::result::Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let conn = pool.acquire().await?;
+    tokio::spawn(sqlx::Transaction::begin(conn, None))
+        .await
+        .map_err(|_| sqlx::Error::WorkerCrashed)?
+}
+
 /// Now, in the precision and zone the reference stores (milliseconds, UTC, no zone).
 pub(crate) fn now() -> NaiveDateTime {
     let now = Utc::now().naive_utc();
