@@ -1,5 +1,6 @@
 //! What the bench reads from the running service between points: its outbox backlog, its own
-//! count of creates per committed batch, and its peak memory.
+//! count of creates per committed batch, and its peak memory; and the machine's busy CPU time, to
+//! put a CPU cost on each create.
 
 use std::time::{Duration, Instant};
 
@@ -61,4 +62,24 @@ impl Bench {
             .ok()?;
         Some(kib / 1024.0)
     }
+}
+
+/// CPU time the whole machine has spent busy so far (every core, every process: user, system,
+/// interrupts, steal), in ms, from `/proc/stat`; `None` where that is not readable. The bench
+/// runs alone on its machine, so the busy time across a run divided by its bookings is what one
+/// booking costs the whole stack, load generator included, however fast the machine is that day.
+pub fn machine_busy_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is inside user already).
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum();
+    // /proc/stat counts in USER_HZ, 100 per second on Linux whatever the kernel's own tick.
+    Some(busy as f64 * 10.0)
 }

@@ -48,6 +48,8 @@ struct Round {
     direct: Figures,
     /// Creates per committed batch during the service's run (the service's own histogram).
     mean_batch: Option<f64>,
+    /// The machine's busy CPU ms per booking during the service's run and pgbench's.
+    cpu_ms: (Option<f64>, Option<f64>),
 }
 
 impl Round {
@@ -102,6 +104,26 @@ impl Point {
     fn mean_batch(&self) -> Option<f64> {
         self.median_by(|r| r.service.throughput).mean_batch
     }
+
+    /// The median over rounds of the machine's CPU ms per booking: (service, pgbench).
+    fn cpu_ms(&self) -> (Option<f64>, Option<f64>) {
+        let median = |side: fn(&Round) -> Option<f64>| {
+            let mut all: Vec<f64> = self.rounds.iter().filter_map(side).collect();
+            all.sort_by(f64::total_cmp);
+            all.get(all.len() / 2).copied()
+        };
+        (median(|r| r.cpu_ms.0), median(|r| r.cpu_ms.1))
+    }
+}
+
+/// Busy CPU ms per booking between two readings of [`benches::machine_busy_ms`].
+fn per_booking(before: Option<f64>, after: Option<f64>, figures: &Figures) -> Option<f64> {
+    let (before, after) = (before?, after?);
+    (figures.ops > 0).then(|| (after - before) / figures.ops as f64)
+}
+
+fn cpu_cell(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2}"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -160,16 +182,20 @@ fn main() -> anyhow::Result<()> {
                 backlog: (0, None),
             };
             for _ in 0..rounds {
+                let busy = benches::machine_busy_ms();
                 let pgbench = benches::pgbench::run(bench.quiet.url(), clients, secs, &dir)?;
+                let pgbench_cpu = per_booking(busy, benches::machine_busy_ms(), &pgbench);
                 bench.direct_clients(clients).await?;
                 let direct = bench
                     .measure(Route::Direct, clients, Duration::from_secs(secs))
                     .await?;
                 bench.direct_clients(1).await?;
                 let batched_before = bench.batched_so_far().await;
+                let busy = benches::machine_busy_ms();
                 let service = bench
                     .measure(Route::Service, clients, Duration::from_secs(secs))
                     .await?;
+                let service_cpu = per_booking(busy, benches::machine_busy_ms(), &service);
                 let mean_batch = match (batched_before, bench.batched_so_far().await) {
                     (Some((c0, b0)), Some((c1, b1))) if b1 > b0 => Some((c1 - c0) / (b1 - b0)),
                     _ => None,
@@ -181,6 +207,7 @@ fn main() -> anyhow::Result<()> {
                     pgbench,
                     direct,
                     mean_batch,
+                    cpu_ms: (service_cpu, pgbench_cpu),
                 });
             }
             points.push(point);
@@ -199,8 +226,8 @@ fn main() -> anyhow::Result<()> {
     })?;
     let (rtt_p50, rtt_p99) = rtt;
     let mut md = String::from(
-        "| clients | service ops/s | pgbench tps (same SQL) | Rust direct ops/s | service ÷ faster (rounds' range) | service p50 ms | service p99 ms | pgbench avg ms | direct p50 ms | creates per commit | outbox unsent at end | sent all in ms |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| clients | service ops/s | pgbench tps (same SQL) | Rust direct ops/s | service ÷ faster (rounds' range) | service p50 ms | service p99 ms | pgbench avg ms | direct p50 ms | CPU ms per booking: service / pgbench | creates per commit | outbox unsent at end | sent all in ms |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for p in &points {
         let (service, pgbench, direct) = (p.service(), p.pgbench(), p.direct());
@@ -210,9 +237,10 @@ fn main() -> anyhow::Result<()> {
         } else {
             String::new()
         };
+        let (service_cpu, pgbench_cpu) = p.cpu_ms();
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.0} | {:.0} | **{ratio:.2}**{range} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+            "| {} | {:.0} | {:.0} | {:.0} | **{ratio:.2}**{range} | {:.2} | {:.2} | {:.2} | {:.2} | {} / {} | {} | {} | {} |",
             service.clients,
             service.throughput,
             pgbench.throughput,
@@ -221,6 +249,8 @@ fn main() -> anyhow::Result<()> {
             service.p99_ms,
             pgbench.p50_ms,
             direct.p50_ms,
+            cpu_cell(service_cpu),
+            cpu_cell(pgbench_cpu),
             p.mean_batch().map_or_else(|| "-".to_owned(), |b| format!("{b:.1}")),
             p.backlog.0,
             p.backlog
@@ -256,7 +286,10 @@ fn main() -> anyhow::Result<()> {
          spread over 256 slots. pgbench and the Rust direct path run the same transaction on a \
          quiet database of the same server (no relay attached); the load generator shares the \
          machine's cores with everything it measures. Each point runs the three in turn, in \
-         rounds; figures are the median round's, the ratio the median of the rounds' own ratios.\n",
+         rounds; figures are the median round's, the ratio the median of the rounds' own ratios. \
+         CPU ms per booking is the whole machine's busy time during a run (every process, the \
+         load generator and pgbench's client included) over its bookings: the service's also \
+         carries its relay and NATS, pgbench's carries neither.\n",
     );
     println!("\n{md}");
     std::fs::create_dir_all(&dir)?;
@@ -271,7 +304,9 @@ fn main() -> anyhow::Result<()> {
                 "rounds": p.rounds.iter().map(|r| serde_json::json!({
                     "service": r.service.throughput, "pgbench": r.pgbench.throughput,
                     "direct": r.direct.throughput, "ratio_to_faster": r.ratio(),
-                    "creates_per_commit": r.mean_batch})).collect::<Vec<_>>(),
+                    "creates_per_commit": r.mean_batch,
+                    "cpu_ms_per_booking": {"service": r.cpu_ms.0, "pgbench": r.cpu_ms.1}})).collect::<Vec<_>>(),
+                "cpu_ms_per_booking": {"service": p.cpu_ms().0, "pgbench": p.cpu_ms().1},
                 "creates_per_commit": p.mean_batch(), "outbox_unsent_at_end": p.backlog.0,
                 "outbox_sent_all_ms": p.backlog.1})
         }).collect::<Vec<_>>(),
