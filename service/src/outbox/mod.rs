@@ -258,9 +258,7 @@ fn send_handed(
 /// one of `DB_POOL_SIZE`'s: a listener holds its connection for good, and taking it from the
 /// requests' pool left a service with `DB_POOL_SIZE=1` nothing to answer with.
 async fn listen(app: &App) -> Option<PgListener> {
-    let own = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(app.config.db_acquire_timeout)
+    let own = crate::pool_options(1, app.config.db_acquire_timeout)
         .connect_lazy_with((*app.pool.connect_options()).clone());
     let mut listener = PgListener::connect_with(&own).await.ok()?;
     listener.listen("outbox_events").await.ok()?;
