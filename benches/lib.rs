@@ -11,7 +11,7 @@ pub mod pgbench;
 mod setup;
 
 pub use direct::direct_create;
-pub use observe::machine_busy_ms;
+pub use observe::{machine_busy_ms, process_busy_ms, CPU_PARTS};
 pub use setup::quiet_database;
 use setup::{roomy_stub_slots, seed};
 

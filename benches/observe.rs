@@ -83,3 +83,60 @@ pub fn machine_busy_ms() -> Option<f64> {
     // /proc/stat counts in USER_HZ, 100 per second on Linux whatever the kernel's own tick.
     Some(busy as f64 * 10.0)
 }
+
+/// Who spent a run's CPU: the processes the bench names (booking-service, nats-server, PostgreSQL's
+/// processes, the bench itself as load generator) and the rest of the machine.
+pub const CPU_PARTS: [&str; 5] = [
+    "booking-service",
+    "nats-server",
+    "postgres",
+    "load generator",
+    "other",
+];
+
+/// CPU time (user + system, ms) each of [`CPU_PARTS`] but "other" has spent so far, summed over
+/// its processes' `/proc/<pid>/stat`, each with its reaped children's (a PostgreSQL backend that
+/// exits between two readings is then still counted, in the postmaster's); the machine's
+/// [`machine_busy_ms`] minus these is "other".
+pub fn process_busy_ms() -> [f64; 4] {
+    let own = std::process::id().to_string();
+    let mut sums = [0.0; 4];
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return sums;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces or parentheses, so split at the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let part = match comm {
+            _ if pid == own => 3,
+            "booking-service" => 0,
+            "nats-server" => 1,
+            "postgres" => 2,
+            _ => continue,
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // After the comm: state is field 0, then utime, stime, cutime, cstime at 11 to 14 (fields
+        // 14 to 17 of proc(5)).
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        sums[part] += (11..=14).map(ticks).sum::<u64>() as f64 * 10.0;
+    }
+    sums
+}

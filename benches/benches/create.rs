@@ -50,6 +50,8 @@ struct Round {
     mean_batch: Option<f64>,
     /// The machine's busy CPU ms per booking during the service's run and pgbench's.
     cpu_ms: (Option<f64>, Option<f64>),
+    /// The service run's CPU ms per booking by [`benches::CPU_PARTS`].
+    cpu_parts: Option<[f64; 5]>,
 }
 
 impl Round {
@@ -122,6 +124,24 @@ fn per_booking(before: Option<f64>, after: Option<f64>, figures: &Figures) -> Op
     (figures.ops > 0).then(|| (after - before) / figures.ops as f64)
 }
 
+/// The service run's CPU ms per booking split by [`benches::CPU_PARTS`]: each named part's own
+/// time between two readings, and the rest of the machine's `total` as "other".
+fn split(
+    total: Option<f64>,
+    before: [f64; 4],
+    after: [f64; 4],
+    figures: &Figures,
+) -> Option<[f64; 5]> {
+    let total = total?;
+    let ops = (figures.ops > 0).then_some(figures.ops as f64)?;
+    let mut parts = [0.0; 5];
+    for i in 0..4 {
+        parts[i] = (after[i] - before[i]) / ops;
+    }
+    parts[4] = (total - parts[..4].iter().sum::<f64>()).max(0.0);
+    Some(parts)
+}
+
 fn cpu_cell(ms: Option<f64>) -> String {
     ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2}"))
 }
@@ -192,10 +212,12 @@ fn main() -> anyhow::Result<()> {
                 bench.direct_clients(1).await?;
                 let batched_before = bench.batched_so_far().await;
                 let busy = benches::machine_busy_ms();
+                let parts = benches::process_busy_ms();
                 let service = bench
                     .measure(Route::Service, clients, Duration::from_secs(secs))
                     .await?;
                 let service_cpu = per_booking(busy, benches::machine_busy_ms(), &service);
+                let cpu_parts = split(service_cpu, parts, benches::process_busy_ms(), &service);
                 let mean_batch = match (batched_before, bench.batched_so_far().await) {
                     (Some((c0, b0)), Some((c1, b1))) if b1 > b0 => Some((c1 - c0) / (b1 - b0)),
                     _ => None,
@@ -208,6 +230,7 @@ fn main() -> anyhow::Result<()> {
                     direct,
                     mean_batch,
                     cpu_ms: (service_cpu, pgbench_cpu),
+                    cpu_parts,
                 });
             }
             points.push(point);
@@ -258,6 +281,24 @@ fn main() -> anyhow::Result<()> {
                 .map_or_else(|| "not within 30 s".to_owned(), |ms| format!("{ms:.0}")),
         );
     }
+    md.push_str("\nWhere a service booking's CPU goes (ms per booking, the median round's service run):\n\n| clients |");
+    for part in benches::CPU_PARTS {
+        let _ = write!(md, " {part} |");
+    }
+    md.push_str("\n|---:|");
+    md.push_str(&"---:|".repeat(benches::CPU_PARTS.len()));
+    md.push('\n');
+    for p in &points {
+        let round = p.median_by(|r| r.service.throughput);
+        let _ = write!(md, "| {} |", round.service.clients);
+        match round.cpu_parts {
+            Some(parts) => parts.iter().for_each(|ms| {
+                let _ = write!(md, " {ms:.3} |");
+            }),
+            None => md.push_str(&" - |".repeat(benches::CPU_PARTS.len())),
+        }
+        md.push('\n');
+    }
     md.push_str(
         "\n| hot-slot rush | settled in ms | seats sold (of 4) | refused | never answered |\n|---:|---:|---:|---:|---:|\n",
     );
@@ -307,6 +348,9 @@ fn main() -> anyhow::Result<()> {
                     "creates_per_commit": r.mean_batch,
                     "cpu_ms_per_booking": {"service": r.cpu_ms.0, "pgbench": r.cpu_ms.1}})).collect::<Vec<_>>(),
                 "cpu_ms_per_booking": {"service": p.cpu_ms().0, "pgbench": p.cpu_ms().1},
+                "service_cpu_ms_per_booking_by_process": p.median_by(|r| r.service.throughput).cpu_parts
+                    .map(|parts| benches::CPU_PARTS.iter().zip(parts).map(|(k, v)| ((*k).to_owned(), serde_json::json!(v)))
+                        .collect::<serde_json::Map<_, _>>()),
                 "creates_per_commit": p.mean_batch(), "outbox_unsent_at_end": p.backlog.0,
                 "outbox_sent_all_ms": p.backlog.1})
         }).collect::<Vec<_>>(),
