@@ -85,7 +85,8 @@ pub fn machine_busy_ms() -> Option<f64> {
 }
 
 /// Who spent a run's CPU: the processes the bench names (booking-service, nats-server, PostgreSQL's
-/// processes, the bench itself as load generator) and the rest of the machine.
+/// processes, each by its process name; the bench itself as load generator) and the rest of the
+/// machine.
 pub const CPU_PARTS: [&str; 5] = [
     "booking-service",
     "nats-server",
@@ -119,13 +120,15 @@ pub fn process_busy_ms() -> [f64; 4] {
         let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
             continue;
         };
+        // The first three parts are named as the processes call themselves.
         let comm = &stat[open + 1..close];
-        let part = match comm {
-            _ if pid == own => 3,
-            "booking-service" => 0,
-            "nats-server" => 1,
-            "postgres" => 2,
-            _ => continue,
+        let part = if pid == own {
+            3
+        } else {
+            match CPU_PARTS[..3].iter().position(|&name| name == comm) {
+                Some(part) => part,
+                None => continue,
+            }
         };
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
         // After the comm: state is field 0, then utime, stime, cutime, cstime at 11 to 14 (fields

@@ -107,6 +107,11 @@ impl Point {
         self.median_by(|r| r.service.throughput).mean_batch
     }
 
+    /// The median round's service run, its CPU ms per booking by [`benches::CPU_PARTS`].
+    fn cpu_parts(&self) -> Option<[f64; 5]> {
+        self.median_by(|r| r.service.throughput).cpu_parts
+    }
+
     /// The median over rounds of the machine's CPU ms per booking: (service, pgbench).
     fn cpu_ms(&self) -> (Option<f64>, Option<f64>) {
         let median = |side: fn(&Round) -> Option<f64>| {
@@ -211,8 +216,9 @@ fn main() -> anyhow::Result<()> {
                     .await?;
                 bench.direct_clients(1).await?;
                 let batched_before = bench.batched_so_far().await;
-                let busy = benches::machine_busy_ms();
+                // The processes' scan first, so its own CPU stays outside the machine's reading.
                 let parts = benches::process_busy_ms();
+                let busy = benches::machine_busy_ms();
                 let service = bench
                     .measure(Route::Service, clients, Duration::from_secs(secs))
                     .await?;
@@ -289,9 +295,8 @@ fn main() -> anyhow::Result<()> {
     md.push_str(&"---:|".repeat(benches::CPU_PARTS.len()));
     md.push('\n');
     for p in &points {
-        let round = p.median_by(|r| r.service.throughput);
-        let _ = write!(md, "| {} |", round.service.clients);
-        match round.cpu_parts {
+        let _ = write!(md, "| {} |", p.service().clients);
+        match p.cpu_parts() {
             Some(parts) => parts.iter().for_each(|ms| {
                 let _ = write!(md, " {ms:.3} |");
             }),
@@ -348,7 +353,7 @@ fn main() -> anyhow::Result<()> {
                     "creates_per_commit": r.mean_batch,
                     "cpu_ms_per_booking": {"service": r.cpu_ms.0, "pgbench": r.cpu_ms.1}})).collect::<Vec<_>>(),
                 "cpu_ms_per_booking": {"service": p.cpu_ms().0, "pgbench": p.cpu_ms().1},
-                "service_cpu_ms_per_booking_by_process": p.median_by(|r| r.service.throughput).cpu_parts
+                "service_cpu_ms_per_booking_by_process": p.cpu_parts()
                     .map(|parts| benches::CPU_PARTS.iter().zip(parts).map(|(k, v)| ((*k).to_owned(), serde_json::json!(v)))
                         .collect::<serde_json::Map<_, _>>()),
                 "creates_per_commit": p.mean_batch(), "outbox_unsent_at_end": p.backlog.0,
