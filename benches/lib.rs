@@ -11,7 +11,9 @@ pub mod pgbench;
 mod setup;
 
 pub use direct::direct_create;
-pub use observe::{machine_busy_ms, process_busy_ms, CPU_PARTS};
+pub use observe::{
+    db_time, machine_busy_ms, process_busy_ms, reset_db_time, DbTime, ServiceSums, CPU_PARTS,
+};
 pub use setup::quiet_database;
 use setup::{roomy_stub_slots, seed};
 
@@ -47,6 +49,8 @@ pub struct Figures {
     pub throughput: f64,
     /// Median, ms.
     pub p50_ms: f64,
+    /// Mean, ms.
+    pub mean_ms: f64,
     /// 99th percentile, ms.
     pub p99_ms: f64,
 }
@@ -59,6 +63,8 @@ pub struct Bench {
     pub pool: sqlx::PgPool,
     /// A quiet database (same schema and slots, no relay attached) for the direct baselines.
     pub quiet: world::TestDatabase,
+    /// One connection on it, for its statement statistics.
+    pub quiet_stats: sqlx::PgPool,
     /// A pool on it for the Rust direct path, one connection per client (made for each point, so
     /// that idle connections never crowd out `pgbench`'s).
     quiet_pool: std::sync::Mutex<sqlx::PgPool>,
@@ -128,6 +134,12 @@ impl Bench {
                         _ => (k, v),
                     })
                     .collect(),
+                // Statement statistics, for where PostgreSQL's time goes (same server for both
+                // sides, so the cost of keeping them falls on both).
+                pg_settings: vec![(
+                    "shared_preload_libraries".into(),
+                    "pg_stat_statements".into(),
+                )],
                 ..StackOptions::default()
             },
             log_dir,
@@ -138,6 +150,9 @@ impl Bench {
             .connect(stack.db.url())
             .await?;
         seed(&pool).await?;
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .execute(&pool)
+            .await?;
         let client = stack.client().await?;
         let service_slots = roomy_stub_slots(&pool, &client).await?;
         let quiet = quiet_database(&stack.world).await?;
@@ -145,10 +160,18 @@ impl Bench {
             .max_connections(2)
             .connect(quiet.url())
             .await?;
+        let quiet_stats = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(quiet.url())
+            .await?;
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .execute(&quiet_stats)
+            .await?;
         Ok(Self {
             stack,
             pool,
             quiet,
+            quiet_stats,
             quiet_pool: std::sync::Mutex::new(quiet_pool),
             client,
             service_slots,
@@ -305,6 +328,7 @@ impl Bench {
             ops: all.len(),
             throughput: all.len() as f64 / wall,
             p50_ms: all.value_at_quantile(0.5) as f64 / 1000.0,
+            mean_ms: all.mean() / 1000.0,
             p99_ms: all.value_at_quantile(0.99) as f64 / 1000.0,
         })
     }

@@ -1,10 +1,83 @@
 //! What the bench reads from the running service between points: its outbox backlog, its own
-//! count of creates per committed batch, and its peak memory; and the machine's busy CPU time, to
-//! put a CPU cost on each create.
+//! histograms (creates per committed batch, a create's time in the replica and writing), its peak
+//! memory, and PostgreSQL's statement execution time by kind (`pg_stat_statements`); and the
+//! machine's busy CPU time, to put a CPU cost on each create.
 
 use std::time::{Duration, Instant};
 
 use crate::Bench;
+
+/// (sum, count) of three of the service's histograms at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceSums {
+    /// Creates per committed batch.
+    pub batched: (f64, f64),
+    /// A create's time in the replica, seconds.
+    pub in_replica: (f64, f64),
+    /// A create's time being written, seconds.
+    pub writing: (f64, f64),
+}
+
+impl ServiceSums {
+    /// Means over what happened between `self` and `later`: creates per batch, and ms in the
+    /// replica and writing per create.
+    pub fn means_until(&self, later: &ServiceSums) -> (Option<f64>, Option<f64>, Option<f64>) {
+        let mean = |a: (f64, f64), b: (f64, f64), scale: f64| {
+            (b.1 > a.1).then(|| (b.0 - a.0) / (b.1 - a.1) * scale)
+        };
+        (
+            mean(self.batched, later.batched, 1.0),
+            mean(self.in_replica, later.in_replica, 1000.0),
+            mean(self.writing, later.writing, 1000.0),
+        )
+    }
+}
+
+/// PostgreSQL's statement execution time in one database over a run (`pg_stat_statements`), ms:
+/// the relay's statements (those on `outbox_events` that write no new row: claims, SENT marks,
+/// retries) and the rest (the requests' own, creates' writes among them), and how many ran.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct DbTime {
+    /// The requests' statements (every statement but the relay's).
+    pub requests_ms: f64,
+    /// The outbox relay's statements.
+    pub relay_ms: f64,
+    /// Statements executed.
+    pub statements: f64,
+}
+
+/// Forgets every database's statement statistics (a new run starts from zero); `false` where
+/// `pg_stat_statements` is not loaded.
+pub async fn reset_db_time(pool: &sqlx::PgPool) -> bool {
+    sqlx::query("SELECT pg_stat_statements_reset()")
+        .execute(pool)
+        .await
+        .is_ok()
+}
+
+/// What the statements of `pool`'s database executed since the last [`reset_db_time`].
+pub async fn db_time(pool: &sqlx::PgPool) -> Option<DbTime> {
+    let rows: Vec<(String, f64, i64)> = sqlx::query_as(
+        "SELECT query, total_exec_time, calls FROM pg_stat_statements \
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_all(pool)
+    .await
+    .ok()?;
+    let mut t = DbTime::default();
+    for (query, ms, calls) in rows {
+        if query.contains("pg_stat_statements") {
+            continue;
+        }
+        t.statements += calls as f64;
+        if query.contains("outbox_events") && !query.contains("INSERT INTO") {
+            t.relay_ms += ms;
+        } else {
+            t.requests_ms += ms;
+        }
+    }
+    Some(t)
+}
 
 impl Bench {
     /// The relay's backlog when a point ends: rows not yet sent (PENDING), and how long the relay
@@ -28,9 +101,9 @@ impl Bench {
         Ok((at_end, None))
     }
 
-    /// The service's own count of creates committed in batches so far: (creates, batches), from
-    /// its `create_batch_size` histogram on `/metrics`; `None` if the endpoint does not answer.
-    pub async fn batched_so_far(&self) -> Option<(f64, f64)> {
+    /// The service's own histograms so far, from `/metrics` (`None` if the endpoint does not
+    /// answer): creates per committed batch, and a create's time in the replica and writing.
+    pub async fn service_sums(&self) -> Option<ServiceSums> {
         let addr = self.stack.http_addrs().first()?;
         let text = reqwest::get(format!("http://{addr}/metrics"))
             .await
@@ -42,10 +115,17 @@ impl Bench {
             text.lines()
                 .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
         };
-        Some((
-            value("create_batch_size_sum")?,
-            value("create_batch_size_count")?,
-        ))
+        let pair = |name: &str| {
+            Some((
+                value(&format!("{name}_sum"))?,
+                value(&format!("{name}_count"))?,
+            ))
+        };
+        Some(ServiceSums {
+            batched: pair("create_batch_size")?,
+            in_replica: pair("create_seconds")?,
+            writing: pair("create_write_seconds")?,
+        })
     }
 
     /// The service process's peak resident memory (VmHWM), MiB.

@@ -48,6 +48,11 @@ struct Round {
     direct: Figures,
     /// Creates per committed batch during the service's run (the service's own histogram).
     mean_batch: Option<f64>,
+    /// Mean ms a create spent in the replica (message taken to reply sent) and, of that, being
+    /// written (group commit's queue included), from the service's own histograms.
+    in_replica_ms: (Option<f64>, Option<f64>),
+    /// PostgreSQL's statement execution during the service's run (its database) and pgbench's.
+    db: (Option<benches::DbTime>, Option<benches::DbTime>),
     /// The machine's busy CPU ms per booking during the service's run and pgbench's.
     cpu_ms: (Option<f64>, Option<f64>),
     /// The service run's CPU ms per booking by [`benches::CPU_PARTS`].
@@ -105,6 +110,16 @@ impl Point {
 
     fn mean_batch(&self) -> Option<f64> {
         self.median_by(|r| r.service.throughput).mean_batch
+    }
+
+    /// The median round's statement execution: (service, pgbench).
+    fn db(&self) -> (Option<benches::DbTime>, Option<benches::DbTime>) {
+        self.median_by(|r| r.service.throughput).db
+    }
+
+    /// The median round's service run: mean ms per create in the replica, and writing.
+    fn in_replica_ms(&self) -> (Option<f64>, Option<f64>) {
+        self.median_by(|r| r.service.throughput).in_replica_ms
     }
 
     /// The median round's service run, its CPU ms per booking by [`benches::CPU_PARTS`].
@@ -207,27 +222,32 @@ fn main() -> anyhow::Result<()> {
                 backlog: (0, None),
             };
             for _ in 0..rounds {
+                benches::reset_db_time(&bench.quiet_stats).await;
                 let busy = benches::machine_busy_ms();
                 let pgbench = benches::pgbench::run(bench.quiet.url(), clients, secs, &dir)?;
                 let pgbench_cpu = per_booking(busy, benches::machine_busy_ms(), &pgbench);
+                let pgbench_db = benches::db_time(&bench.quiet_stats).await;
                 bench.direct_clients(clients).await?;
                 let direct = bench
                     .measure(Route::Direct, clients, Duration::from_secs(secs))
                     .await?;
                 bench.direct_clients(1).await?;
-                let batched_before = bench.batched_so_far().await;
+                let sums_before = bench.service_sums().await;
                 // The processes' scan first, so its own CPU stays outside the machine's reading.
                 let parts = benches::process_busy_ms();
+                benches::reset_db_time(&bench.pool).await;
                 let busy = benches::machine_busy_ms();
                 let service = bench
                     .measure(Route::Service, clients, Duration::from_secs(secs))
                     .await?;
                 let service_cpu = per_booking(busy, benches::machine_busy_ms(), &service);
                 let cpu_parts = split(service_cpu, parts, benches::process_busy_ms(), &service);
-                let mean_batch = match (batched_before, bench.batched_so_far().await) {
-                    (Some((c0, b0)), Some((c1, b1))) if b1 > b0 => Some((c1 - c0) / (b1 - b0)),
-                    _ => None,
-                };
+                let (mean_batch, in_replica, writing) =
+                    match (sums_before, bench.service_sums().await) {
+                        (Some(a), Some(b)) => a.means_until(&b),
+                        _ => (None, None, None),
+                    };
+                let service_db = benches::db_time(&bench.pool).await;
                 // Each round starts with the outbox drained, as the first did.
                 point.backlog = bench.outbox_backlog().await?;
                 point.rounds.push(Round {
@@ -235,6 +255,8 @@ fn main() -> anyhow::Result<()> {
                     pgbench,
                     direct,
                     mean_batch,
+                    in_replica_ms: (in_replica, writing),
+                    db: (service_db, pgbench_db),
                     cpu_ms: (service_cpu, pgbench_cpu),
                     cpu_parts,
                 });
@@ -305,6 +327,52 @@ fn main() -> anyhow::Result<()> {
         md.push('\n');
     }
     md.push_str(
+        "\nWhere a service booking's time goes (ms, the median round's service run; means from the \
+         service's own histograms, beside the client's mean):\n\n\
+         | clients | client mean | in the replica | of which writing | outside the replica |\n\
+         |---:|---:|---:|---:|---:|\n",
+    );
+    for p in &points {
+        let service = p.service();
+        let (inside, writing) = p.in_replica_ms();
+        let _ = writeln!(
+            md,
+            "| {} | {:.2} | {} | {} | {} |",
+            service.clients,
+            service.mean_ms,
+            cpu_cell(inside),
+            cpu_cell(writing),
+            cpu_cell(inside.map(|i| service.mean_ms - i)),
+        );
+    }
+    md.push_str(
+        "\nWhere PostgreSQL's time goes (statement execution from pg_stat_statements, ms per \
+         booking, and statements per booking; the median round; execution includes waits for \
+         locks and for a core; pgbench's includes its COMMIT, the service's one-statement writes \
+         commit outside it):\n\n\
+         | clients | service: requests' statements | relay's | all | statements | pgbench: all | statements |\n\
+         |---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for p in &points {
+        let (service, pgbench) = (p.service(), p.pgbench());
+        let per = |t: Option<benches::DbTime>, ops: u64, f: fn(&benches::DbTime) -> f64| {
+            t.filter(|_| ops > 0)
+                .map_or_else(|| "-".to_owned(), |t| format!("{:.3}", f(&t) / ops as f64))
+        };
+        let (s, g) = p.db();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            service.clients,
+            per(s, service.ops, |t| t.requests_ms),
+            per(s, service.ops, |t| t.relay_ms),
+            per(s, service.ops, |t| t.requests_ms + t.relay_ms),
+            per(s, service.ops, |t| t.statements),
+            per(g, pgbench.ops, |t| t.requests_ms + t.relay_ms),
+            per(g, pgbench.ops, |t| t.statements),
+        );
+    }
+    md.push_str(
         "\n| hot-slot rush | settled in ms | seats sold (of 4) | refused | never answered |\n|---:|---:|---:|---:|---:|\n",
     );
     for r in &rushes {
@@ -351,6 +419,8 @@ fn main() -> anyhow::Result<()> {
                     "service": r.service.throughput, "pgbench": r.pgbench.throughput,
                     "direct": r.direct.throughput, "ratio_to_faster": r.ratio(),
                     "creates_per_commit": r.mean_batch,
+                    "ms_in_replica": r.in_replica_ms.0, "ms_writing": r.in_replica_ms.1,
+                    "statements": {"service": r.db.0, "pgbench": r.db.1},
                     "cpu_ms_per_booking": {"service": r.cpu_ms.0, "pgbench": r.cpu_ms.1}})).collect::<Vec<_>>(),
                 "cpu_ms_per_booking": {"service": p.cpu_ms().0, "pgbench": p.cpu_ms().1},
                 "service_cpu_ms_per_booking_by_process": p.cpu_parts()

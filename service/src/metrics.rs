@@ -50,6 +50,11 @@ pub(crate) struct Metrics {
     pub(crate) course_latency: Histogram,
     /// Creates per group-commit transaction.
     pub(crate) create_batch_size: Histogram,
+    /// A `booking.create`'s time in this replica, seconds: from the moment its message is taken
+    /// from NATS until its reply is handed to the client (queueing for a handler included).
+    pub(crate) create_seconds: Histogram,
+    /// The part of it spent writing: from queueing for group commit until the write's outcome.
+    pub(crate) create_write_seconds: Histogram,
     /// Course-service call failures by kind.
     pub(crate) course_failures: Family<Kind, Counter>,
     /// Events that could not be published (each failed outbox attempt).
@@ -97,6 +102,8 @@ impl Default for Metrics {
             stale_fallbacks: Counter::default(),
             course_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             create_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            create_seconds: Histogram::new(exponential_buckets(0.000_125, 2.0, 16)),
+            create_write_seconds: Histogram::new(exponential_buckets(0.000_125, 2.0, 16)),
             course_failures: Family::default(),
             nats_publish_failures: Counter::default(),
             malformed_messages: Counter::default(),
@@ -150,6 +157,16 @@ impl Default for Metrics {
             "create_batch_size",
             "booking.create requests committed per group-commit transaction",
             m.create_batch_size.clone(),
+        );
+        registry.register(
+            "create_seconds",
+            "Time a booking.create spends in this replica, from its message taken to its reply sent",
+            m.create_seconds.clone(),
+        );
+        registry.register(
+            "create_write_seconds",
+            "Time a booking.create spends being written (group commit's queue included)",
+            m.create_write_seconds.clone(),
         );
         registry.register(
             "course_service_failures",

@@ -89,6 +89,7 @@ pub(crate) async fn serve(
         };
         let app = app.clone();
         let permits = permits.clone();
+        let taken = std::time::Instant::now();
         tasks.spawn_on(
             async move {
                 let Ok(_permit) = permits.acquire_owned().await else {
@@ -96,7 +97,7 @@ pub(crate) async fn serve(
                 };
                 // Boxed once it may run: a waiting task holds a pointer, not the handler's whole
                 // state (kilobytes), so a rush of thousands waiting costs little memory.
-                Box::pin(handle(&app, message)).await;
+                Box::pin(handle(&app, message, taken)).await;
                 // The body's bytes count until it is answered: waiting or in flight.
                 drop(ticket);
             },
@@ -186,7 +187,8 @@ async fn barrier(nats: &async_nats::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn handle(app: &App, message: async_nats::Message) {
+/// Handles one message taken from NATS at `taken`.
+async fn handle(app: &App, message: async_nats::Message, taken: std::time::Instant) {
     let subject = message.subject.as_str();
     let inbound = match app.codec.decode_inbound(&message.payload) {
         Ok(inbound) => inbound,
@@ -243,6 +245,11 @@ async fn handle(app: &App, message: async_nats::Message) {
         Ok(body) => {
             if let Err(e) = app.nats.publish(reply, body.into()).await {
                 tracing::warn!(subject, error = %e, "could not send the reply");
+            }
+            if subject == contracts::subjects::BOOKING_CREATE {
+                app.metrics
+                    .create_seconds
+                    .observe(taken.elapsed().as_secs_f64());
             }
         }
         Err(e) => tracing::error!(subject, error = %e, "could not encode the reply"),

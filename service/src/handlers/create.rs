@@ -143,13 +143,19 @@ async fn write(
     slot: &SlotRow,
     fingerprint: &str,
 ) -> std::result::Result<BookingResponse, Conflict> {
-    if app.config.create_batch_max <= 1 {
-        return insert(app, req, slot, fingerprint).await;
-    }
-    match app.batches.submit(req, slot, fingerprint).await {
-        Err(Conflict::Alone) => insert(app, req, slot, fingerprint).await,
-        other => other,
-    }
+    let started = std::time::Instant::now();
+    let outcome = if app.config.create_batch_max <= 1 {
+        insert(app, req, slot, fingerprint).await
+    } else {
+        match app.batches.submit(req, slot, fingerprint).await {
+            Err(Conflict::Alone) => insert(app, req, slot, fingerprint).await,
+            other => other,
+        }
+    };
+    app.metrics
+        .create_write_seconds
+        .observe(started.elapsed().as_secs_f64());
+    outcome
 }
 
 /// One create alone (when its batch failed): lock, re-check, write everything, commit; the reply is built from the rows

@@ -108,6 +108,7 @@ fn stack_options(
         secured_nats: scenario.secured_nats,
         nats_nodes: scenario.nats_nodes,
         network: scenario.faults.iter().any(|f| f.kind.on_the_network()),
+        pg_settings: Vec::new(),
     }
 }
 

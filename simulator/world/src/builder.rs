@@ -33,6 +33,8 @@ pub struct WorldBuilder {
     nats_nodes: usize,
     /// Run the servers as Docker containers (feature `containers`).
     containers: bool,
+    /// Extra PostgreSQL settings (`name`, `value`) for a local server.
+    pg_settings: Vec<(String, String)>,
 }
 
 impl Default for WorldBuilder {
@@ -47,6 +49,7 @@ impl Default for WorldBuilder {
             secured: false,
             nats_nodes: 1,
             containers: false,
+            pg_settings: Vec::new(),
         }
     }
 }
@@ -55,6 +58,14 @@ impl WorldBuilder {
     /// Keeps fsync and synchronous commit on (`true`, the default) or turns them off for speed.
     pub fn fsync(mut self, on: bool) -> Self {
         self.fsync = on;
+        self
+    }
+
+    /// Starts a local PostgreSQL with `name = value` besides the world's own settings (e.g. the
+    /// bench's `shared_preload_libraries = pg_stat_statements`); ignored for a server the world
+    /// does not start.
+    pub fn pg_setting(mut self, name: &str, value: &str) -> Self {
+        self.pg_settings.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -144,7 +155,8 @@ impl WorldBuilder {
         } else if let Some(url) = env("DATABASE_URL") {
             Some(Pg::External(url))
         } else {
-            let mut server = PgServer::init(binaries::postgres()?, dir.path(), self.fsync)?;
+            let mut server = PgServer::init(binaries::postgres()?, dir.path(), self.fsync)?
+                .with_settings(self.pg_settings.clone());
             server.start(true).await?;
             Some(Pg::Local(Box::new(server)))
         };

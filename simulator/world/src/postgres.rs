@@ -34,6 +34,8 @@ pub(crate) struct PgServer {
     run_as: Option<(Uid, Gid)>,
     /// The running postmaster, if any.
     child: Option<Child>,
+    /// Extra `-c name=value` settings.
+    settings: Vec<(String, String)>,
 }
 
 /// Picks the account to run PostgreSQL as: ourselves, or `postgres` when we are root.
@@ -101,7 +103,14 @@ impl PgServer {
             fsync,
             run_as,
             child: None,
+            settings: Vec::new(),
         })
+    }
+
+    /// Adds `name = value` settings to every start.
+    pub(crate) fn with_settings(mut self, settings: Vec<(String, String)>) -> Self {
+        self.settings.extend(settings);
+        self
     }
 
     /// The loopback port.
@@ -133,6 +142,11 @@ impl PgServer {
             .args(["-c", "unix_socket_directories="])
             .args(["-c", "max_connections=300"])
             .args(["-c", "shared_buffers=128MB"])
+            .args(
+                self.settings
+                    .iter()
+                    .flat_map(|(k, v)| ["-c".to_owned(), format!("{k}={v}")]),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("log handle")?)
             .stderr(log);

@@ -36,6 +36,8 @@ pub struct StackOptions {
     pub nats_nodes: usize,
     /// Put the replicas' links to PostgreSQL and NATS behind proxies ([`Stack::network`]).
     pub network: bool,
+    /// Extra settings for the stack's own PostgreSQL ([`crate::WorldBuilder::pg_setting`]).
+    pub pg_settings: Vec<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -50,6 +52,7 @@ impl Default for StackOptions {
             secured_nats: false,
             nats_nodes: 1,
             network: false,
+            pg_settings: Vec::new(),
         }
     }
 }
@@ -108,6 +111,9 @@ impl Stack {
             .jetstream(options.jetstream);
         if options.secured_nats {
             builder = builder.secured_nats();
+        }
+        for (name, value) in &options.pg_settings {
+            builder = builder.pg_setting(name, value);
         }
         let mut service_env = options.service_env.clone();
         if options.nats_nodes > 1 {
