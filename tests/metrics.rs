@@ -46,6 +46,8 @@ async fn every_named_metric_moves_as_the_service_works() {
         "nats_publish_failures_total",
         "outbox_backlog",
         "outbox_oldest_pending_seconds",
+        "create_seconds",
+        "create_write_seconds",
     ] {
         assert!(
             before.contains(name),
@@ -107,4 +109,13 @@ async fn every_named_metric_moves_as_the_service_works() {
         "book/release wait while course-service is gone"
     );
     assert_eq!(sample(&after, "malformed_messages_total"), 1.0);
+    // Every create answered is timed (the unreadable one never reached a handler); the two that
+    // got as far as their write are timed there too (the third was refused before, SYS_004).
+    assert_eq!(sample(&after, "create_seconds_count"), 3.0, "{after}");
+    assert!(sample(&after, "create_seconds_sum") > 0.0, "{after}");
+    assert_eq!(sample(&after, "create_write_seconds_count"), 2.0, "{after}");
+    assert!(
+        sample(&after, "create_write_seconds_sum") <= sample(&after, "create_seconds_sum"),
+        "a create's write is part of its time in the replica: {after}"
+    );
 }

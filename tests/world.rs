@@ -46,6 +46,7 @@ async fn postgres_and_nats_are_killed_and_restarted_and_serve_again() {
     let world = World::builder()
         .fsync(false)
         .local_only()
+        .pg_setting("work_mem", "7MB")
         .start()
         .await
         .unwrap();
@@ -69,6 +70,15 @@ async fn postgres_and_nats_are_killed_and_restarted_and_serve_again() {
     );
     world.restart_postgres().await.unwrap();
     assert_eq!(select_one(&pg).await, Some(1));
+    let mut conn = PgConnection::connect(&pg).await.unwrap();
+    let work_mem: String = sqlx::query_scalar("SHOW work_mem")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        work_mem, "7MB",
+        "the builder's settings hold across restarts"
+    );
 
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
