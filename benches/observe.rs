@@ -46,13 +46,21 @@ pub struct DbTime {
     pub statements: f64,
 }
 
-/// Forgets every database's statement statistics (a new run starts from zero); `false` where
-/// `pg_stat_statements` is not loaded.
-pub async fn reset_db_time(pool: &sqlx::PgPool) -> bool {
+impl DbTime {
+    /// Every statement's execution, ms.
+    pub fn all_ms(&self) -> f64 {
+        self.requests_ms + self.relay_ms
+    }
+}
+
+/// Forgets every database's statement statistics, so that [`db_time`] counts from now. An error
+/// (`pg_stat_statements` not loaded) stops the bench: without the reset, a run's figures would
+/// silently carry every earlier run's statements.
+pub async fn reset_db_time(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     sqlx::query("SELECT pg_stat_statements_reset()")
         .execute(pool)
-        .await
-        .is_ok()
+        .await?;
+    Ok(())
 }
 
 /// What the statements of `pool`'s database executed since the last [`reset_db_time`].

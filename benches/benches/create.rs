@@ -124,7 +124,7 @@ fn main() -> anyhow::Result<()> {
                 backlog: (0, None),
             };
             for _ in 0..rounds {
-                benches::reset_db_time(&bench.quiet_stats).await;
+                benches::reset_db_time(&bench.quiet_stats).await?;
                 let busy = benches::machine_busy_ms();
                 let pgbench = benches::pgbench::run(bench.quiet.url(), clients, secs, &dir)?;
                 let pgbench_cpu = per_booking(busy, benches::machine_busy_ms(), &pgbench);
@@ -137,7 +137,7 @@ fn main() -> anyhow::Result<()> {
                 let sums_before = bench.service_sums().await;
                 // The processes' scan first, so its own CPU stays outside the machine's reading.
                 let parts = benches::process_busy_ms();
-                benches::reset_db_time(&bench.pool).await;
+                benches::reset_db_time(&bench.pool).await?;
                 let busy = benches::machine_busy_ms();
                 let service = bench
                     .measure(Route::Service, clients, Duration::from_secs(secs))

@@ -103,7 +103,8 @@ impl Point {
     }
 }
 
-fn cpu_cell(ms: Option<f64>) -> String {
+/// A table cell of milliseconds (CPU or time), or `-` where the figure is missing.
+fn ms_cell(ms: Option<f64>) -> String {
     ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2}"))
 }
 
@@ -141,8 +142,8 @@ pub(crate) fn write(
             service.p99_ms,
             pgbench.p50_ms,
             direct.p50_ms,
-            cpu_cell(service_cpu),
-            cpu_cell(pgbench_cpu),
+            ms_cell(service_cpu),
+            ms_cell(pgbench_cpu),
             p.mean_batch().map_or_else(|| "-".to_owned(), |b| format!("{b:.1}")),
             p.backlog.0,
             p.backlog
@@ -181,9 +182,9 @@ pub(crate) fn write(
             "| {} | {:.2} | {} | {} | {} |",
             service.clients,
             service.mean_ms,
-            cpu_cell(inside),
-            cpu_cell(writing),
-            cpu_cell(inside.map(|i| service.mean_ms - i)),
+            ms_cell(inside),
+            ms_cell(writing),
+            ms_cell(inside.map(|i| service.mean_ms - i)),
         );
     }
     md.push_str(
@@ -207,9 +208,9 @@ pub(crate) fn write(
             service.clients,
             per(s, service.ops, |t| t.requests_ms),
             per(s, service.ops, |t| t.relay_ms),
-            per(s, service.ops, |t| t.requests_ms + t.relay_ms),
+            per(s, service.ops, benches::DbTime::all_ms),
             per(s, service.ops, |t| t.statements),
-            per(g, pgbench.ops, |t| t.requests_ms + t.relay_ms),
+            per(g, pgbench.ops, benches::DbTime::all_ms),
             per(g, pgbench.ops, |t| t.statements),
         );
     }
