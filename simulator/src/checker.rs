@@ -359,5 +359,8 @@ pub fn check_deliveries(d: &Deliveries) -> Verdict {
     v
 }
 
+mod phantom;
+pub use phantom::{check_phantoms, Phantom};
+
 #[cfg(test)]
 mod tests;

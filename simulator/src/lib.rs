@@ -6,7 +6,7 @@
 //! - [`trace`]: a scenario and a seed expanded into the exact operations and faults (JSONL + hash).
 //! - [`run`]: executes a trace phase by phase (setup; open-model load with the nemesis's faults
 //!   and the probes; liveness; the judge) and writes the report.
-//! - [`checker`]: invariants I1–I6 with witnesses and notes.
+//! - [`checker`]: invariants I1–I7 with witnesses and notes.
 //! - `delivery`: what the run reads of the outbox, course-stub and the event subscriber for I3/I6.
 //! - [`report`], [`charts`]: `report.json`, `summary.md`, `index.html`; `sim compare`.
 //! - [`scrape`]: the `/metrics` reader.

@@ -185,7 +185,7 @@ pub struct Report {
     pub happenings: Vec<Happening>,
     /// Seconds after the load and the faults ended until course-service matched (None: never).
     pub convergence_s: Option<f64>,
-    /// Verdicts I1–I6, and C1 (the wire tap).
+    /// Verdicts I1–I7, and C1 (the wire tap).
     pub invariants: Vec<Verdict>,
     /// Messages the wire tap checked, per subject.
     #[serde(default)]

@@ -24,7 +24,8 @@ pub enum Outcome {
     Ok,
     /// Answered with an error.
     Fail,
-    /// No answer: it may or may not have happened.
+    /// No answer, or an answer saying the outcome is unknown (its code kept): it may or may
+    /// not have happened.
     Unknown,
     /// Not sent: the booking it refers to does not exist.
     Skipped,
@@ -89,7 +90,9 @@ enum Answer {
     Ok(Value),
     /// The code, and the error value's own timestamp when it has one.
     Fail(String, Option<chrono::DateTime<chrono::Utc>>),
-    Unknown,
+    /// No answer, or an error answer that says the outcome is unknown
+    /// (`error.details.outcome = "unknown"`, with its code): it may or may not have happened.
+    Unknown(Option<String>),
 }
 
 impl Load {
@@ -161,6 +164,9 @@ impl Load {
         match self.users.request(subject, data).await {
             Ok(reply) => match reply.outcome {
                 ReplyOutcome::Response(v) => Answer::Ok(v),
+                ReplyOutcome::Err(e) if e["error"]["details"]["outcome"] == "unknown" => {
+                    Answer::Unknown(e["error"]["code"].as_str().map(str::to_owned))
+                }
                 ReplyOutcome::Err(e) => Answer::Fail(
                     e["error"]["code"].as_str().unwrap_or("UNKNOWN").to_owned(),
                     e["timestamp"]
@@ -175,7 +181,7 @@ impl Load {
             Err(CallError::Unreadable(..) | CallError::WrongId(_)) => {
                 Answer::Fail("DECODE".into(), None)
             }
-            Err(_) => Answer::Unknown,
+            Err(_) => Answer::Unknown(None),
         }
     }
 
@@ -299,8 +305,12 @@ impl Load {
                         return;
                     }
                 }
-                Answer::Unknown => {
-                    self.record(&op, attempt, invoke, Outcome::Unknown, Said::default());
+                Answer::Unknown(code) => {
+                    let said = Said {
+                        code,
+                        ..Said::default()
+                    };
+                    self.record(&op, attempt, invoke, Outcome::Unknown, said);
                     if last {
                         return;
                     }

@@ -6,7 +6,7 @@
 //!    cannot slow the senders), the [`nemesis`] applying faults on schedule and restarting replicas
 //!    that die, and the [`probes`] checking I1/I2 on every snapshot and scraping `/metrics`.
 //! 3. [`liveness`]: after the faults heal, wait for the outbox to drain and course-stub to agree.
-//! 4. [`judge`]: I1–I6 on the final state; [`summary`] turns the history into the report.
+//! 4. [`judge`]: I1–I7 on the final state; [`summary`] turns the history into the report.
 
 mod judge;
 mod live;
@@ -147,7 +147,7 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
 
     // 4. Judge.
     let last = probes::check_final(&world.pool, load_end, &mut i1, &mut i2).await?;
-    let [i3, i4, i5, i6] =
+    let [i3, i4, i5, i6, i7] =
         judge::judge(&world, trace, &history, &journal, converged, &last).await?;
     drop(nemesis);
     let host = host_facts(&world).await;
@@ -164,7 +164,7 @@ pub async fn execute(trace: &Trace, options: &RunOptions) -> anyhow::Result<Repo
     report.metrics = metrics;
     report.happenings = journal.happenings();
     report.convergence_s = converged;
-    report.invariants = vec![i1, i2, i3, i4, i5, i6, c1];
+    report.invariants = vec![i1, i2, i3, i4, i5, i6, i7, c1];
     report.wire = wire;
     report.thresholds = judge::thresholds(trace, &report);
     load::write_history(&options.out, &history)?;

@@ -120,6 +120,13 @@ impl Nemesis {
                 self.network()?
                     .database(if start { Mode::Cut } else { Mode::Pass })
             }
+            FaultKind::DbCommitLost { fraction } => self.network()?.database(if start {
+                Mode::CommitLost {
+                    per_mille: (fraction.clamp(0.0, 1.0) * 1000.0).round() as u32,
+                }
+            } else {
+                Mode::Pass
+            }),
             FaultKind::Partition { replica } => self.network()?.partition(*replica, start)?,
             FaultKind::NatsNodeKill { node } if start => {
                 self.stack.world.kill_nats_node(*node).await?

@@ -84,6 +84,12 @@ pub enum FaultKind {
     DbBlackhole,
     /// Every replica's link to PostgreSQL is reset, new connections too.
     DbCut,
+    /// A share of the transactions that write bookings commit, but their answer is lost and the
+    /// connection reset: the service cannot know from the connection whether they committed.
+    DbCommitLost {
+        /// 0..=1, per booking write.
+        fraction: f64,
+    },
     /// A replica cut off from every NATS node (its connections reset).
     Partition {
         /// Which replica.
@@ -107,6 +113,7 @@ impl FaultKind {
             FaultKind::DbLatency { .. }
                 | FaultKind::DbBlackhole
                 | FaultKind::DbCut
+                | FaultKind::DbCommitLost { .. }
                 | FaultKind::Partition { .. }
         )
     }
@@ -133,6 +140,7 @@ impl FaultKind {
             FaultKind::DbLatency { .. } => "db-latency",
             FaultKind::DbBlackhole => "db-blackhole",
             FaultKind::DbCut => "db-cut",
+            FaultKind::DbCommitLost { .. } => "db-commit-lost",
             FaultKind::Partition { .. } => "partition",
             FaultKind::NatsNodeKill { .. } => "nats-node-kill",
         }

@@ -74,6 +74,10 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "db-blackhole",
         include_str!("../../scenarios/db-blackhole.toml"),
     ),
+    (
+        "commit-lost",
+        include_str!("../../scenarios/commit-lost.toml"),
+    ),
 ];
 
 /// One ramping stage: the rate moves linearly to `target` over `duration_s`.

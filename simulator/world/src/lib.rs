@@ -25,6 +25,7 @@ pub mod containers;
 mod databases;
 mod nats;
 pub mod network;
+mod pgwire;
 mod postgres;
 pub mod process;
 pub mod proxy;

@@ -46,7 +46,7 @@ impl Network {
     /// Proxies in front of the database of `db_url` and of every node of `nats_url` (a comma
     /// separated list), for `replicas` replicas.
     pub async fn start(db_url: &str, nats_url: &str, replicas: usize) -> anyhow::Result<Self> {
-        let db = Proxy::start(address(db_url)?).await?;
+        let db = Proxy::start_postgres(address(db_url)?).await?;
         let nodes = nats_url
             .split(',')
             .map(|u| address(u.trim()))

@@ -1,10 +1,15 @@
 //! A TCP proxy the world puts between a client and a server to play the network's faults, as
 //! Toxiproxy does: `latency` (a delay line with jitter, which slows every byte without limiting
 //! bandwidth), `blackhole` (connections stay open and accepted, nothing passes: a hung peer, not
-//! a refused one), `cut` (every connection reset, new ones reset at once) and back to `pass`.
-//! A mode applies to the connections already open as well as to new ones. Used only by the world.
+//! a refused one), `cut` (every connection reset, new ones reset at once), `commit-lost` (a proxy
+//! in front of PostgreSQL lets a booking write's commit through, then swallows its answer and
+//! resets the connection, at a rate: the caller cannot know whether it committed) and back to
+//! `pass`. A mode applies to the connections already open as well as to new ones. Used only by
+//! the world.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -14,6 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+use crate::pgwire;
 
 /// What the proxy does to the traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,12 +38,20 @@ pub enum Mode {
     Blackhole,
     /// Every connection is reset, and every new one at once.
     Cut,
+    /// On a PostgreSQL proxy ([`Proxy::start_postgres`]), `per_mille` of the transactions that
+    /// wrote `bookings` have their end (commit, or an autocommit statement) let through and its
+    /// answer swallowed, and the connection is reset. Elsewhere, as `Pass`.
+    CommitLost {
+        /// Share of booking writes whose answer is lost, in thousandths.
+        per_mille: u32,
+    },
 }
 
 /// A running proxy from a loopback port to `upstream`; stops when dropped.
 #[derive(Debug)]
 pub struct Proxy {
     addr: SocketAddr,
+    postgres: bool,
     mode: watch::Sender<Mode>,
     accept: JoinHandle<()>,
 }
@@ -52,21 +67,40 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("binding a proxy port")?;
-        Self::on(listener, upstream)
+        Self::on(listener, upstream, false)
     }
 
-    fn on(listener: TcpListener, upstream: SocketAddr) -> anyhow::Result<Self> {
+    /// [`Proxy::start`] for a PostgreSQL server: its traffic is read (never changed) so that
+    /// [`Mode::CommitLost`] can find where booking writes end.
+    pub async fn start_postgres(upstream: SocketAddr) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding a proxy port")?;
+        Self::on(listener, upstream, true)
+    }
+
+    fn on(listener: TcpListener, upstream: SocketAddr, postgres: bool) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
         let (mode, watch_mode) = watch::channel(Mode::Pass);
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let mode = watch_mode.clone();
                 tokio::spawn(async move {
-                    let _ = connection(client, upstream, mode).await;
+                    let _ = connection(client, upstream, mode, postgres).await;
                 });
             }
         });
-        Ok(Self { addr, mode, accept })
+        Ok(Self {
+            addr,
+            postgres,
+            mode,
+            accept,
+        })
+    }
+
+    /// Whether this proxy reads PostgreSQL's protocol ([`Proxy::start_postgres`]).
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
     }
 
     /// Where clients connect.
@@ -110,6 +144,7 @@ async fn connection(
     client: TcpStream,
     upstream: SocketAddr,
     mut mode: watch::Receiver<Mode>,
+    postgres: bool,
 ) -> anyhow::Result<()> {
     match through_blackhole(&mut mode).await {
         Some(Mode::Cut) | None => {
@@ -126,11 +161,104 @@ async fn connection(
     let _ = server.set_nodelay(true);
     let (client_r, client_w) = client.into_split();
     let (server_r, server_w) = server.into_split();
+    // The connection sees the proxy's mode through a copy of its own, which a lost commit can
+    // turn to Cut for this connection alone.
+    let (own_tx, own_rx) = watch::channel(*mode.borrow_and_update());
+    let shared = Arc::new(Shared {
+        wrote: AtomicBool::new(false),
+        tls: AtomicBool::new(false),
+        killed: AtomicBool::new(false),
+        own: own_tx,
+    });
+    let follow = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while mode.changed().await.is_ok() {
+                let now = *mode.borrow_and_update();
+                if !shared.killed.load(Ordering::SeqCst) {
+                    shared.own.send_replace(now);
+                }
+            }
+            shared.own.send_replace(Mode::Cut);
+        })
+    };
+    let (up, down) = if postgres {
+        (
+            Some(Inspect::Client(
+                pgwire::ClientSide::default(),
+                shared.clone(),
+            )),
+            Some(Inspect::Server(
+                pgwire::ServerSide::default(),
+                shared.clone(),
+            )),
+        )
+    } else {
+        (None, None)
+    };
     tokio::join!(
-        pump(client_r, server_w, mode.clone()),
-        pump(server_r, client_w, mode)
+        pump(client_r, server_w, own_rx.clone(), up),
+        pump(server_r, client_w, own_rx, down)
     );
+    follow.abort();
     Ok(())
+}
+
+/// What the two directions of one PostgreSQL connection share.
+#[derive(Debug)]
+struct Shared {
+    /// The transaction under way has written bookings.
+    wrote: AtomicBool,
+    /// The connection turned to TLS: nothing more is read.
+    tls: AtomicBool,
+    /// A commit's answer was lost: the connection stays cut whatever the proxy's mode.
+    killed: AtomicBool,
+    /// This connection's mode.
+    own: watch::Sender<Mode>,
+}
+
+/// How a direction of a PostgreSQL connection reads what passes.
+#[derive(Debug)]
+enum Inspect {
+    /// Client to server: which statements write bookings.
+    Client(pgwire::ClientSide, Arc<Shared>),
+    /// Server to client: where transactions end.
+    Server(pgwire::ServerSide, Arc<Shared>),
+}
+
+impl Inspect {
+    /// Reads `chunk`; true when it must not pass (it carries a lost commit's answer, and the
+    /// connection has been cut).
+    fn swallow(&mut self, chunk: &[u8], mode: Mode) -> bool {
+        match self {
+            Inspect::Client(client, shared) => {
+                if shared.tls.load(Ordering::SeqCst) {
+                    client.stop_reading();
+                } else if client.feed(chunk) {
+                    shared.wrote.store(true, Ordering::SeqCst);
+                }
+                false
+            }
+            Inspect::Server(server, shared) => {
+                let seen = server.feed(chunk);
+                if seen.tls {
+                    shared.tls.store(true, Ordering::SeqCst);
+                }
+                if !seen.ended || !shared.wrote.swap(false, Ordering::SeqCst) {
+                    return false;
+                }
+                let Mode::CommitLost { per_mille } = mode else {
+                    return false;
+                };
+                if rand::rng().random_range(0..1000) >= per_mille {
+                    return false;
+                }
+                shared.killed.store(true, Ordering::SeqCst);
+                shared.own.send_replace(Mode::Cut);
+                true
+            }
+        }
+    }
 }
 
 /// One direction: reads chunks and writes them on, through the delay line. On `Cut` it makes its
@@ -140,6 +268,7 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut mode: watch::Receiver<Mode>,
+    mut inspect: Option<Inspect>,
 ) {
     let (line_tx, mut line_rx) = mpsc::channel::<(Instant, Vec<u8>)>(LINE);
     let mut writer_mode = mode.clone();
@@ -190,6 +319,9 @@ async fn pump(
                     continue;
                 }
             };
+            if inspect.as_mut().is_some_and(|i| i.swallow(&buf[..n], now)) {
+                continue;
+            }
             let delay = match now {
                 Mode::Latency { min_ms, max_ms } => {
                     Duration::from_millis(rand::rng().random_range(min_ms..=max_ms.max(min_ms)))
