@@ -25,13 +25,14 @@ use contracts::course::SlotStatus;
 use tokio::sync::{mpsc, oneshot, Mutex, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Result, ServiceError};
-use crate::faults::Faults;
+use crate::faults::{Faults, PlantedBug};
 use crate::metrics::Metrics;
 use crate::store::SlotRow;
 
 mod locking;
 mod lone;
 mod rows;
+mod settle;
 mod single;
 
 use rows::add;
@@ -66,6 +67,9 @@ pub(crate) type Outcome = std::result::Result<BookingResponse, Conflict>;
 
 /// One queued create.
 struct Job {
+    /// Its request's ticket: the worker takes it before writing, and drops the job when the
+    /// request's deadline has already abandoned it.
+    ticket: Arc<crate::ticket::Ticket>,
     req: CreateBookingRequest,
     slot: SlotRow,
     fingerprint: String,
@@ -92,12 +96,15 @@ pub(crate) struct Deps {
     pub(crate) handoff: Arc<crate::handoff::Handoff>,
     /// The replica's relay, woken for booking events written due (not handed over).
     pub(crate) relay_wake: Arc<crate::wake::RelayWake>,
+    /// Longest a worker waits for one batch's transaction (and a look-up after a lost commit)
+    /// before it gives up; its callers then hear "outcome unknown".
+    pub(crate) batch_timeout: Duration,
 }
 
 /// The replica's create queue.
 #[derive(Clone)]
 pub(crate) struct Batches {
-    queue: mpsc::UnboundedSender<Job>,
+    queue: mpsc::Sender<Job>,
     /// One permit per worker: held while a batch commits, so at most `workers` creates'
     /// transactions run at once, whoever runs them.
     committing: Arc<Semaphore>,
@@ -120,10 +127,10 @@ impl Batches {
         self.deps.handoff.clone()
     }
 
-    /// Starts `workers` batch workers; they stop once every handle is dropped and the queue is
-    /// empty.
-    pub(crate) fn start(deps: Deps, workers: usize) -> Self {
-        let (queue, rx) = mpsc::unbounded_channel();
+    /// Starts `workers` batch workers behind a queue of at most `queue_max` creates; they stop
+    /// once every handle is dropped and the queue is empty.
+    pub(crate) fn start(deps: Deps, workers: usize, queue_max: usize) -> Self {
+        let (queue, rx) = mpsc::channel(queue_max.max(1));
         let rx = Arc::new(Mutex::new(rx));
         let deps = Arc::new(deps);
         let committing = Arc::new(Semaphore::new(workers.max(1)));
@@ -133,7 +140,17 @@ impl Batches {
                 while let Some((jobs, _permit)) =
                     next_batch(&rx, &committing, deps.max, deps.wait).await
                 {
-                    run(&deps, jobs).await;
+                    // A worker stuck on a dead connection would stop the replica's creates: past
+                    // the bound its jobs are dropped, and their handlers answer "unknown".
+                    if tokio::time::timeout(deps.batch_timeout, run(&deps, jobs))
+                        .await
+                        .is_err()
+                    {
+                        tracing::error!(
+                            after = ?deps.batch_timeout,
+                            "a create batch did not finish; its callers hear the outcome is unknown"
+                        );
+                    }
                 }
             });
         }
@@ -153,7 +170,9 @@ impl Batches {
         fingerprint: &str,
     ) -> Outcome {
         let (reply, outcome) = oneshot::channel();
+        let ticket = crate::ticket::Ticket::current();
         let mut job = Job {
+            ticket: ticket.clone(),
             req: req.clone(),
             slot: slot.clone(),
             fingerprint: fingerprint.to_owned(),
@@ -169,6 +188,8 @@ impl Batches {
         let idle = self.committing.available_permits() == self.workers;
         if self.deps.wait.is_zero() && idle && lone::fits(&self.deps, &job) {
             if let Ok(permit) = self.committing.try_acquire() {
+                // The handler runs on its request's task: its deadline cannot have passed.
+                ticket.start_write();
                 self.deps.metrics.create_batch_size.observe(1.0);
                 let written = lone::write(&self.deps, &job).await;
                 drop(permit);
@@ -178,10 +199,26 @@ impl Batches {
                 job.lone_tried = true;
             }
         }
-        if self.queue.send(job).is_err() {
-            return Err(Conflict::Alone);
+        match self.queue.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.deps.metrics.create_queue_full.inc();
+                return Err(Conflict::Service(ServiceError::Overloaded));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Conflict::Alone),
         }
-        outcome.await.unwrap_or(Err(Conflict::Alone))
+        // A job dropped before its write started (the workers stopped) may run alone; one
+        // dropped after (its batch overran) may have committed.
+        outcome.await.unwrap_or_else(|_| {
+            Err(if ticket.is_writing() {
+                Conflict::Service(ServiceError::OutcomeUnknown {
+                    step: "a create batch",
+                    why: "its worker gave up on the transaction".into(),
+                })
+            } else {
+                Conflict::Alone
+            })
+        })
     }
 }
 
@@ -190,7 +227,7 @@ impl Batches {
 /// every permit was busy goes into it, instead of waiting out another commit in a batch cut
 /// earlier.
 async fn next_batch<T>(
-    rx: &Mutex<mpsc::UnboundedReceiver<T>>,
+    rx: &Mutex<mpsc::Receiver<T>>,
     committing: &Arc<Semaphore>,
     max: usize,
     wait: Duration,
@@ -217,6 +254,22 @@ async fn next_batch<T>(
 /// of a larger batch that may go in one statement together (`single`), then the rest (and those
 /// the statement did not write) on the locking path.
 async fn run(deps: &Deps, jobs: Vec<Job>) {
+    // A create whose caller's deadline passed while it queued was answered "not applied": it is
+    // dropped here, before anything of it is written, which keeps that answer true.
+    let queued = jobs.len();
+    let jobs: Vec<Job> = jobs
+        .into_iter()
+        .filter(|job| {
+            deps.faults.planted(PlantedBug::WriteAbandoned)
+                || (!job.reply.is_closed() && job.ticket.start_write())
+        })
+        .collect();
+    deps.metrics
+        .creates_abandoned
+        .inc_by((queued - jobs.len()) as u64);
+    if jobs.is_empty() {
+        return;
+    }
     deps.metrics.create_batch_size.observe(jobs.len() as f64);
     if let [job] = jobs.as_slice() {
         if !job.lone_tried && lone::fits(deps, job) {

@@ -22,6 +22,17 @@ pub struct Config {
     pub db_pool_size: u32,
     /// `DB_ACQUIRE_TIMEOUT_MS` (default 5000): longest wait for a pooled connection.
     pub db_acquire_timeout: Duration,
+    /// `DB_STATEMENT_TIMEOUT_MS` (default 5000): PostgreSQL's `statement_timeout` on every pooled
+    /// connection, and (three times over) the longest a create batch's worker waits for its
+    /// transaction before giving its callers "outcome unknown".
+    pub db_statement_timeout: Duration,
+    /// `DB_KEEPALIVE_SECS` (default 10): the server's TCP keepalive on our connections (idle time
+    /// before the first probe; probes every third of it, three lost end the session), so a
+    /// connection whose client vanished does not hold its locks for the kernel's two hours.
+    pub db_keepalive_secs: u64,
+    /// `CREATE_QUEUE_MAX` (default 1024): creates waiting for a group-commit worker; past it a
+    /// create is answered `SYS_004` at once and counted (`create_queue_full_total`).
+    pub create_queue_max: usize,
     /// `REQUEST_DEADLINE_MS` (default 10000): longest a request is worked on before its caller
     /// gets `SYS_002`; a hung database (a blackholed connection) is answered within it.
     pub request_deadline: Duration,
@@ -223,6 +234,9 @@ impl Config {
             queue_group: get("QUEUE_GROUP").unwrap_or_default(),
             db_pool_size: number("DB_POOL_SIZE", 1, 1000)? as u32,
             db_acquire_timeout: millis("DB_ACQUIRE_TIMEOUT_MS")?,
+            db_statement_timeout: millis("DB_STATEMENT_TIMEOUT_MS")?,
+            db_keepalive_secs: number("DB_KEEPALIVE_SECS", 1, 7200)?,
+            create_queue_max: number("CREATE_QUEUE_MAX", 1, 1_000_000)? as usize,
             request_deadline: millis("REQUEST_DEADLINE_MS")?,
             course_timeout: millis("COURSE_TIMEOUT_MS")?,
             course_retries: number("COURSE_RETRIES", 0, 10)? as u32,
@@ -314,10 +328,12 @@ impl Config {
                 Some("refuse-keyed-retry") => Some(PlantedBug::RefuseKeyedRetry),
                 Some("batch-shares-seats") => Some(PlantedBug::BatchSharesSeats),
                 Some("one-nats-server") => Some(PlantedBug::OneNatsServer),
+                Some("rerun-lost-commit") => Some(PlantedBug::RerunLostCommit),
+                Some("write-abandoned") => Some(PlantedBug::WriteAbandoned),
                 Some(other) => {
                     return Err(ConfigError(format!(
                         "PLANTED_BUG={other:?} must be skip-row-lock, drop-outbox, \
-                         accept-refusals, refuse-keyed-retry, batch-shares-seats or one-nats-server"
+                         accept-refusals, refuse-keyed-retry, batch-shares-seats, one-nats-server, rerun-lost-commit or write-abandoned"
                     )))
                 }
             },

@@ -48,10 +48,29 @@ pub enum ServiceError {
         /// The driver's error.
         source: sqlx::Error,
     },
-    /// The request was not done within `REQUEST_DEADLINE_MS` (`SYS_002`): the database (or
-    /// course-service) did not answer. The work may still complete.
-    #[error("no answer from the database within {0:?}; a write may still be applied (retry it with the same idempotency key)")]
+    /// The request was not done within `REQUEST_DEADLINE_MS` (`SYS_002`) and no write of it had
+    /// started: it was not applied, and never will be.
+    #[error("no answer within {0:?}; the request was not applied")]
     Deadline(std::time::Duration),
+    /// A write went to the database and its outcome could not be learnt (`SYS_002`, marked
+    /// `details.outcome = "unknown"`): its commit's answer was lost and looking it up failed, or
+    /// the deadline passed while it was on the wire. It may or may not be applied.
+    #[error("the outcome of {step} is unknown ({why}); look the booking up, or retry with the same idempotency key")]
+    OutcomeUnknown {
+        /// What was being written.
+        step: &'static str,
+        /// Why it is not known.
+        why: String,
+    },
+    /// A write committed but its result could not be read back for the reply (`SYS_002`, marked
+    /// `details.outcome = "applied"`).
+    #[error("{step} was applied, but its result could not be read back ({why})")]
+    AppliedUnread {
+        /// What was written.
+        step: &'static str,
+        /// Why it could not be read.
+        why: String,
+    },
     /// Anything else (`SYS_001`).
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -92,7 +111,10 @@ impl ServiceError {
                 ErrorCode::ServiceUnavailable
             }
             ServiceError::ReplyTooLarge { .. } => ErrorCode::System,
-            ServiceError::Database { .. } | ServiceError::Deadline(_) => ErrorCode::Database,
+            ServiceError::Database { .. }
+            | ServiceError::Deadline(_)
+            | ServiceError::OutcomeUnknown { .. }
+            | ServiceError::AppliedUnread { .. } => ErrorCode::Database,
             ServiceError::Internal(_) => ErrorCode::System,
         }
     }
@@ -128,13 +150,35 @@ impl ServiceError {
         )
     }
 
+    /// Whether a write that failed with this error may have committed all the same: anything
+    /// but an error PostgreSQL itself reported (the statement failed, so its transaction rolls
+    /// back) or a failure to get a connection. A lost connection, a protocol error, or a reply
+    /// that could not be decoded may all come after the commit.
+    pub fn may_have_committed(&self) -> bool {
+        match self {
+            ServiceError::Database { source, .. } => !matches!(
+                source,
+                sqlx::Error::Database(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+            ),
+            ServiceError::OutcomeUnknown { .. } | ServiceError::AppliedUnread { .. } => true,
+            _ => false,
+        }
+    }
+
     /// The wire error value. Internal details (SQL text, stack) stay in the logs.
     pub fn to_error_value(&self) -> ErrorValue {
         match self {
             ServiceError::Codec(e) => e.to_error_value(),
+            // Every write whose commit may have been sent is settled (looked up) or turned into
+            // OutcomeUnknown before its error reaches here, so a database error is one that
+            // happened before anything could commit.
             ServiceError::Database { .. } => {
                 ErrorValue::new(self.code(), "Database error; the request was not applied")
             }
+            ServiceError::OutcomeUnknown { .. } => ErrorValue::new(self.code(), self.to_string())
+                .with_details(serde_json::json!({ "outcome": "unknown" })),
+            ServiceError::AppliedUnread { .. } => ErrorValue::new(self.code(), self.to_string())
+                .with_details(serde_json::json!({ "outcome": "applied" })),
             ServiceError::Internal(_) => ErrorValue::new(self.code(), "Internal error"),
             other => ErrorValue::new(other.code(), other.to_string()),
         }
@@ -157,6 +201,24 @@ mod tests {
             "the commit may have happened"
         );
         assert!(!ServiceError::Rule("full".into()).is_retryable());
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_marked_and_never_says_not_applied() {
+        let e = ServiceError::OutcomeUnknown {
+            step: "committing the booking",
+            why: "the connection was lost".into(),
+        };
+        let value = e.to_error_value();
+        assert_eq!(value.code(), ErrorCode::Database);
+        assert_eq!(
+            value.error.details,
+            Some(serde_json::json!({ "outcome": "unknown" }))
+        );
+        assert!(!value.error.message.contains("not applied"), "{value}");
+        let lost = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(ServiceError::from(lost).may_have_committed());
+        assert!(!ServiceError::from(sqlx::Error::PoolTimedOut).may_have_committed());
     }
 
     #[test]

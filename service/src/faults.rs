@@ -31,6 +31,12 @@ pub enum PlantedBug {
     /// Connect to the first NATS server given and to no other, so losing that node leaves the
     /// replica deaf until it returns.
     OneNatsServer,
+    /// Run a create whose batch failed with its commit's answer lost alone again, without
+    /// looking whether it committed (duplicates, and "not applied" answers behind bookings).
+    RerunLostCommit,
+    /// Write a queued create even when its caller's deadline passed and it was answered "not
+    /// applied" while it queued.
+    WriteAbandoned,
 }
 
 /// One process's faults.

@@ -45,8 +45,10 @@ pub use outbox::{claim_sql, claim_window};
 mod outbox;
 mod retention;
 mod server;
+mod settle;
 mod store;
 pub mod telemetry;
+mod ticket;
 mod wake;
 
 use std::future::Future;
@@ -264,8 +266,24 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         // group commit's multi-row statement would be planned again for every batch (its arrays'
         // lengths change the estimates), which cost more than the rest of a lone create.
         .options([("plan_cache_mode", "force_generic_plan")]);
+    // Every pooled connection gives up on a statement after DB_STATEMENT_TIMEOUT_MS, and the
+    // server probes it with TCP keepalives, so neither side waits for a dead peer for good.
+    // Migrations run on connections without the timeout: an index build may take longer.
+    let keepalive = config.db_keepalive_secs;
+    let session = connect.clone().options([
+        (
+            "statement_timeout",
+            config.db_statement_timeout.as_millis().to_string(),
+        ),
+        ("tcp_keepalives_idle", keepalive.to_string()),
+        (
+            "tcp_keepalives_interval",
+            (keepalive / 3).max(1).to_string(),
+        ),
+        ("tcp_keepalives_count", "3".to_owned()),
+    ]);
     let pool = pool_options(config.db_pool_size, config.db_acquire_timeout)
-        .connect_with(connect.clone())
+        .connect_with(session.clone())
         .await
         .with_context(|| {
             format!(
@@ -290,7 +308,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         RELAY_CONNECTIONS.min(config.db_pool_size),
         config.db_acquire_timeout,
     )
-    .connect_lazy_with(connect.options(RELAY_SESSION));
+    .connect_lazy_with(session.options(RELAY_SESSION));
     let metrics = Arc::new(metrics::Metrics::default());
     let nats = nats::connect(&config, metrics.clone()).await?;
     // With retry-on-connect the client returns before it is connected; subscribing then would
@@ -324,8 +342,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 config.outbox_handoff_lease,
             )),
             relay_wake: relay_wake.clone(),
+            batch_timeout: config.db_statement_timeout * 3,
         },
         config.create_batch_workers,
+        config.create_queue_max,
     );
     let app = Arc::new(app::App {
         course: course::CourseClient::new(nats.clone(), &config, metrics.clone()),

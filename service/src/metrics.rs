@@ -81,6 +81,14 @@ pub(crate) struct Metrics {
     pub(crate) requests_shed: Counter,
     /// Requests answered `SYS_002` because they passed `REQUEST_DEADLINE_MS`.
     pub(crate) requests_past_deadline: Counter,
+    /// Creates refused `SYS_004` at once because the group-commit queue was full.
+    pub(crate) create_queue_full: Counter,
+    /// Queued creates dropped unwritten because their caller's deadline had passed.
+    pub(crate) creates_abandoned: Counter,
+    /// Writes whose commit's answer was lost, looked up to learn what happened.
+    pub(crate) lost_commit_lookups: Counter,
+    /// Requests answered "outcome unknown" (`details.outcome`).
+    pub(crate) outcomes_unknown: Counter,
     /// Booking events handed to the replica's own relay by the create that wrote them.
     pub(crate) outbox_handed: Counter,
     /// Messages the NATS client dropped because a subscription's buffer was full.
@@ -117,6 +125,10 @@ impl Default for Metrics {
             replies_too_large: Counter::default(),
             requests_shed: Counter::default(),
             requests_past_deadline: Counter::default(),
+            create_queue_full: Counter::default(),
+            creates_abandoned: Counter::default(),
+            lost_commit_lookups: Counter::default(),
+            outcomes_unknown: Counter::default(),
             outbox_handed: Counter::default(),
             nats_slow_consumer: Counter::default(),
             pruned_outbox_rows: Counter::default(),
@@ -192,6 +204,26 @@ impl Default for Metrics {
             "requests_past_deadline",
             "Requests answered SYS_002 because they passed REQUEST_DEADLINE_MS",
             m.requests_past_deadline.clone(),
+        );
+        registry.register(
+            "create_queue_full",
+            "Creates refused SYS_004 at once because the group-commit queue was full",
+            m.create_queue_full.clone(),
+        );
+        registry.register(
+            "creates_abandoned",
+            "Queued creates dropped unwritten because their caller's deadline had passed",
+            m.creates_abandoned.clone(),
+        );
+        registry.register(
+            "lost_commit_lookups",
+            "Writes whose commit's answer was lost, looked up to learn whether they committed",
+            m.lost_commit_lookups.clone(),
+        );
+        registry.register(
+            "outcomes_unknown",
+            "Requests answered SYS_002 with details.outcome unknown",
+            m.outcomes_unknown.clone(),
         );
         registry.register(
             "outbox_rows_handed",

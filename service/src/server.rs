@@ -14,6 +14,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::app::App;
 use crate::error::ServiceError;
 use crate::handlers;
+use crate::ticket::Ticket;
 
 /// Serves until `shutdown` turns true, then drains: no new messages, but every message already
 /// queued for this replica is handled and answered, and in-flight ones finish.
@@ -195,11 +196,25 @@ async fn handle(app: &App, message: async_nats::Message, taken: std::time::Insta
         Err(e) => return answer_unreadable(app, subject, message.reply, e).await,
     };
     let deadline = app.config.request_deadline;
-    let dispatched = tokio::time::timeout(deadline, handlers::dispatch(app, subject, inbound.data))
+    let ticket = Arc::new(Ticket::default());
+    let work = Ticket::scope(
+        ticket.clone(),
+        handlers::dispatch(app, subject, inbound.data),
+    );
+    let dispatched = tokio::time::timeout(deadline, work)
         .await
         .unwrap_or_else(|_| {
             app.metrics.requests_past_deadline.inc();
-            Some(Err(ServiceError::Deadline(deadline)))
+            // Only a request whose write had not started may be told "not applied"; giving up
+            // the ticket also keeps its queued create from being written later.
+            Some(Err(if ticket.abandon() {
+                ServiceError::Deadline(deadline)
+            } else {
+                ServiceError::OutcomeUnknown {
+                    step: "the request's write",
+                    why: format!("no answer from the database within {deadline:?}"),
+                }
+            }))
         });
     let Some(result) = dispatched else {
         if let (InboundKind::Request(id), Some(reply)) = (&inbound.kind, message.reply) {
@@ -213,7 +228,12 @@ async fn handle(app: &App, message: async_nats::Message, taken: std::time::Insta
         match e {
             ServiceError::Database { .. }
             | ServiceError::Deadline(_)
+            | ServiceError::AppliedUnread { .. }
             | ServiceError::Internal(_) => {
+                tracing::error!(subject, error = %e, "request failed")
+            }
+            ServiceError::OutcomeUnknown { .. } => {
+                app.metrics.outcomes_unknown.inc();
                 tracing::error!(subject, error = %e, "request failed")
             }
             _ => tracing::info!(subject, code = %e.code(), error = %e, "request refused"),

@@ -104,7 +104,26 @@ pub(super) async fn commit(deps: &Deps, jobs: &[Job]) -> Result<Vec<Outcome>> {
         tx.rollback().await.step("rolling back a create batch")?;
         return Ok(jobs.iter().map(|_| Err(Conflict::Alone)).collect());
     }
-    tx.commit().await.step("committing a create batch")?;
+    if let Err(e) = tx.commit().await.step("committing a create batch") {
+        if !e.may_have_committed() || deps.faults.planted(PlantedBug::RerunLostCommit) {
+            return Err(e);
+        }
+        let numbers: Vec<String> = write
+            .bookings
+            .iter()
+            .map(|b| b.booking_number.clone())
+            .collect();
+        let mut found = super::settle::lost(deps, &slot_ids, &numbers, &e)
+            .await
+            .into_iter();
+        return Ok(outcomes
+            .into_iter()
+            .map(|o| {
+                o.or_else(|| found.next().flatten())
+                    .unwrap_or(Err(Conflict::Alone))
+            })
+            .collect());
+    }
     // Its booking events are written due: the events loop claims them.
     deps.relay_wake.event_rows_written();
     deps.metrics.created_by("locking", write.bookings.len());

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::rows::{hand_over, reply_written};
 use super::{add, lone, Conflict, Deps, Job, Outcome};
-use crate::faults::FaultPoint;
+use crate::faults::{FaultPoint, PlantedBug};
 use crate::store::batch::BatchWrite;
 use crate::store::now;
 use crate::store::single::{self as sql, Expected};
@@ -73,6 +73,21 @@ pub(super) async fn write(deps: &Deps, jobs: &[&Job]) -> Vec<Option<Outcome>> {
     let lease = held.as_ref().map_or(Duration::ZERO, |h| h.lease());
     let written = match sql::write(&deps.pool, &rows, &slots, at, lease).await {
         Ok(written) => written,
+        Err(e) if e.may_have_committed() && !deps.faults.planted(PlantedBug::RerunLostCommit) => {
+            // Known not written goes to the locking path next (None), as the statement's
+            // refusals do.
+            let numbers: Vec<String> = rows
+                .bookings
+                .iter()
+                .map(|b| b.booking_number.clone())
+                .collect();
+            let ids: Vec<i32> = slots.iter().map(|s| s.slot_id).collect();
+            return super::settle::lost(deps, &ids, &numbers, &e)
+                .await
+                .into_iter()
+                .map(|o| o.filter(|o| !matches!(o, Err(Conflict::Alone))))
+                .collect();
+        }
         Err(e) => {
             tracing::warn!(items = jobs.len(), error = %e, "a one-statement create batch failed; each create runs alone");
             return jobs.iter().map(|_| Some(Err(Conflict::Alone))).collect();

@@ -12,6 +12,7 @@ use contracts::{subjects, Success, Won};
 use crate::app::App;
 use crate::error::{Result, ServiceError, StepExt as _};
 use crate::events;
+use crate::settle;
 use crate::store::{self, now, BookingRow};
 
 /// `booking.cancel`.
@@ -77,11 +78,11 @@ pub(crate) async fn cancel(
         ],
     )
     .await?;
-    tx.commit().await.step("committing the cancel")?;
+    commit(app, tx, booking.id, at, "committing the cancel").await?;
     app.metrics.booking_cancelled.inc();
     tracing::info!("Booking {} cancelled.", booking.booking_number);
     Ok(Success::new(
-        store::booking_by_id(&app.pool, booking.id).await?,
+        settle::read_back(&app.pool, booking.id, "the cancel").await?,
     ))
 }
 
@@ -188,8 +189,34 @@ pub(crate) async fn update(
     let details = serde_json::to_value(dto).unwrap_or_default();
     let user = req.user_id.unwrap_or(booking.user_id);
     store::insert_history(&mut tx, booking.id, "UPDATED", &details, user, at).await?;
-    tx.commit().await.step("committing the update")?;
+    commit(app, tx, booking.id, at, "committing the update").await?;
     Ok(Success::new(
-        store::booking_by_id(&app.pool, booking.id).await?,
+        settle::read_back(&app.pool, booking.id, "the update").await?,
     ))
+}
+
+/// Commits a cancel or update that stamped booking `id` with `at`. When the commit's answer is
+/// lost, the booking is looked up: stamped `at`, it committed; stamped otherwise, it did not
+/// (the commit's error, "not applied", is then true); not found out, the outcome is unknown.
+async fn commit(
+    app: &App,
+    tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    id: i32,
+    at: chrono::NaiveDateTime,
+    step: &'static str,
+) -> Result<()> {
+    crate::ticket::Ticket::current().start_write();
+    let Err(e) = tx.commit().await.step(step) else {
+        return Ok(());
+    };
+    if !e.may_have_committed() {
+        return Err(e);
+    }
+    app.metrics.lost_commit_lookups.inc();
+    tracing::warn!(error = %e, "a commit may have happened without its answer; looking it up");
+    match settle::updated_at(&app.pool, id).await {
+        Ok(Some(stamped)) if stamped == at => Ok(()),
+        Ok(_) => Err(e),
+        Err(why) => Err(ServiceError::OutcomeUnknown { step, why }),
+    }
 }

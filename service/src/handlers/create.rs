@@ -103,7 +103,10 @@ async fn attempt(
             // Losing a race for the last seats is expected, not an error of ours; the caller is
             // answered and server.rs logs every refusal once at INFO.
             match e {
-                ServiceError::Database { .. } | ServiceError::Internal(_) => {
+                ServiceError::Database { .. }
+                | ServiceError::Internal(_)
+                | ServiceError::OutcomeUnknown { .. }
+                | ServiceError::AppliedUnread { .. } => {
                     tracing::error!("Failed to create booking: {e}");
                 }
                 ServiceError::Rule(_) => app.slot_copies.forget(slot_id),
@@ -243,9 +246,40 @@ async fn insert(
             return Err(Conflict::Key);
         }
     }
-    tx.commit().await.step("committing the booking")?;
+    crate::ticket::Ticket::current().start_write();
+    if let Err(e) = tx.commit().await.step("committing the booking") {
+        if !e.may_have_committed() {
+            return Err(e.into());
+        }
+        return lost_commit(app, slot.game_time_slot_id, &number, e).await;
+    }
     app.relay_wake.event_rows_written();
     app.metrics.created_by("alone", 1);
     app.faults.crash_at(FaultPoint::AfterCommit);
     Ok(booking.into_response(vec![payment.into_wire()?], vec![history.into_wire()])?)
+}
+
+/// A lone create whose commit's answer was lost: its booking, if the look-up finds it; "not
+/// applied" (the commit's error) if it finds none; "outcome unknown" if it cannot look.
+async fn lost_commit(
+    app: &App,
+    slot_id: i32,
+    number: &str,
+    error: ServiceError,
+) -> std::result::Result<BookingResponse, Conflict> {
+    app.metrics.lost_commit_lookups.inc();
+    tracing::warn!(%error, "a create's commit may have happened without its answer; looking it up");
+    let numbers = [number.to_owned()];
+    match crate::settle::bookings(&app.pool, &[slot_id], &numbers).await {
+        Ok(found) => match found.get(number) {
+            Some(&id) => crate::settle::read_back(&app.pool, id, "the booking")
+                .await
+                .map_err(Conflict::Service),
+            None => Err(Conflict::Service(error)),
+        },
+        Err(why) => Err(Conflict::Service(ServiceError::OutcomeUnknown {
+            step: "the booking",
+            why,
+        })),
+    }
 }

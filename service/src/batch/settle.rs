@@ -1,0 +1,51 @@
+//! A create batch whose commit's answer was lost: each create is looked up by the booking number
+//! it was given before the write (`crate::settle`) and answered what happened. Written: its
+//! booking, read back. Not written: `Alone` (known not applied, so it may run again). Not
+//! found out: "outcome unknown".
+
+use super::{Conflict, Deps, Outcome};
+use crate::error::ServiceError;
+
+/// One outcome per number in `numbers` (the batch's bookings, on `slots`, in order), after
+/// `error` left their commit in doubt; every element is `Some` (the paths' own shape).
+pub(super) async fn lost(
+    deps: &Deps,
+    slots: &[i32],
+    numbers: &[String],
+    error: &ServiceError,
+) -> Vec<Option<Outcome>> {
+    deps.metrics.lost_commit_lookups.inc();
+    tracing::warn!(items = numbers.len(), %error,
+        "a create batch's commit may have happened without its answer; looking its bookings up");
+    let found = match crate::settle::bookings(&deps.pool, slots, numbers).await {
+        Ok(found) => found,
+        Err(why) => {
+            tracing::error!(items = numbers.len(), %why, "a lost commit could not be looked up");
+            return numbers
+                .iter()
+                .map(|_| {
+                    Some(Err(Conflict::Service(ServiceError::OutcomeUnknown {
+                        step: "the booking",
+                        why: why.clone(),
+                    })))
+                })
+                .collect();
+        }
+    };
+    let mut outcomes = Vec::with_capacity(numbers.len());
+    for number in numbers {
+        outcomes.push(Some(match found.get(number) {
+            Some(&id) => crate::settle::read_back(&deps.pool, id, "the booking")
+                .await
+                .map_err(Conflict::Service),
+            None => Err(Conflict::Alone),
+        }));
+    }
+    let written = found.len();
+    tracing::info!(
+        written,
+        not_written = numbers.len() - written,
+        "a lost commit was looked up"
+    );
+    outcomes
+}

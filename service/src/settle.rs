@@ -1,0 +1,88 @@
+//! What became of a write whose commit's answer was lost (DESIGN.md §5, failure paths). A write
+//! that failed in a way that may have come after its commit was sent (a connection lost, a reply
+//! that could not be read) is never run again blindly: the service looks, on another connection,
+//! for the rows it generated before the write (booking numbers, the update's own timestamp), and
+//! answers what it finds; when it cannot look, the answer says the outcome is unknown.
+//!
+//! A look-up first takes the written rows' locks `FOR SHARE` (the slots a create booked, the
+//! booking a cancel or update changed): while the lost transaction is still open on the server
+//! (its `COMMIT` still in a socket buffer) that waits for it to end, so the select after it sees
+//! the last word, committed or rolled back.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::error::ServiceError;
+use crate::store;
+
+/// Longest a look-up may take; the request's own deadline may cut it shorter, and then the
+/// caller hears "outcome unknown" (its ticket says the write had started).
+pub(crate) const WITHIN: Duration = Duration::from_secs(5);
+
+/// Which of `numbers` are stored bookings (number to id), once no transaction holding `slots`
+/// can still commit; `Err` with why when that could not be found out.
+pub(crate) async fn bookings(
+    pool: &sqlx::PgPool,
+    slots: &[i32],
+    numbers: &[String],
+) -> Result<HashMap<String, i32>, String> {
+    let look = async {
+        let mut tx = store::begin(pool).await?;
+        sqlx::query(
+            "SELECT 1 FROM game_time_slot_cache WHERE game_time_slot_id = ANY($1) \
+             ORDER BY game_time_slot_id FOR SHARE",
+        )
+        .bind(slots)
+        .execute(&mut *tx)
+        .await?;
+        let found: Vec<(String, i32)> = sqlx::query_as(
+            "SELECT booking_number, id FROM bookings WHERE booking_number = ANY($1)",
+        )
+        .bind(numbers)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.rollback().await?;
+        Ok::<_, sqlx::Error>(found.into_iter().collect())
+    };
+    match tokio::time::timeout(WITHIN, look).await {
+        Ok(Ok(found)) => Ok(found),
+        Ok(Err(e)) => Err(format!("looking the bookings up failed: {e}")),
+        Err(_) => Err(format!("looking the bookings up took over {WITHIN:?}")),
+    }
+}
+
+/// The booking's `updated_at`, once no transaction holding its row can still commit.
+pub(crate) async fn updated_at(
+    pool: &sqlx::PgPool,
+    id: i32,
+) -> Result<Option<chrono::NaiveDateTime>, String> {
+    let look = async {
+        let mut tx = store::begin(pool).await?;
+        let at: Option<chrono::NaiveDateTime> =
+            sqlx::query_scalar("SELECT updated_at FROM bookings WHERE id = $1 FOR SHARE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        tx.rollback().await?;
+        Ok::<_, sqlx::Error>(at)
+    };
+    match tokio::time::timeout(WITHIN, look).await {
+        Ok(Ok(at)) => Ok(at),
+        Ok(Err(e)) => Err(format!("looking the booking up failed: {e}")),
+        Err(_) => Err(format!("looking the booking up took over {WITHIN:?}")),
+    }
+}
+
+/// A booking known to be written, as its caller gets it; `AppliedUnread` when it cannot be read.
+pub(crate) async fn read_back(
+    pool: &sqlx::PgPool,
+    id: i32,
+    step: &'static str,
+) -> Result<contracts::booking::BookingResponse, ServiceError> {
+    store::booking_by_id(pool, id)
+        .await
+        .map_err(|e| ServiceError::AppliedUnread {
+            step,
+            why: e.to_string(),
+        })
+}
