@@ -46,6 +46,7 @@ async fn creates_behind_a_hung_write(configure: fn(&mut Config)) -> (HashMap<i32
     app.seed_slot(&slot(1, 1, 10, 100), &game(1)).await;
 
     // The bookings table is locked: every write hangs until the lock goes.
+    #[allow(clippy::disallowed_methods)] // the test's own blocker, never cancelled
     let mut lock = app.pool.begin().await.unwrap();
     sqlx::query("LOCK TABLE bookings IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *lock)
