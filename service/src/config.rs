@@ -117,6 +117,10 @@ pub struct Config {
     pub events_replicas: usize,
     /// `EVENTS_STREAM` (default `BOOKING_EVENTS`): JetStream stream for booking events.
     pub events_stream: String,
+    /// `EVENTS_DELIVERY` (default `auto`): `auto` sends booking events to JetStream when the
+    /// server has it and as core NATS messages when the server says it has none; `jetstream`
+    /// never falls back (without it events wait in the outbox); `core` never uses JetStream.
+    pub events_delivery: EventsDelivery,
     /// `FAULT_POINT` (default none): for chaos runs only, abort the process at this point:
     /// `after-commit` (a booking is committed, its reply not yet sent) or `before-mark-sent` (an
     /// event is delivered, its outbox row not yet marked).
@@ -309,6 +313,16 @@ impl Config {
             events_max_bytes: number("EVENTS_MAX_MIB", 1, 1 << 20)? as i64 * 1024 * 1024,
             events_replicas: number("EVENTS_REPLICAS", 1, 5)? as usize,
             events_stream: get("EVENTS_STREAM").unwrap_or_default(),
+            events_delivery: match get("EVENTS_DELIVERY").as_deref() {
+                None | Some("") | Some("auto") => EventsDelivery::Auto,
+                Some("jetstream") => EventsDelivery::JetStream,
+                Some("core") => EventsDelivery::Core,
+                Some(other) => {
+                    return Err(ConfigError(format!(
+                        "EVENTS_DELIVERY={other:?} must be auto, jetstream or core"
+                    )))
+                }
+            },
             fault_point: match get("FAULT_POINT").as_deref() {
                 None => None,
                 Some("after-commit") => Some(FaultPoint::AfterCommit),
@@ -330,10 +344,11 @@ impl Config {
                 Some("one-nats-server") => Some(PlantedBug::OneNatsServer),
                 Some("rerun-lost-commit") => Some(PlantedBug::RerunLostCommit),
                 Some("write-abandoned") => Some(PlantedBug::WriteAbandoned),
+                Some("jetstream-fallback") => Some(PlantedBug::JetstreamFallback),
                 Some(other) => {
                     return Err(ConfigError(format!(
                         "PLANTED_BUG={other:?} must be skip-row-lock, drop-outbox, \
-                         accept-refusals, refuse-keyed-retry, batch-shares-seats, one-nats-server, rerun-lost-commit or write-abandoned"
+                         accept-refusals, refuse-keyed-retry, batch-shares-seats, one-nats-server, rerun-lost-commit, write-abandoned or jetstream-fallback"
                     )))
                 }
             },
@@ -369,3 +384,15 @@ pub use knobs::command;
 
 #[cfg(test)]
 mod tests;
+
+/// How booking events are delivered (`EVENTS_DELIVERY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EventsDelivery {
+    /// JetStream when the server has it, core NATS when the server says it has none.
+    #[default]
+    Auto,
+    /// JetStream only: without it, events wait in the outbox.
+    JetStream,
+    /// Core NATS only (no stream, no server-side dedup).
+    Core,
+}

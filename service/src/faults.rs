@@ -37,6 +37,9 @@ pub enum PlantedBug {
     /// Write a queued create even when its caller's deadline passed and it was answered "not
     /// applied" while it queued.
     WriteAbandoned,
+    /// Take a JetStream that does not answer (no quorum, a 503) for a server without JetStream
+    /// and send booking events as core NATS messages, marked sent with nothing storing them.
+    JetstreamFallback,
 }
 
 /// One process's faults.

@@ -89,6 +89,8 @@ pub(crate) struct Metrics {
     pub(crate) lost_commit_lookups: Counter,
     /// Requests answered "outcome unknown" (`details.outcome`).
     pub(crate) outcomes_unknown: Counter,
+    /// Switches of booking events to core NATS (configured, or the server has no JetStream).
+    pub(crate) events_to_core_nats: Counter,
     /// Booking events handed to the replica's own relay by the create that wrote them.
     pub(crate) outbox_handed: Counter,
     /// Messages the NATS client dropped because a subscription's buffer was full.
@@ -129,6 +131,7 @@ impl Default for Metrics {
             creates_abandoned: Counter::default(),
             lost_commit_lookups: Counter::default(),
             outcomes_unknown: Counter::default(),
+            events_to_core_nats: Counter::default(),
             outbox_handed: Counter::default(),
             nats_slow_consumer: Counter::default(),
             pruned_outbox_rows: Counter::default(),
@@ -224,6 +227,11 @@ impl Default for Metrics {
             "outcomes_unknown",
             "Requests answered SYS_002 with details.outcome unknown",
             m.outcomes_unknown.clone(),
+        );
+        registry.register(
+            "events_to_core_nats",
+            "Switches of booking events to core NATS messages (configured, or the server has no JetStream)",
+            m.events_to_core_nats.clone(),
         );
         registry.register(
             "outbox_rows_handed",

@@ -57,6 +57,7 @@ pub(crate) const KNOBS: &[Knob] = &[
     knob("OUTBOX_KEEP_SENT_HOURS", Some("168"), "delivered outbox rows are kept this long, then pruned"),
     knob("PRUNE_INTERVAL_SECS", Some("600"), "how often delivered rows and expired idempotency keys are pruned"),
     knob("EVENTS_STREAM", Some("BOOKING_EVENTS"), "JetStream stream for booking events"),
+    knob("EVENTS_DELIVERY", Some("auto"), "booking events: auto (JetStream; core NATS only when the server says it has no JetStream), jetstream (never core) or core"),
     knob("EVENTS_MAX_AGE_HOURS", Some("168"), "the events stream keeps a message this long"),
     knob("EVENTS_MAX_MIB", Some("1024"), "the events stream's size limit; the oldest go first"),
     knob("EVENTS_REPLICAS", Some("1"), "copies of the events stream on a NATS cluster (1-5; 3 survives the loss of a node)"),

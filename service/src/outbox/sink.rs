@@ -1,8 +1,11 @@
 //! Where booking events go: JetStream when the server has it (the stream created or brought up to
-//! date, with a dedup window that outlasts every retry), core NATS otherwise, checked again every
-//! few seconds and after a failure.
+//! date, with a dedup window that outlasts every retry), core NATS only when configured so
+//! (`EVENTS_DELIVERY=core`) or when the server itself says it runs without JetStream (its INFO's
+//! `jetstream` flag). A JetStream that fails (a publish without an ack, a 503 from a cluster
+//! without quorum, an API that does not answer) is a reason to retry, never to fall back: only a
+//! JetStream ack marks a booking event sent. The stream is made again until that succeeds.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -10,17 +13,42 @@ use contracts::subjects;
 use serde_json::Value;
 
 use crate::app::App;
+use crate::config::EventsDelivery;
 use crate::error::{Result, ServiceError};
+use crate::faults::PlantedBug;
 
-/// How often the events loop asks the server again whether it has JetStream.
+/// How often the events loop looks again at where events go while all is well.
 const JETSTREAM_RECHECK: Duration = Duration::from_secs(10);
+/// How often it tries again to make the stream while it is not there.
+const STREAM_RETRY: Duration = Duration::from_millis(500);
 
-/// Where booking events go: JetStream when the server has it, core NATS otherwise.
+/// Where booking events go now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Route {
+    /// Not known yet, or JetStream's stream could not be made: publishes fail and are retried.
+    Waiting = 0,
+    /// JetStream, the stream made.
+    JetStream = 1,
+    /// Core NATS: configured, or the server has no JetStream.
+    Core = 2,
+}
+
+impl Route {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Route::JetStream,
+            2 => Route::Core,
+            _ => Route::Waiting,
+        }
+    }
+}
+
+/// Where booking events go.
 pub(super) struct EventSink {
     js: async_nats::jetstream::Context,
-    /// JetStream answered the last check and the stream exists.
-    jetstream: AtomicBool,
-    /// When JetStream was last checked.
+    route: AtomicU8,
+    /// When the route was last looked at.
     checked: Mutex<Option<Instant>>,
 }
 
@@ -28,36 +56,65 @@ impl EventSink {
     pub(super) fn new(app: &App) -> Self {
         Self {
             js: async_nats::jetstream::new(app.nats.clone()),
-            jetstream: AtomicBool::new(false),
+            route: AtomicU8::new(Route::Waiting as u8),
             checked: Mutex::new(None),
         }
     }
 
-    /// Asks the server whether it has JetStream (and creates the stream) when `force`d or when the
-    /// last answer is older than [`JETSTREAM_RECHECK`]: after a reconnect the server may differ.
+    fn route(&self) -> Route {
+        Route::from_u8(self.route.load(Ordering::SeqCst))
+    }
+
+    /// Looks again at where events go when `force`d or when due: every [`JETSTREAM_RECHECK`]
+    /// (after a reconnect the server may differ), every [`STREAM_RETRY`] while the stream is
+    /// missing.
     pub(super) async fn refresh(&self, app: &App, force: bool) {
         {
             let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
-            let due = force || checked.is_none_or(|at| at.elapsed() >= JETSTREAM_RECHECK);
+            let every = if self.route() == Route::Waiting {
+                STREAM_RETRY
+            } else {
+                JETSTREAM_RECHECK
+            };
+            let due = force || checked.is_none_or(|at| at.elapsed() >= every);
             if !due {
                 return;
             }
             *checked = Some(Instant::now());
         }
-        let available = match jetstream_enabled(&app.nats).await {
-            Ok(()) => ensure_stream(app, &self.js).await,
-            Err(e) => {
-                tracing::debug!(error = %e, "no JetStream on this server");
-                false
+        let route = match app.config.events_delivery {
+            EventsDelivery::Core => Route::Core,
+            _ if app.faults.planted(PlantedBug::JetstreamFallback) => {
+                // The defect: any failure to answer JetStream's API counts as "no JetStream".
+                match jetstream_enabled(&app.nats).await {
+                    Ok(()) if ensure_stream(app, &self.js).await => Route::JetStream,
+                    _ => Route::Core,
+                }
             }
+            EventsDelivery::Auto if !app.nats.server_info().jetstream => Route::Core,
+            _ if ensure_stream(app, &self.js).await => Route::JetStream,
+            _ => Route::Waiting,
         };
-        let before = self.jetstream.swap(available, Ordering::SeqCst);
-        if before != available || force {
-            if available {
-                tracing::info!(stream = %app.config.events_stream, "booking events go to JetStream");
-            } else {
-                tracing::warn!("the NATS server has no JetStream: booking events go out as core NATS messages (no server-side dedup)");
+        let before = Route::from_u8(self.route.swap(route as u8, Ordering::SeqCst));
+        if before == route {
+            return;
+        }
+        match route {
+            Route::JetStream => {
+                tracing::info!(stream = %app.config.events_stream, "booking events go to JetStream")
             }
+            Route::Core => {
+                app.metrics.events_to_core_nats.inc();
+                tracing::warn!(
+                    configured = app.config.events_delivery == EventsDelivery::Core,
+                    "booking events go out as core NATS messages (no stream, no server-side dedup): \
+                     EVENTS_DELIVERY=core, or the NATS server says it has no JetStream"
+                );
+            }
+            Route::Waiting => tracing::warn!(
+                stream = %app.config.events_stream,
+                "JetStream's stream cannot be made now; booking events wait in the outbox and are retried"
+            ),
         }
     }
 }
@@ -123,8 +180,9 @@ async fn ensure_stream(app: &App, js: &async_nats::jetstream::Context) -> bool {
 }
 
 impl EventSink {
-    /// Publishes one booking event: to JetStream (awaiting its ack) when the server has it, else
-    /// as a core NATS message, delivered to whoever listens now (a flush proves it left).
+    /// Publishes one booking event: to JetStream, done only once its ack comes back; as a core
+    /// NATS message (a flush proves it left) only on the core route; an error while JetStream's
+    /// stream is not there.
     pub(super) async fn publish(
         &self,
         app: &App,
@@ -133,24 +191,33 @@ impl EventSink {
         body: Vec<u8>,
     ) -> Result<()> {
         self.refresh(app, false).await;
-        if self.jetstream.load(Ordering::SeqCst) {
-            let ack = self
-                .js
-                .publish_with_headers(subject.clone(), headers, body.into())
-                .await
-                .map_err(|e| ServiceError::Unavailable(format!("publishing {subject}: {e}")))?;
-            ack.await.map_err(|e| {
-                ServiceError::Unavailable(format!("JetStream ack for {subject}: {e}"))
-            })?;
-        } else {
-            app.nats
-                .publish_with_headers(subject, headers, body.into())
-                .await
-                .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-            app.nats
-                .flush()
-                .await
-                .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        match self.route() {
+            Route::JetStream => {
+                let ack = self
+                    .js
+                    .publish_with_headers(subject.clone(), headers, body.into())
+                    .await
+                    .map_err(|e| ServiceError::Unavailable(format!("publishing {subject}: {e}")))?;
+                ack.await.map_err(|e| {
+                    ServiceError::Unavailable(format!("JetStream ack for {subject}: {e}"))
+                })?;
+            }
+            Route::Core => {
+                app.nats
+                    .publish_with_headers(subject, headers, body.into())
+                    .await
+                    .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+                app.nats
+                    .flush()
+                    .await
+                    .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            }
+            Route::Waiting => {
+                return Err(ServiceError::Unavailable(format!(
+                    "{subject}: JetStream's stream {} is not available yet",
+                    app.config.events_stream
+                )))
+            }
         }
         Ok(())
     }

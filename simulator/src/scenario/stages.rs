@@ -78,6 +78,10 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "commit-lost",
         include_str!("../../scenarios/commit-lost.toml"),
     ),
+    (
+        "jetstream-quorum",
+        include_str!("../../scenarios/jetstream-quorum.toml"),
+    ),
 ];
 
 /// One ramping stage: the rate moves linearly to `target` over `duration_s`.
