@@ -25,7 +25,8 @@ pub struct Config {
     /// `REQUEST_DEADLINE_MS` (default 10000): longest a request is worked on before its caller
     /// gets `SYS_002`; a hung database (a blackholed connection) is answered within it.
     pub request_deadline: Duration,
-    /// `COURSE_TIMEOUT_MS` (default 5000): per-call timeout to course-service.
+    /// `COURSE_TIMEOUT_MS` (default 5000, shorter than `REQUEST_DEADLINE_MS`): per-call timeout to
+    /// course-service.
     pub course_timeout: Duration,
     /// `COURSE_RETRIES` (default 2): extra attempts after a failed course-service call.
     pub course_retries: u32,
@@ -330,6 +331,14 @@ impl Config {
                 })?
             },
         };
+        if config.course_timeout >= config.request_deadline {
+            return Err(ConfigError(format!(
+                "COURSE_TIMEOUT_MS ({} ms) must be shorter than REQUEST_DEADLINE_MS ({} ms), or a \
+                 course-service call outlives the request that made it",
+                config.course_timeout.as_millis(),
+                config.request_deadline.as_millis()
+            )));
+        }
         if config.outbox_lease <= config.course_timeout {
             return Err(ConfigError(format!(
                 "OUTBOX_LEASE_MS ({} ms) must be longer than COURSE_TIMEOUT_MS ({} ms), or a slow delivery is sent twice",

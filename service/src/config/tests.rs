@@ -98,3 +98,24 @@ fn passwords_never_reach_debug_output() {
     let c = with(&[("DATABASE_URL", "postgres://u:hunter2@h/db")]).unwrap();
     assert!(!format!("{c:?}").contains("hunter2"));
 }
+
+#[test]
+fn a_course_call_must_end_before_the_request_deadline() {
+    let err = with(&[
+        ("DATABASE_URL", "postgres://h/db"),
+        ("COURSE_TIMEOUT_MS", "10000"),
+        ("REQUEST_DEADLINE_MS", "10000"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("COURSE_TIMEOUT_MS") && err.contains("REQUEST_DEADLINE_MS"),
+        "{err}"
+    );
+    let ok = with(&[
+        ("DATABASE_URL", "postgres://h/db"),
+        ("COURSE_TIMEOUT_MS", "9999"),
+        ("REQUEST_DEADLINE_MS", "10000"),
+    ]);
+    assert!(ok.is_ok(), "{:?}", ok.err());
+}
