@@ -25,6 +25,10 @@ pub struct Config {
     /// `REQUEST_DEADLINE_MS` (default 10000): longest a request is worked on before its caller
     /// gets `SYS_002`; a hung database (a blackholed connection) is answered within it.
     pub request_deadline: Duration,
+    /// `SHUTDOWN_GRACE_MS` (default 20000): on SIGTERM, the longest wait for in-flight requests,
+    /// the relay, the NATS drain and the pools; then the process exits, logging what was left
+    /// unfinished. Below Kubernetes' default 30 s, so the pod is never killed mid-stop.
+    pub shutdown_grace: Duration,
     /// `COURSE_TIMEOUT_MS` (default 5000, shorter than `REQUEST_DEADLINE_MS`): per-call timeout to
     /// course-service.
     pub course_timeout: Duration,
@@ -225,6 +229,7 @@ impl Config {
             db_pool_size: number("DB_POOL_SIZE", 1, 1000)? as u32,
             db_acquire_timeout: millis("DB_ACQUIRE_TIMEOUT_MS")?,
             request_deadline: millis("REQUEST_DEADLINE_MS")?,
+            shutdown_grace: millis("SHUTDOWN_GRACE_MS")?,
             course_timeout: millis("COURSE_TIMEOUT_MS")?,
             course_retries: number("COURSE_RETRIES", 0, 10)? as u32,
             breaker_threshold: number("BREAKER_THRESHOLD", 1, 10_000)? as u32,

@@ -22,6 +22,7 @@ pub(crate) const KNOBS: &[Knob] = &[
     knob("DB_POOL_SIZE", Some("16"), "PostgreSQL connections for requests (1-1000); the relay adds up to 6 of its own"),
     knob("DB_ACQUIRE_TIMEOUT_MS", Some("5000"), "longest wait for a pooled connection"),
     knob("REQUEST_DEADLINE_MS", Some("10000"), "longest a request is worked on; past it the caller gets SYS_002 at once (the database, or course-service, did not answer), though the work may still complete"),
+    knob("SHUTDOWN_GRACE_MS", Some("20000"), "on SIGTERM, the longest wait for requests in flight, the relay, the NATS drain and the pools to finish; then the process exits and logs what was unfinished (keep below Kubernetes' terminationGracePeriodSeconds)"),
     knob("COURSE_TIMEOUT_MS", Some("5000"), "per-call timeout to course-service (shorter than REQUEST_DEADLINE_MS)"),
     knob("COURSE_RETRIES", Some("2"), "extra attempts after a failed course-service call (0-10)"),
     knob("BREAKER_THRESHOLD", Some("5"), "consecutive failed course-service attempts that open the breaker"),

@@ -42,6 +42,7 @@ fn defaults_follow_the_design() {
     assert_eq!(c.course_timeout, Duration::from_secs(5));
     assert_eq!(c.cache_ttl, Duration::from_secs(300));
     assert_eq!(c.cancel_cutoff_days, 3);
+    assert_eq!(c.shutdown_grace, Duration::from_secs(20));
 }
 
 #[test]
