@@ -126,6 +126,13 @@ pub struct Config {
     pub planted_bug: Option<PlantedBug>,
     /// `HTTP_ADDR` (default `0.0.0.0:8080`): `/metrics`, `/healthz`, `/readyz`; port 0 picks one.
     pub http_addr: std::net::SocketAddr,
+    /// `ADMIN_ADDR` (default `127.0.0.1:8081`): the operator's `/outbox` and `/outbox/redrive`,
+    /// which show customers' bookings and move events; port 0 picks one. An address other than
+    /// loopback is refused without `ADMIN_TOKEN`.
+    pub admin_addr: std::net::SocketAddr,
+    /// `ADMIN_TOKEN` (default none): when set, requests to `ADMIN_ADDR` must carry
+    /// `Authorization: Bearer <token>`, or are answered 401.
+    pub admin_token: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -221,6 +228,12 @@ impl Config {
             }
         };
         let millis = |name: &str| number(name, 1, 3_600_000).map(Duration::from_millis);
+        let address = |name: &str, example: &str| -> Result<std::net::SocketAddr, ConfigError> {
+            let text = get(name).unwrap_or_default();
+            text.trim().parse().map_err(|_| {
+                ConfigError(format!("{name}={text:?} must be host:port, e.g. {example}"))
+            })
+        };
         let config = Self {
             database_url,
             nats_url,
@@ -327,15 +340,24 @@ impl Config {
                     )))
                 }
             },
-            http_addr: {
-                let text = get("HTTP_ADDR").unwrap_or_default();
-                text.trim().parse().map_err(|_| {
-                    ConfigError(format!(
-                        "HTTP_ADDR={text:?} must be host:port, e.g. 0.0.0.0:8080"
-                    ))
-                })?
-            },
+            http_addr: address("HTTP_ADDR", "0.0.0.0:8080")?,
+            admin_addr: address("ADMIN_ADDR", "127.0.0.1:8081")?,
+            admin_token: get("ADMIN_TOKEN"),
         };
+        if !config.admin_addr.ip().is_loopback() && config.admin_token.is_none() {
+            return Err(ConfigError(format!(
+                "ADMIN_ADDR {} is reachable from other hosts: set ADMIN_TOKEN too, or keep it \
+                 on loopback (127.0.0.1), since /outbox shows customers' bookings and redrive \
+                 moves events",
+                config.admin_addr
+            )));
+        }
+        if config.admin_addr == config.http_addr && config.http_addr.port() != 0 {
+            return Err(ConfigError(format!(
+                "ADMIN_ADDR and HTTP_ADDR must differ (both {})",
+                config.http_addr
+            )));
+        }
         if config.course_timeout >= config.request_deadline {
             return Err(ConfigError(format!(
                 "COURSE_TIMEOUT_MS ({} ms) must be shorter than REQUEST_DEADLINE_MS ({} ms), or a \

@@ -17,7 +17,8 @@
 //! - `outbox.rs`: the outbox and its relay.
 //! - `operator.rs`: `GET /outbox` and `POST /outbox/redrive` for rows that are not sent.
 //! - `metrics.rs`: Prometheus metrics.
-//! - `http.rs`: `/metrics`, `/healthz`, `/readyz` and the operator's routes.
+//! - `http.rs`: `/metrics`, `/healthz`, `/readyz` on `HTTP_ADDR`; the operator's routes on
+//!   `ADMIN_ADDR`.
 //! - [`error`]: handler errors and their wire codes.
 //! - [`faults`]: fault points and planted bugs, per process.
 //! - [`telemetry`]: logging and personal-data masks.
@@ -191,6 +192,8 @@ pub struct Running {
     pool: sqlx::PgPool,
     http: JoinHandle<()>,
     http_addr: std::net::SocketAddr,
+    admin: JoinHandle<()>,
+    admin_addr: std::net::SocketAddr,
     grace: std::time::Duration,
 }
 
@@ -221,6 +224,7 @@ impl Running {
             (self.relay, "the outbox relay"),
             (self.retention, "retention"),
             (self.http, "the HTTP endpoints"),
+            (self.admin, "the admin endpoints"),
         ] {
             let mut task = task;
             if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
@@ -253,6 +257,11 @@ impl Running {
     /// The bound address of `/metrics`, `/healthz` and `/readyz`.
     pub fn http_addr(&self) -> std::net::SocketAddr {
         self.http_addr
+    }
+
+    /// The bound address of the operator's `/outbox` and `/outbox/redrive`.
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        self.admin_addr
     }
 
     /// Whether the NATS server loop is still running.
@@ -389,7 +398,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     });
     let (shutdown, signal) = watch::channel(false);
     let (give_up, given_up) = watch::channel(false);
-    let (http_addr, http) = http::serve(app.clone(), app.config.http_addr, signal.clone()).await?;
+    let (http_addr, http) = http::serve(app.clone(), signal.clone()).await?;
+    let (admin_addr, admin) = http::serve_admin(app.clone(), signal.clone()).await?;
     let relay = tokio::spawn(outbox::relay(app.clone(), signal.clone()));
     let retention = tokio::spawn(retention::run(app.clone(), signal.clone()));
     let server_app = app.clone();
@@ -433,6 +443,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         pool,
         http,
         http_addr,
+        admin,
+        admin_addr,
         grace,
     })
 }

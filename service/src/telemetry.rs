@@ -44,6 +44,12 @@ pub fn mask_email(email: &str) -> String {
     }
 }
 
+/// `홍길동` → `홍***`: the first letter only.
+pub fn mask_name(name: &str) -> String {
+    let first: String = name.chars().take(1).collect();
+    format!("{first}***")
+}
+
 /// `010-1234-5678` → `***-5678`: the last four digits only.
 pub fn mask_phone(phone: &str) -> String {
     let digits: Vec<char> = phone.chars().filter(char::is_ascii_digit).collect();
@@ -75,6 +81,12 @@ mod tests {
         assert_eq!(directives(None), ["async_nats=warn", "info"]);
         assert_eq!(directives(Some("debug")), ["async_nats=warn", "debug"]);
         assert_eq!(directives(Some("async_nats=debug")), ["async_nats=debug"]);
+    }
+
+    #[test]
+    fn names_keep_only_the_first_letter() {
+        assert_eq!(mask_name("홍길동"), "홍***");
+        assert_eq!(mask_name(""), "***");
     }
 
     #[test]

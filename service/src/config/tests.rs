@@ -120,3 +120,36 @@ fn a_course_call_must_end_before_the_request_deadline() {
     ]);
     assert!(ok.is_ok(), "{:?}", ok.err());
 }
+
+#[test]
+fn the_operator_endpoints_stay_on_loopback_unless_a_token_guards_them() {
+    let c = with(&[("DATABASE_URL", "postgres://h/db")]).unwrap();
+    assert_eq!(c.admin_addr, "127.0.0.1:8081".parse().unwrap());
+    assert_eq!(c.admin_token, None);
+    let open = with(&[
+        ("DATABASE_URL", "postgres://h/db"),
+        ("ADMIN_ADDR", "0.0.0.0:8081"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        open.contains("ADMIN_ADDR") && open.contains("ADMIN_TOKEN"),
+        "{open}"
+    );
+    let guarded = with(&[
+        ("DATABASE_URL", "postgres://h/db"),
+        ("ADMIN_ADDR", "0.0.0.0:8081"),
+        ("ADMIN_TOKEN", "s3cret"),
+    ])
+    .unwrap();
+    assert_eq!(guarded.admin_token.as_deref(), Some("s3cret"));
+    assert!(!format!("{guarded:?}").contains("s3cret"));
+    let same = with(&[
+        ("DATABASE_URL", "postgres://h/db"),
+        ("HTTP_ADDR", "127.0.0.1:9000"),
+        ("ADMIN_ADDR", "127.0.0.1:9000"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(same.contains("must differ"), "{same}");
+}
