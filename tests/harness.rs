@@ -160,6 +160,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     config.outbox_poll = Duration::from_millis(100);
     config.db_pool_size = 8;
     config.http_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     (options.configure)(&mut config);
     let mut replicas = Vec::new();
     for _ in 0..options.replicas {
@@ -591,13 +592,15 @@ pub fn spawn_service(world: &World, db: &str, env: &[(&str, &str)]) -> std::proc
         .unwrap()
 }
 
-/// The command that starts the binary (quiet logs, any free HTTP port, a short relay poll).
+/// The command that starts the binary (quiet logs, any free HTTP and admin ports, a short relay
+/// poll).
 pub fn service_command(world: &World, db: &str, env: &[(&str, &str)]) -> std::process::Command {
     let mut cmd = std::process::Command::new(world::stack::binary("booking-service").unwrap());
     cmd.env("DATABASE_URL", db)
         .env("NATS_URL", world.nats_url())
         .env("RUST_LOG", "error")
         .env("HTTP_ADDR", "127.0.0.1:0")
+        .env("ADMIN_ADDR", "127.0.0.1:0")
         .env("OUTBOX_POLL_MS", "100")
         .env("COURSE_TIMEOUT_MS", "1000");
     for (k, v) in env {

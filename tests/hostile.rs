@@ -1,6 +1,7 @@
-//! A hostile or buggy client, from outside over NATS: someone else's booking, fields a user may not
-//! touch, a user with thousands of bookings, replies larger than NATS carries, and publishers the
-//! deployment's permissions must stop. Each case names the answer it must get.
+//! A hostile or buggy client, from outside over NATS or HTTP: someone else's booking, fields a
+//! user may not touch, a user with thousands of bookings, replies larger than NATS carries,
+//! publishers the deployment's permissions must stop, and strangers at the operator's routes. Each
+//! case names the answer it must get.
 
 #![allow(clippy::unwrap_used)]
 
@@ -62,6 +63,172 @@ async fn an_update_by_someone_else_is_forbidden_and_changes_nothing() {
         .await
         .ok();
     assert_eq!(anonymous["data"]["specialRequests"], "카트");
+}
+
+/// Before: an update without the caller's `userId` was recorded in the booking's history as made
+/// by its owner.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_without_a_caller_is_recorded_as_anonymous_in_the_history() {
+    let app = spawn_app().await;
+    let booking = booked(&app, 204, 10, 1).await;
+    app.call(
+        s::BOOKING_UPDATE,
+        json!({"id": booking["id"], "dto": {"specialRequests": "카트"}}),
+    )
+    .await
+    .ok();
+    app.call(
+        s::BOOKING_UPDATE,
+        json!({"id": booking["id"], "userId": 1, "dto": {"specialRequests": "없음"}}),
+    )
+    .await
+    .ok();
+    let found = app
+        .call(s::BOOKING_FIND_BY_ID, json!({"id": booking["id"]}))
+        .await
+        .ok();
+    let histories = found["data"]["histories"].as_array().unwrap();
+    let updates: Vec<&Value> = histories
+        .iter()
+        .filter(|h| h["action"] == "UPDATED")
+        .collect();
+    assert_eq!(updates.len(), 2, "{histories:?}");
+    // Newest first: the owner's own update, then the anonymous one.
+    assert_eq!(updates[0]["details"]["specialRequests"], "없음");
+    assert!(updates[0]["details"].get("caller").is_none(), "{updates:?}");
+    assert_eq!(updates[1]["details"]["specialRequests"], "카트");
+    assert_eq!(
+        updates[1]["details"]["caller"], "anonymous",
+        "the history must say the caller was not given: {updates:?}"
+    );
+}
+
+/// Before: `GET /outbox` on the metrics address (`0.0.0.0:8080` by default) listed unsent events
+/// with customers' e-mails and names, and anyone could `POST /outbox/redrive`. Now both are on the
+/// admin address only, and the payloads are masked.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_outbox_is_served_on_the_admin_address_only_and_masks_personal_data() {
+    let app = spawn_app().await;
+    unsent_event_with_personal_data(&app).await;
+    let http = reqwest::Client::new();
+    let metrics = app.replicas[0].http_addr();
+    for (method, path) in [
+        (reqwest::Method::GET, "/outbox"),
+        (reqwest::Method::POST, "/outbox/redrive"),
+    ] {
+        let response = http
+            .request(method, format!("http://{metrics}{path}"))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_eq!(
+            status,
+            reqwest::StatusCode::NOT_FOUND,
+            "{path} answered: {body}"
+        );
+    }
+    let health = http
+        .get(format!("http://{metrics}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert!(health.status().is_success());
+
+    let admin = app.replicas[0].admin_addr();
+    assert_ne!(admin, metrics);
+    let text = http
+        .get(format!("http://{admin}/outbox"))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !text.contains("kim.chulsoo") && !text.contains("김철수"),
+        "personal data shown: {text}"
+    );
+    let listed: Vec<Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(listed.len(), 1, "{text}");
+    assert_eq!(listed[0]["payload"]["userEmail"], "k***@example.com");
+    assert_eq!(listed[0]["payload"]["userName"], "김***");
+    assert_eq!(listed[0]["payload"]["bookingId"], 1);
+    let moved = http
+        .post(format!("http://{admin}/outbox/redrive"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let moved: Value = serde_json::from_str(&moved).unwrap();
+    assert_eq!(moved["redriven"], 0, "nothing was REJECTED");
+}
+
+/// With `ADMIN_TOKEN` set, the operator's routes answer only requests that carry it.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_an_admin_token_the_outbox_answers_only_its_bearer() {
+    let app = spawn_app_with(AppOptions {
+        configure: |c| c.admin_token = Some("s3cret-token".into()),
+        ..AppOptions::default()
+    })
+    .await;
+    unsent_event_with_personal_data(&app).await;
+    let http = reqwest::Client::new();
+    let admin = app.replicas[0].admin_addr();
+    for (method, path) in [
+        (reqwest::Method::GET, "/outbox"),
+        (reqwest::Method::POST, "/outbox/redrive"),
+    ] {
+        let url = format!("http://{admin}{path}");
+        for wrong in [
+            None,
+            Some("Bearer nope"),
+            Some("s3cret-token"),
+            Some("Basic s3cret-token"),
+        ] {
+            let mut request = http.request(method.clone(), &url);
+            if let Some(header) = wrong {
+                request = request.header("Authorization", header);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(
+                response.status(),
+                reqwest::StatusCode::UNAUTHORIZED,
+                "{path} with {wrong:?}"
+            );
+            let body = response.text().await.unwrap();
+            assert!(!body.contains("example.com"), "{body}");
+        }
+        let allowed = http
+            .request(method, &url)
+            .header("Authorization", "Bearer s3cret-token")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            allowed.status().is_success(),
+            "{path}: {}",
+            allowed.status()
+        );
+    }
+}
+
+/// A `booking.confirmed` row that stays unsent for an hour, carrying an e-mail and a name.
+async fn unsent_event_with_personal_data(app: &TestApp) {
+    sqlx::query(
+        "INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, event_type, payload, \
+         next_attempt_at) VALUES (gen_random_uuid(), 'Booking', '1', 'booking.confirmed', $1, \
+         now() + interval '1 hour')",
+    )
+    .bind(json!({"bookingId": 1, "userEmail": "kim.chulsoo@example.com", "userName": "김철수"}))
+    .execute(&app.pool)
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

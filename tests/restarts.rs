@@ -20,6 +20,7 @@ async fn app_on_own_servers() -> TestApp {
     config.outbox_poll = Duration::from_millis(100);
     config.db_acquire_timeout = Duration::from_millis(500);
     config.http_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let running = booking_service::start(config).await.unwrap();
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)

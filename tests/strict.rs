@@ -14,7 +14,13 @@ use integration_tests::*;
 use serde_json::{json, Value};
 
 async fn http(app: &TestApp, method: reqwest::Method, path: &str) -> String {
-    let url = format!("http://{}{path}", app.replicas[0].http_addr());
+    // The operator's routes are on the admin address, the rest beside the metrics.
+    let addr = if path.starts_with("/outbox") {
+        app.replicas[0].admin_addr()
+    } else {
+        app.replicas[0].http_addr()
+    };
+    let url = format!("http://{addr}{path}");
     let response = reqwest::Client::new()
         .request(method, url)
         .send()

@@ -36,7 +36,12 @@ pub struct Config {
     /// `REQUEST_DEADLINE_MS` (default 10000): longest a request is worked on before its caller
     /// gets `SYS_002`; a hung database (a blackholed connection) is answered within it.
     pub request_deadline: Duration,
-    /// `COURSE_TIMEOUT_MS` (default 5000): per-call timeout to course-service.
+    /// `SHUTDOWN_GRACE_MS` (default 20000): on SIGTERM, the longest wait for in-flight requests,
+    /// the relay, the NATS drain and the pools; then the process exits, logging what was left
+    /// unfinished. Below Kubernetes' default 30 s, so the pod is never killed mid-stop.
+    pub shutdown_grace: Duration,
+    /// `COURSE_TIMEOUT_MS` (default 5000, shorter than `REQUEST_DEADLINE_MS`): per-call timeout to
+    /// course-service.
     pub course_timeout: Duration,
     /// `COURSE_RETRIES` (default 2): extra attempts after a failed course-service call.
     pub course_retries: u32,
@@ -136,6 +141,13 @@ pub struct Config {
     pub planted_bug: Option<PlantedBug>,
     /// `HTTP_ADDR` (default `0.0.0.0:8080`): `/metrics`, `/healthz`, `/readyz`; port 0 picks one.
     pub http_addr: std::net::SocketAddr,
+    /// `ADMIN_ADDR` (default `127.0.0.1:8081`): the operator's `/outbox` and `/outbox/redrive`,
+    /// which show customers' bookings and move events; port 0 picks one. An address other than
+    /// loopback is refused without `ADMIN_TOKEN`.
+    pub admin_addr: std::net::SocketAddr,
+    /// `ADMIN_TOKEN` (default none): when set, requests to `ADMIN_ADDR` must carry
+    /// `Authorization: Bearer <token>`, or are answered 401.
+    pub admin_token: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -231,6 +243,12 @@ impl Config {
             }
         };
         let millis = |name: &str| number(name, 1, 3_600_000).map(Duration::from_millis);
+        let address = |name: &str, example: &str| -> Result<std::net::SocketAddr, ConfigError> {
+            let text = get(name).unwrap_or_default();
+            text.trim().parse().map_err(|_| {
+                ConfigError(format!("{name}={text:?} must be host:port, e.g. {example}"))
+            })
+        };
         let config = Self {
             database_url,
             nats_url,
@@ -242,6 +260,7 @@ impl Config {
             db_keepalive_secs: number("DB_KEEPALIVE_SECS", 1, 7200)?,
             create_queue_max: number("CREATE_QUEUE_MAX", 1, 1_000_000)? as usize,
             request_deadline: millis("REQUEST_DEADLINE_MS")?,
+            shutdown_grace: millis("SHUTDOWN_GRACE_MS")?,
             course_timeout: millis("COURSE_TIMEOUT_MS")?,
             course_retries: number("COURSE_RETRIES", 0, 10)? as u32,
             breaker_threshold: number("BREAKER_THRESHOLD", 1, 10_000)? as u32,
@@ -352,15 +371,32 @@ impl Config {
                     )))
                 }
             },
-            http_addr: {
-                let text = get("HTTP_ADDR").unwrap_or_default();
-                text.trim().parse().map_err(|_| {
-                    ConfigError(format!(
-                        "HTTP_ADDR={text:?} must be host:port, e.g. 0.0.0.0:8080"
-                    ))
-                })?
-            },
+            http_addr: address("HTTP_ADDR", "0.0.0.0:8080")?,
+            admin_addr: address("ADMIN_ADDR", "127.0.0.1:8081")?,
+            admin_token: get("ADMIN_TOKEN"),
         };
+        if !config.admin_addr.ip().is_loopback() && config.admin_token.is_none() {
+            return Err(ConfigError(format!(
+                "ADMIN_ADDR {} is reachable from other hosts: set ADMIN_TOKEN too, or keep it \
+                 on loopback (127.0.0.1), since /outbox shows customers' bookings and redrive \
+                 moves events",
+                config.admin_addr
+            )));
+        }
+        if config.admin_addr == config.http_addr && config.http_addr.port() != 0 {
+            return Err(ConfigError(format!(
+                "ADMIN_ADDR and HTTP_ADDR must differ (both {})",
+                config.http_addr
+            )));
+        }
+        if config.course_timeout >= config.request_deadline {
+            return Err(ConfigError(format!(
+                "COURSE_TIMEOUT_MS ({} ms) must be shorter than REQUEST_DEADLINE_MS ({} ms), or a \
+                 course-service call outlives the request that made it",
+                config.course_timeout.as_millis(),
+                config.request_deadline.as_millis()
+            )));
+        }
         if config.outbox_lease <= config.course_timeout {
             return Err(ConfigError(format!(
                 "OUTBOX_LEASE_MS ({} ms) must be longer than COURSE_TIMEOUT_MS ({} ms), or a slow delivery is sent twice",

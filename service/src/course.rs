@@ -68,10 +68,14 @@ impl CourseClient {
     /// A client on `nats` with a per-call `timeout`.
     pub(crate) fn new(nats: async_nats::Client, config: &Config, metrics: Arc<Metrics>) -> Self {
         Self {
-            metrics,
             retries: config.course_retries,
-            breaker: Breaker::new(config.breaker_threshold, config.breaker_open),
+            breaker: Breaker::new(
+                config.breaker_threshold,
+                config.breaker_open,
+                metrics.breaker_state.clone(),
+            ),
             nest: NestClient::new(nats, config.course_timeout).with_max_reply(1024 * 1024),
+            metrics,
         }
     }
 
@@ -87,18 +91,19 @@ impl CourseClient {
     ) -> Result<Resp, CourseError> {
         let mut attempt = 0;
         loop {
-            if !self.breaker.allow(Instant::now()) {
+            // Held across the call: if this future is dropped mid-call, the permit's drop
+            // records the outcome the call never reached.
+            let Some(permit) = self.breaker.allow(Instant::now()) else {
                 self.metrics.course_failure(CourseError::CircuitOpen.kind());
                 return Err(CourseError::CircuitOpen);
-            }
+            };
             let started = Instant::now();
             let result = self.call_once(subject, data).await;
             self.metrics
                 .course_latency
                 .observe(started.elapsed().as_secs_f64());
             let outage = result.as_ref().err().is_some_and(CourseError::is_outage);
-            let position = self.breaker.record(!outage, Instant::now());
-            self.metrics.breaker_state.set(position.code());
+            permit.record(!outage, Instant::now());
             match result {
                 Err(e) if outage && attempt < self.retries => {
                     self.metrics.course_failure(e.kind());
@@ -178,5 +183,45 @@ impl CourseClient {
     pub async fn game(&self, game_id: i32) -> Result<Game, CourseError> {
         self.found(subjects::GAMES_GET, &GameQuery { game_id })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client on a NATS server that never answers (nothing listens on port 1): every call
+    /// times out after `timeout`.
+    async fn unanswered(timeout: Duration) -> CourseClient {
+        let nats = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect("nats://127.0.0.1:1")
+            .await
+            .unwrap();
+        let mut config = Config::new("postgres://h/db", "nats://127.0.0.1:1").unwrap();
+        config.course_timeout = timeout;
+        config.course_retries = 0;
+        config.breaker_threshold = 1;
+        config.breaker_open = Duration::from_millis(100);
+        CourseClient::new(nats, &config, Arc::new(Metrics::default()))
+    }
+
+    /// A request whose deadline drops the handler mid-call drops the breaker's probe with it: the
+    /// breaker must still let a later probe through once `open_for` has passed again.
+    #[tokio::test]
+    async fn a_probe_dropped_mid_call_counts_as_a_failure_and_a_later_call_probes_again() {
+        let course = unanswered(Duration::from_millis(200)).await;
+        let first = course.time_slot(1).await;
+        assert!(matches!(first, Err(CourseError::Timeout(..))), "{first:?}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // The probe: its future is dropped while it waits for course-service.
+        let dropped = tokio::time::timeout(Duration::from_millis(50), course.time_slot(1)).await;
+        assert!(dropped.is_err(), "the probe was still out when dropped");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let later = course.time_slot(1).await;
+        assert!(
+            matches!(later, Err(CourseError::Timeout(..))),
+            "a later call is a new probe, not refused by a breaker stuck half-open: {later:?}"
+        );
     }
 }

@@ -1,12 +1,15 @@
-//! The HTTP side: `/metrics` (Prometheus, outbox gauges refreshed at every scrape), `/healthz`,
-//! `/readyz` (migrations applied, the database answering within a second, NATS connected), and the operator's `/outbox` routes
-//! (`operator.rs`), on `HTTP_ADDR`.
+//! The HTTP side: `/metrics` (Prometheus, outbox gauges refreshed at every scrape), `/healthz` and
+//! `/readyz` (migrations applied, the database answering within a second, NATS connected) on
+//! `HTTP_ADDR`; the operator's `/outbox` routes (`operator.rs`) on `ADMIN_ADDR` only, behind
+//! `ADMIN_TOKEN` when one is set, since they show customers' bookings and move events.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
@@ -76,26 +79,84 @@ async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, String) {
     }
 }
 
-/// Binds `addr` and serves the endpoints until `shutdown` turns true; returns the bound address.
+/// Binds `HTTP_ADDR` and serves `/metrics`, `/healthz` and `/readyz` until `shutdown` turns
+/// true; returns the bound address.
 pub(crate) async fn serve(
     app: Arc<App>,
-    addr: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("binding HTTP_ADDR {addr}: {e}"))?;
-    let bound = listener.local_addr()?;
     let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    let addr = app.config.http_addr;
+    listen("HTTP_ADDR", addr, router.with_state(app), shutdown).await
+}
+
+/// Binds `ADMIN_ADDR` and serves the operator's routes until `shutdown` turns true; returns the
+/// bound address.
+pub(crate) async fn serve_admin(
+    app: Arc<App>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let token: Arc<Option<String>> = Arc::new(app.config.admin_token.clone());
+    let router = Router::new()
         .route("/outbox", get(crate::operator::unsent))
         .route(
             "/outbox/redrive",
             axum::routing::post(crate::operator::redrive),
         )
-        .with_state(app);
+        .route_layer(axum::middleware::from_fn_with_state(token, bearer));
+    let addr = app.config.admin_addr;
+    listen("ADMIN_ADDR", addr, router.with_state(app), shutdown).await
+}
+
+/// Lets a request through when no token is set or it carries `Authorization: Bearer <token>`.
+async fn bearer(
+    State(token): State<Arc<Option<String>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = token.as_deref() else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|given| same(given.as_bytes(), token.as_bytes())) {
+        return next.run(request).await;
+    }
+    let mut refused = (
+        StatusCode::UNAUTHORIZED,
+        "ADMIN_TOKEN is set: send Authorization: Bearer <token>\n",
+    )
+        .into_response();
+    refused.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    refused
+}
+
+/// Byte equality whose time does not depend on where the first difference is, so the token
+/// cannot be guessed a byte at a time.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// Binds `addr` (the setting `name`) and serves `router` on it until `shutdown` turns true.
+async fn listen(
+    name: &'static str,
+    addr: SocketAddr,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding {name} {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown.changed().await;
@@ -104,9 +165,22 @@ pub(crate) async fn serve(
             .with_graceful_shutdown(stop)
             .await
         {
-            tracing::error!("metrics endpoint failed: {e}");
+            tracing::error!("{name} endpoint failed: {e}");
         }
     });
-    tracing::info!(%bound, "metrics and health on HTTP");
+    tracing::info!(%bound, "serving {name}");
     Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"s3cret", b"s3cret"));
+        assert!(!same(b"s3cret", b"s3creT"));
+        assert!(!same(b"s3cret", b"s3cre"));
+        assert!(!same(b"", b"x"));
+    }
 }

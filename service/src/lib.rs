@@ -17,7 +17,8 @@
 //! - `outbox.rs`: the outbox and its relay.
 //! - `operator.rs`: `GET /outbox` and `POST /outbox/redrive` for rows that are not sent.
 //! - `metrics.rs`: Prometheus metrics.
-//! - `http.rs`: `/metrics`, `/healthz`, `/readyz` and the operator's routes.
+//! - `http.rs`: `/metrics`, `/healthz`, `/readyz` on `HTTP_ADDR`; the operator's routes on
+//!   `ADMIN_ADDR`.
 //! - [`error`]: handler errors and their wire codes.
 //! - [`faults`]: fault points and planted bugs, per process.
 //! - [`telemetry`]: logging and personal-data masks.
@@ -184,6 +185,8 @@ pub async fn migrate(url: &str) -> anyhow::Result<()> {
 #[derive(Debug)]
 pub struct Running {
     shutdown: watch::Sender<bool>,
+    /// Tells the serve loop the grace has run out: stop waiting, drop what is unanswered.
+    give_up: watch::Sender<bool>,
     server: JoinHandle<anyhow::Result<()>>,
     relay: JoinHandle<()>,
     retention: JoinHandle<()>,
@@ -191,24 +194,76 @@ pub struct Running {
     pool: sqlx::PgPool,
     http: JoinHandle<()>,
     http_addr: std::net::SocketAddr,
+    admin: JoinHandle<()>,
+    admin_addr: std::net::SocketAddr,
+    grace: std::time::Duration,
 }
 
+/// How long the serve loop gets, once the grace has run out, to drop what it holds and return.
+const GIVE_UP_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Running {
-    /// Stops taking requests, finishes in-flight ones, stops the relay, drains NATS.
+    /// Stops taking requests, finishes in-flight ones, stops the relay, drains NATS and closes
+    /// the pool, all within `SHUTDOWN_GRACE_MS`. Past it (NATS or PostgreSQL gone, say) it stops
+    /// waiting and returns an error naming what was left unfinished.
     pub async fn stop(self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + self.grace;
         let _ = self.shutdown.send(true);
-        let served = self.server.await.context("server task panicked")?;
-        let _ = self.relay.await;
-        let _ = self.retention.await;
-        let _ = self.http.await;
-        let _ = self.nats.drain().await;
-        self.pool.close().await;
+        let mut unfinished = Vec::new();
+        let mut server = self.server;
+        let served = match tokio::time::timeout_at(deadline, &mut server).await {
+            Ok(joined) => joined.context("server task panicked")?,
+            Err(_) => {
+                unfinished.push("draining the NATS subscriptions and answering what they held");
+                let _ = self.give_up.send(true);
+                // A serve loop that still does not return is left behind; `main` bounds the
+                // runtime's shutdown.
+                let _ = tokio::time::timeout(GIVE_UP_WAIT, server).await;
+                Ok(())
+            }
+        };
+        for (task, what) in [
+            (self.relay, "the outbox relay"),
+            (self.retention, "retention"),
+            (self.http, "the HTTP endpoints"),
+            (self.admin, "the admin endpoints"),
+        ] {
+            let mut task = task;
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+                unfinished.push(what);
+            }
+        }
+        if tokio::time::timeout_at(deadline, self.nats.drain())
+            .await
+            .is_err()
+        {
+            unfinished.push("draining NATS (replies and events not yet with the server)");
+        }
+        if tokio::time::timeout_at(deadline, self.pool.close())
+            .await
+            .is_err()
+        {
+            unfinished.push("closing the PostgreSQL pool");
+        }
+        if !unfinished.is_empty() {
+            anyhow::bail!(
+                "shutdown grace of {} ms ran out; unfinished: {}",
+                self.grace.as_millis(),
+                unfinished.join(", ")
+            );
+        }
         served
     }
 
     /// The bound address of `/metrics`, `/healthz` and `/readyz`.
     pub fn http_addr(&self) -> std::net::SocketAddr {
         self.http_addr
+    }
+
+    /// The bound address of the operator's `/outbox` and `/outbox/redrive`.
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        self.admin_addr
     }
 
     /// Whether the NATS server loop is still running.
@@ -362,7 +417,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         nats: nats.clone(),
     });
     let (shutdown, signal) = watch::channel(false);
-    let (http_addr, http) = http::serve(app.clone(), app.config.http_addr, signal.clone()).await?;
+    let (give_up, given_up) = watch::channel(false);
+    let (http_addr, http) = http::serve(app.clone(), signal.clone()).await?;
+    let (admin_addr, admin) = http::serve_admin(app.clone(), signal.clone()).await?;
     let relay = tokio::spawn(outbox::relay(app.clone(), signal.clone()));
     let retention = tokio::spawn(retention::run(app.clone(), signal.clone()));
     let server_app = app.clone();
@@ -378,7 +435,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .thread_name("nats-serve")
             .build()
             .context("building the serve loop's runtime")?;
-        let result = runtime.block_on(server::serve(server_app, workers, signal, ready_tx));
+        let result = runtime.block_on(server::serve(
+            server_app, workers, signal, given_up, ready_tx,
+        ));
         if let Err(e) = &result {
             tracing::error!("booking-service server stopped: {e:#}");
         }
@@ -393,8 +452,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             "PLANTED_BUG is set: this process is deliberately defective (simulator checks only)"
         );
     }
+    let grace = app.config.shutdown_grace;
     Ok(Running {
         shutdown,
+        give_up,
         server,
         relay,
         retention,
@@ -402,6 +463,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         pool,
         http,
         http_addr,
+        admin,
+        admin_addr,
+        grace,
     })
 }
 

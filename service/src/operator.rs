@@ -1,6 +1,7 @@
-//! The operator's view of the outbox over HTTP (on `HTTP_ADDR`, beside `/metrics`):
+//! The operator's view of the outbox over HTTP (on `ADMIN_ADDR`, see `http.rs`):
 //! `GET /outbox` lists the rows that are not sent (REJECTED first, at most 100, with the peer's
-//! answer or the last error), and `POST /outbox/redrive` puts REJECTED rows back in line
+//! answer or the last error; e-mails, names and phone numbers in payloads masked as in the logs),
+//! and `POST /outbox/redrive` puts REJECTED rows back in line
 //! (all of them, or one with `?id=N`) once the cause is fixed on course-service's side. A re-driven
 //! row keeps its event id, so a peer that did apply it deduplicates the second copy.
 
@@ -12,6 +13,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
+use crate::telemetry;
 
 /// Rows `GET /outbox` returns at most.
 const LISTED: i64 = 100;
@@ -41,8 +43,36 @@ pub(crate) async fn unsent(
     .bind(LISTED)
     .fetch_all(&app.pool)
     .await
-    .map(Json)
+    .map(|mut rows: Vec<UnsentRow>| {
+        for row in &mut rows {
+            mask(&mut row.payload);
+        }
+        Json(rows)
+    })
     .map_err(database)
+}
+
+/// Masks personal data wherever it sits in a payload, as the logs do: enough for an operator to
+/// tell rows apart, not to identify a customer.
+fn mask(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (key, field) in fields.iter_mut() {
+                let masked = match (key.as_str(), field.as_str()) {
+                    ("userEmail", Some(text)) => Some(telemetry::mask_email(text)),
+                    ("userName", Some(text)) => Some(telemetry::mask_name(text)),
+                    ("userPhone", Some(text)) => Some(telemetry::mask_phone(text)),
+                    _ => None,
+                };
+                match masked {
+                    Some(masked) => *field = serde_json::Value::String(masked),
+                    None => mask(field),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask),
+        _ => {}
+    }
 }
 
 /// `POST /outbox/redrive` parameters.
@@ -77,4 +107,29 @@ pub(crate) async fn redrive(
 
 fn database(e: sqlx::Error) -> (StatusCode, String) {
     (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn personal_data_is_masked_wherever_it_sits() {
+        let mut payload = serde_json::json!({
+            "bookingId": 7,
+            "userEmail": "kim@example.com",
+            "userName": "김철수",
+            "nested": [{"userPhone": "010-1234-5678"}],
+        });
+        mask(&mut payload);
+        assert_eq!(
+            payload,
+            serde_json::json!({
+                "bookingId": 7,
+                "userEmail": "k***@example.com",
+                "userName": "김***",
+                "nested": [{"userPhone": "***-5678"}],
+            })
+        );
+    }
 }

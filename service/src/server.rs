@@ -17,11 +17,13 @@ use crate::handlers;
 use crate::ticket::Ticket;
 
 /// Serves until `shutdown` turns true, then drains: no new messages, but every message already
-/// queued for this replica is handled and answered, and in-flight ones finish.
+/// queued for this replica is handled and answered, and in-flight ones finish. Once `give_up`
+/// turns true (the shutdown grace ran out) it returns at once, dropping whatever is unanswered.
 pub(crate) async fn serve(
     app: Arc<App>,
     workers: tokio::runtime::Handle,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+    mut give_up: watch::Receiver<bool>,
     ready: tokio::sync::oneshot::Sender<()>,
 ) -> anyhow::Result<()> {
     let mut subscriptions = Vec::new();
@@ -40,13 +42,40 @@ pub(crate) async fn serve(
         subjects = BOOKING_HANDLERS.len(),
         "booking-service is listening"
     );
+    let mut tasks = tokio::task::JoinSet::new();
+    // Every wait below (a drain, a handler, the last barrier) may hang while NATS or PostgreSQL
+    // is gone; the grace bounds them all.
+    let gave_up = tokio::select! {
+        () = answer(&app, &workers, shutdown, subscriptions, &mut tasks) => false,
+        _ = give_up.wait_for(|&g| g) => true,
+    };
+    if gave_up {
+        // Dropping the set aborts the handlers.
+        tracing::warn!(
+            unanswered = tasks.len(),
+            "shutdown grace ran out before the NATS subscriptions drained; unanswered requests are dropped"
+        );
+    } else {
+        tracing::info!("booking-service stopped taking requests");
+    }
+    Ok(())
+}
+
+/// Takes messages and answers them on `workers` until `shutdown`, then drains the subscriptions
+/// and returns once every message taken is answered and NATS has the replies.
+async fn answer(
+    app: &Arc<App>,
+    workers: &tokio::runtime::Handle,
+    mut shutdown: watch::Receiver<bool>,
+    subscriptions: Vec<async_nats::Subscriber>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) {
     let mut messages = futures::stream::select_all(subscriptions);
     let limit = app.config.max_in_flight;
     let permits = Arc::new(Semaphore::new(limit));
     // Bodies waiting for a handler, in KiB: the queue is bounded by bytes, not by count.
     let budget_kib = u32::try_from(app.config.max_queued_bytes / 1024).unwrap_or(u32::MAX);
     let queued = Arc::new(Semaphore::new(budget_kib as usize));
-    let mut tasks = tokio::task::JoinSet::new();
     let mut draining = false;
     loop {
         // Messages are taken from the client's buffers as soon as they arrive (never waiting for
@@ -68,7 +97,7 @@ pub(crate) async fn serve(
                 len: message.payload.len(),
                 max: app.codec.max_len(),
             };
-            answer_unreadable(&app, &message.subject, message.reply, error).await;
+            answer_unreadable(app, &message.subject, message.reply, error).await;
             continue;
         }
         let kib = u32::try_from(message.payload.len() / 1024 + 1).unwrap_or(u32::MAX);
@@ -78,7 +107,7 @@ pub(crate) async fn serve(
                 subject = %message.subject,
                 "request shed: MAX_QUEUED_MIB of requests are already waiting"
             );
-            refuse(&app, message, ServiceError::Overloaded).await;
+            refuse(app, message, ServiceError::Overloaded).await;
             continue;
         };
         // The client hands out payloads as slices of its read buffer, so a small body kept
@@ -102,7 +131,7 @@ pub(crate) async fn serve(
                 // The body's bytes count until it is answered: waiting or in flight.
                 drop(ticket);
             },
-            &workers,
+            workers,
         );
     }
     // Every message taken is answered before the process goes on to stop.
@@ -112,8 +141,6 @@ pub(crate) async fn serve(
     if let Err(e) = barrier(&app.nats).await {
         tracing::warn!(error = %e, "could not confirm that NATS received the last replies");
     }
-    tracing::info!("booking-service stopped taking requests");
-    Ok(())
 }
 
 /// Answers a request with `error` without running its handler.

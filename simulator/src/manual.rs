@@ -141,8 +141,13 @@ pub async fn up(replicas: usize, seed: u64) -> anyhow::Result<()> {
     );
     println!("  NATS_URL={}", stack.world.nats_url());
     println!("  DATABASE_URL={}", stack.db.url());
-    for (i, addr) in stack.http_addrs().iter().enumerate() {
-        println!("  replica {i}: http://{addr}/metrics");
+    for (i, (addr, admin)) in stack
+        .http_addrs()
+        .iter()
+        .zip(stack.admin_addrs())
+        .enumerate()
+    {
+        println!("  replica {i}: http://{addr}/metrics, operator http://{admin}/outbox");
     }
     println!("  logs: {}", logs.display());
     let info = StackInfo {

@@ -42,6 +42,7 @@ fn defaults_follow_the_design() {
     assert_eq!(c.course_timeout, Duration::from_secs(5));
     assert_eq!(c.cache_ttl, Duration::from_secs(300));
     assert_eq!(c.cancel_cutoff_days, 3);
+    assert_eq!(c.shutdown_grace, Duration::from_secs(20));
 }
 
 #[test]
@@ -97,4 +98,58 @@ fn nats_credentials_are_read_checked_and_never_printed() {
 fn passwords_never_reach_debug_output() {
     let c = with(&[("DATABASE_URL", "postgres://u:hunter2@h/db")]).unwrap();
     assert!(!format!("{c:?}").contains("hunter2"));
+}
+
+#[test]
+fn a_course_call_must_end_before_the_request_deadline() {
+    let err = with(&[
+        ("DATABASE_URL", "postgres://h/db"),
+        ("COURSE_TIMEOUT_MS", "10000"),
+        ("REQUEST_DEADLINE_MS", "10000"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("COURSE_TIMEOUT_MS") && err.contains("REQUEST_DEADLINE_MS"),
+        "{err}"
+    );
+    let ok = with(&[
+        ("DATABASE_URL", "postgres://h/db"),
+        ("COURSE_TIMEOUT_MS", "9999"),
+        ("REQUEST_DEADLINE_MS", "10000"),
+    ]);
+    assert!(ok.is_ok(), "{:?}", ok.err());
+}
+
+#[test]
+fn the_operator_endpoints_stay_on_loopback_unless_a_token_guards_them() {
+    let c = with(&[("DATABASE_URL", "postgres://h/db")]).unwrap();
+    assert_eq!(c.admin_addr, "127.0.0.1:8081".parse().unwrap());
+    assert_eq!(c.admin_token, None);
+    let open = with(&[
+        ("DATABASE_URL", "postgres://h/db"),
+        ("ADMIN_ADDR", "0.0.0.0:8081"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        open.contains("ADMIN_ADDR") && open.contains("ADMIN_TOKEN"),
+        "{open}"
+    );
+    let guarded = with(&[
+        ("DATABASE_URL", "postgres://h/db"),
+        ("ADMIN_ADDR", "0.0.0.0:8081"),
+        ("ADMIN_TOKEN", "s3cret"),
+    ])
+    .unwrap();
+    assert_eq!(guarded.admin_token.as_deref(), Some("s3cret"));
+    assert!(!format!("{guarded:?}").contains("s3cret"));
+    let same = with(&[
+        ("DATABASE_URL", "postgres://h/db"),
+        ("HTTP_ADDR", "127.0.0.1:9000"),
+        ("ADMIN_ADDR", "127.0.0.1:9000"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(same.contains("must differ"), "{same}");
 }

@@ -186,8 +186,19 @@ pub(crate) async fn update(
         at,
     )
     .await?;
-    let details = serde_json::to_value(dto).unwrap_or_default();
-    let user = req.user_id.unwrap_or(booking.user_id);
+    let mut details = serde_json::to_value(dto).unwrap_or_default();
+    // `booking_history.user_id` is NOT NULL in the reference schema (and `userId` on the wire), so
+    // an update whose caller is unknown keeps the owner there and says so in its details, rather
+    // than reading as the owner's own change.
+    let user = match req.user_id {
+        Some(user) => user,
+        None => {
+            if let Some(fields) = details.as_object_mut() {
+                fields.insert("caller".into(), "anonymous".into());
+            }
+            booking.user_id
+        }
+    };
     store::insert_history(&mut tx, booking.id, "UPDATED", &details, user, at).await?;
     commit(app, tx, booking.id, at, "committing the update").await?;
     Ok(Success::new(

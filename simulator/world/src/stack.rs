@@ -69,6 +69,8 @@ pub struct Stack {
     service_env: Vec<(String, String)>,
     /// Each replica's metrics address.
     http_addrs: Vec<std::net::SocketAddr>,
+    /// Each replica's admin address (the operator's `/outbox`).
+    admin_addrs: Vec<std::net::SocketAddr>,
     /// The course-stub process.
     stub: Option<Child>,
     /// The proxies between the replicas and the servers, when asked for.
@@ -132,8 +134,10 @@ impl Stack {
             None
         };
         let mut http_addrs = Vec::new();
+        let mut admin_addrs = Vec::new();
         for _ in 0..options.replicas {
             http_addrs.push(std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?)));
+            admin_addrs.push(std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?)));
         }
         let mut stack = Self {
             world,
@@ -141,6 +145,7 @@ impl Stack {
             services: tokio::sync::Mutex::new(Vec::new()),
             service_env,
             http_addrs,
+            admin_addrs,
             stub: None,
             network,
             log_dir: log_dir.to_path_buf(),
@@ -202,6 +207,11 @@ impl Stack {
         &self.http_addrs
     }
 
+    /// Each replica's admin address (`/outbox`, `/outbox/redrive`).
+    pub fn admin_addrs(&self) -> &[std::net::SocketAddr] {
+        &self.admin_addrs
+    }
+
     /// Starts replica `index` (which must not be running) with extra environment.
     pub async fn start_service(&self, index: usize, extra: &[(&str, &str)]) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
@@ -218,6 +228,7 @@ impl Stack {
             .env("NATS_URL", nats_url)
             .env("SERVICE_NAME", format!("booking-service-{index}"))
             .env("HTTP_ADDR", self.http_addrs[index].to_string())
+            .env("ADMIN_ADDR", self.admin_addrs[index].to_string())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
