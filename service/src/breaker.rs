@@ -38,6 +38,8 @@ pub(crate) struct Breaker {
     open_for: Duration,
     /// Shows the position ([`Position::code`]) after every change.
     gauge: Gauge,
+    /// `PLANTED_BUG=probe-leak`: a dropped probe records nothing, so half-open never ends.
+    leak_probes: bool,
 }
 
 /// A call let through by [`Breaker::allow`]; its outcome goes to [`Permit::record`].
@@ -64,7 +66,7 @@ impl Drop for Permit<'_> {
     /// probes again after `open_for`. A dropped call of a closed breaker says nothing about
     /// course-service and is not counted.
     fn drop(&mut self) {
-        if self.probe {
+        if self.probe && !self.breaker.leak_probes {
             self.breaker.record(false, Instant::now());
         }
     }
@@ -79,7 +81,14 @@ impl Breaker {
             threshold: threshold.max(1),
             open_for,
             gauge,
+            leak_probes: false,
         }
+    }
+
+    /// The breaker with the planted defect of a dropped probe that records nothing.
+    pub(crate) fn leaking_probes(mut self, leak: bool) -> Self {
+        self.leak_probes = leak;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Position> {

@@ -364,10 +364,11 @@ impl Config {
                 Some("rerun-lost-commit") => Some(PlantedBug::RerunLostCommit),
                 Some("write-abandoned") => Some(PlantedBug::WriteAbandoned),
                 Some("jetstream-fallback") => Some(PlantedBug::JetstreamFallback),
+                Some("probe-leak") => Some(PlantedBug::ProbeLeak),
                 Some(other) => {
                     return Err(ConfigError(format!(
                         "PLANTED_BUG={other:?} must be skip-row-lock, drop-outbox, \
-                         accept-refusals, refuse-keyed-retry, batch-shares-seats, one-nats-server, rerun-lost-commit, write-abandoned or jetstream-fallback"
+                         accept-refusals, refuse-keyed-retry, batch-shares-seats, one-nats-server, rerun-lost-commit, write-abandoned, jetstream-fallback or probe-leak"
                     )))
                 }
             },

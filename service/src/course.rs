@@ -73,7 +73,8 @@ impl CourseClient {
                 config.breaker_threshold,
                 config.breaker_open,
                 metrics.breaker_state.clone(),
-            ),
+            )
+            .leaking_probes(config.planted_bug == Some(crate::faults::PlantedBug::ProbeLeak)),
             nest: NestClient::new(nats, config.course_timeout).with_max_reply(1024 * 1024),
             metrics,
         }
@@ -193,6 +194,13 @@ mod tests {
     /// A client on a NATS server that never answers (nothing listens on port 1): every call
     /// times out after `timeout`.
     async fn unanswered(timeout: Duration) -> CourseClient {
+        unanswered_with(timeout, None).await
+    }
+
+    async fn unanswered_with(
+        timeout: Duration,
+        planted: Option<crate::faults::PlantedBug>,
+    ) -> CourseClient {
         let nats = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .connect("nats://127.0.0.1:1")
@@ -203,6 +211,7 @@ mod tests {
         config.course_retries = 0;
         config.breaker_threshold = 1;
         config.breaker_open = Duration::from_millis(100);
+        config.planted_bug = planted;
         CourseClient::new(nats, &config, Arc::new(Metrics::default()))
     }
 
@@ -223,5 +232,23 @@ mod tests {
             matches!(later, Err(CourseError::Timeout(..))),
             "a later call is a new probe, not refused by a breaker stuck half-open: {later:?}"
         );
+    }
+
+    /// The test above can fail: with the dropped probe planted back as a leak, the later call is
+    /// refused by a breaker stuck half-open.
+    #[tokio::test]
+    async fn with_probe_leak_planted_the_breaker_stays_half_open() {
+        let course = unanswered_with(
+            Duration::from_millis(200),
+            Some(crate::faults::PlantedBug::ProbeLeak),
+        )
+        .await;
+        let _ = course.time_slot(1).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let dropped = tokio::time::timeout(Duration::from_millis(50), course.time_slot(1)).await;
+        assert!(dropped.is_err());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let later = course.time_slot(1).await;
+        assert!(matches!(later, Err(CourseError::CircuitOpen)), "{later:?}");
     }
 }

@@ -40,6 +40,9 @@ pub enum PlantedBug {
     /// Take a JetStream that does not answer (no quorum, a 503) for a server without JetStream
     /// and send booking events as core NATS messages, marked sent with nothing storing them.
     JetstreamFallback,
+    /// Leave the breaker half-open for good when its probe is dropped (the request's deadline
+    /// dropped the handler mid-call) instead of counting the probe as failed.
+    ProbeLeak,
 }
 
 /// One process's faults.
