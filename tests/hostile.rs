@@ -464,3 +464,150 @@ async fn the_events_stream_is_bounded_and_the_gauges_query_uses_an_index() {
     let plan = plan.join("\n");
     assert!(!plan.contains("Seq Scan"), "{plan}");
 }
+
+/// Writes `n` UPDATED history entries for booking `id`, each with `special` as its
+/// `specialRequests` (what an owner's `booking.update` records), all older than now; the CREATED
+/// entry moves before them.
+async fn long_history(app: &TestApp, id: i64, n: i32, special: &str) {
+    sqlx::query(
+        "UPDATE booking_history SET created_at = now() - interval '2 hours' WHERE booking_id = $1",
+    )
+    .bind(id as i32)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO booking_history (booking_id, action, details, user_id, created_at) \
+         SELECT $1, 'UPDATED', jsonb_build_object('specialRequests', $2::text), 1, \
+         now() - interval '1 hour' + make_interval(secs => g) FROM generate_series(1, $3) g",
+    )
+    .bind(id as i32)
+    .bind(special)
+    .bind(n)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+/// The newest entry first, each one older than the one before.
+fn newest_first(histories: &[Value]) -> bool {
+    histories.windows(2).all(|w| {
+        let key = |h: &Value| {
+            (
+                h["createdAt"].as_str().unwrap().to_owned(),
+                h["id"].as_i64(),
+            )
+        };
+        key(&w[0]) > key(&w[1])
+    })
+}
+
+/// Before: every booking reply carried the booking's whole history. After ~250 owner updates with
+/// long `specialRequests` it passed NATS's 1 MiB: update #253 and a later cancel were committed
+/// and answered `SYS_001` "reply too large", and `booking.findById` failed for good. Now a reply
+/// carries the newest entries and `historyTotal`, and the update, the cancel and every read are
+/// answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_booking_with_hundreds_of_updates_is_updated_cancelled_and_found_with_its_newest_history()
+{
+    let app = spawn_app().await;
+    let booking = booked(&app, 211, 10, 1).await;
+    let id = booking["id"].as_i64().unwrap();
+    // Four-byte characters: the longest a 1,000-character request can be.
+    let long = "😀".repeat(1000);
+    long_history(&app, id, 299, &long).await;
+    let newest = "🙂".repeat(1000);
+    let update = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.call(
+            s::BOOKING_UPDATE,
+            json!({"id": id, "userId": 1, "dto": {"specialRequests": newest}}),
+        ),
+    )
+    .await
+    .expect("the update is answered");
+    let updated = update.ok()["data"].clone();
+    assert_eq!(updated["specialRequests"], newest.as_str());
+    assert_eq!(updated["historyTotal"], 301);
+    let histories = updated["histories"].as_array().unwrap();
+    assert_eq!(histories.len(), 50, "the newest 50 entries");
+    assert_eq!(histories[0]["action"], "UPDATED");
+    assert_eq!(
+        histories[0]["details"]["specialRequests"],
+        newest.as_str(),
+        "the newest entry is this update's"
+    );
+    assert!(newest_first(histories));
+
+    for (subject, query) in [
+        (s::BOOKING_FIND_BY_ID, json!({"id": id})),
+        (
+            s::BOOKING_FIND_BY_NUMBER,
+            json!({"bookingNumber": booking["bookingNumber"]}),
+        ),
+    ] {
+        let found = app.call(subject, query).await.ok()["data"].clone();
+        assert_eq!(found["historyTotal"], 301, "{subject}");
+        assert_eq!(found["histories"], updated["histories"], "{subject}");
+    }
+
+    let cancelled = app
+        .call(s::BOOKING_CANCEL, json!({"id": id, "userId": 1}))
+        .await
+        .ok()["data"]
+        .clone();
+    assert_eq!(cancelled["status"], "CANCELLED");
+    assert_eq!(cancelled["historyTotal"], 302);
+    assert_eq!(cancelled["histories"][0]["action"], "CANCELLED");
+    assert_eq!(app.cached_booked(211).await, 0);
+}
+
+/// Before: an update was committed first and its reply measured after; one whose reply could not
+/// fit the connection's `max_payload` was applied and answered `SYS_001`, which says it was not.
+/// Now a reply that cannot fit, even without its history, refuses the change before it commits.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_whose_reply_cannot_fit_the_connection_is_refused_before_it_commits() {
+    let app = spawn_app_with(AppOptions {
+        nats: |world| world.nats_max_payload(4 * 1024),
+        ..AppOptions::default()
+    })
+    .await;
+    let booking = booked(&app, 212, 10, 1).await;
+    let id = booking["id"].as_i64().unwrap();
+    // 3,000 bytes: the request fits in 4 KiB, the booking carrying it does not.
+    let long = "가".repeat(1000);
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.call(
+            s::BOOKING_UPDATE,
+            json!({"id": id, "userId": 1, "dto": {"specialRequests": long, "playerCount": 2}}),
+        ),
+    )
+    .await
+    .expect("the caller hears back");
+    let Answer::Err(e) = answer else {
+        panic!("a booking over 4 KiB cannot be sent")
+    };
+    assert_eq!(e.error.code, ErrorCode::System);
+    assert!(
+        e.error.message.contains("max_payload"),
+        "{}",
+        e.error.message
+    );
+    let (special, players): (Option<String>, i32) =
+        sqlx::query_as("SELECT special_requests, player_count FROM bookings WHERE id = $1")
+            .bind(id as i32)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!((special, players), (None, 1), "nothing was changed");
+    assert_eq!(app.count("booking_history").await, 1, "no UPDATED entry");
+    assert_eq!(app.cached_booked(212).await, 1, "no seat moved");
+    assert_eq!(outbox_rows(&app, s::SLOTS_BOOK).await, 1, "no book queued");
+    // The booking as it is still fits, and is served.
+    let found = app
+        .call(s::BOOKING_FIND_BY_ID, json!({"id": id}))
+        .await
+        .ok();
+    assert_eq!(found["data"]["playerCount"], 1);
+}

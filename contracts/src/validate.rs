@@ -176,6 +176,11 @@ pub mod limits {
     /// in four-byte characters a booking serialises to under 8 KiB, so a full page stays under
     /// NATS's default 1 MiB `max_payload`.
     pub const MAX_USER_BOOKINGS: i64 = 100;
+    /// Most history entries one booking reply carries (the newest): an entry holds at most one
+    /// free text and a phone (an update's or a cancel's), under 4.5 KiB in four-byte characters,
+    /// so a booking with this many stays near a quarter of NATS's default 1 MiB `max_payload`
+    /// however long its history grows.
+    pub const HISTORY_IN_REPLY: i64 = 50;
 }
 
 impl Validate for serde_json::Value {

@@ -39,6 +39,17 @@ pub enum ServiceError {
         /// What the connection accepts.
         max: usize,
     },
+    /// A booking does not fit NATS's `max_payload` even without its history (`SYS_001`): a read
+    /// cannot be answered, and a change whose answer could not be sent is not made.
+    #[error(
+        "the booking ({bytes} bytes without its history) exceeds NATS max_payload ({max} bytes); nothing was changed"
+    )]
+    BookingTooLarge {
+        /// The reply's size with no history entry.
+        bytes: usize,
+        /// What the reply may take.
+        max: usize,
+    },
     /// The database failed (`SYS_002`) at `step` (a bare `?` says "a statement"; handlers name
     /// their steps with [`StepExt::step`]).
     #[error("database error while {step}: {source}")]
@@ -91,7 +102,9 @@ impl ServiceError {
             ServiceError::Unavailable(_) | ServiceError::Overloaded => {
                 ErrorCode::ServiceUnavailable
             }
-            ServiceError::ReplyTooLarge { .. } => ErrorCode::System,
+            ServiceError::ReplyTooLarge { .. } | ServiceError::BookingTooLarge { .. } => {
+                ErrorCode::System
+            }
             ServiceError::Database { .. } | ServiceError::Deadline(_) => ErrorCode::Database,
             ServiceError::Internal(_) => ErrorCode::System,
         }

@@ -195,12 +195,16 @@ async fn handle(app: &App, message: async_nats::Message, taken: std::time::Insta
         Err(e) => return answer_unreadable(app, subject, message.reply, e).await,
     };
     let deadline = app.config.request_deadline;
-    let dispatched = tokio::time::timeout(deadline, handlers::dispatch(app, subject, inbound.data))
-        .await
-        .unwrap_or_else(|_| {
-            app.metrics.requests_past_deadline.inc();
-            Some(Err(ServiceError::Deadline(deadline)))
-        });
+    let room = reply_room(app, &inbound.kind, message.reply.is_some());
+    let dispatched = tokio::time::timeout(
+        deadline,
+        handlers::dispatch(app, subject, inbound.data, room),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        app.metrics.requests_past_deadline.inc();
+        Some(Err(ServiceError::Deadline(deadline)))
+    });
     let Some(result) = dispatched else {
         if let (InboundKind::Request(id), Some(reply)) = (&inbound.kind, message.reply) {
             if let Ok(body) = app.codec.encode_no_handler(id) {
@@ -260,4 +264,20 @@ async fn handle(app: &App, message: async_nats::Message, taken: std::time::Insta
 /// protocol line).
 fn max_reply(app: &App) -> usize {
     app.nats.server_info().max_payload.saturating_sub(512)
+}
+
+/// How many bytes a handler's value may take in the reply to a message of `kind`: the largest
+/// reply less the envelope around the value (which echoes the caller's id); unbounded when no
+/// reply is sent.
+fn reply_room(app: &App, kind: &InboundKind, answered: bool) -> usize {
+    let envelope = match kind {
+        _ if !answered => return usize::MAX,
+        InboundKind::Event => return usize::MAX,
+        InboundKind::External => 0,
+        InboundKind::Request(id) => match app.codec.encode_response(id, &serde_json::Value::Null) {
+            Ok(empty) => empty.len().saturating_sub("null".len()),
+            Err(_) => return 0,
+        },
+    };
+    max_reply(app).saturating_sub(envelope)
 }

@@ -12,12 +12,14 @@ use contracts::{subjects, Success, Won};
 use crate::app::App;
 use crate::error::{Result, ServiceError, StepExt as _};
 use crate::events;
+use crate::handlers::fit;
 use crate::store::{self, now, BookingRow};
 
-/// `booking.cancel`.
+/// `booking.cancel`, answered in a reply of at most `room` bytes.
 pub(crate) async fn cancel(
     app: &App,
     req: CancelBookingRequest,
+    room: usize,
 ) -> Result<Success<BookingResponse>> {
     let mut tx = store::begin(&app.pool).await.step("starting the cancel")?;
     let booking = store::lock_booking(&mut tx, req.id).await?;
@@ -35,14 +37,13 @@ pub(crate) async fn cancel(
         // The same cancel sent again after it committed (its caller timed out) gets its own
         // answer; any other cancel of a cancelled booking is refused.
         if is_retry_of_cancel(&mut tx, &booking, &req, &reason, app).await? {
+            let reply = answer(app, &mut tx, booking.id, room).await?;
             tx.commit().await.step("committing the repeated cancel")?;
             tracing::info!(
                 "Booking {} cancel repeated; answered again.",
                 booking.booking_number
             );
-            return Ok(Success::new(
-                store::booking_by_id(&app.pool, booking.id).await?,
-            ));
+            return Ok(reply);
         }
         return Err(ServiceError::Rule("Booking is already cancelled".into()));
     }
@@ -77,12 +78,23 @@ pub(crate) async fn cancel(
         ],
     )
     .await?;
+    let reply = answer(app, &mut tx, booking.id, room).await?;
     tx.commit().await.step("committing the cancel")?;
     app.metrics.booking_cancelled.inc();
     tracing::info!("Booking {} cancelled.", booking.booking_number);
-    Ok(Success::new(
-        store::booking_by_id(&app.pool, booking.id).await?,
-    ))
+    Ok(reply)
+}
+
+/// The answer to a change of booking `id`, read inside its transaction before the commit: a
+/// change whose answer could not be sent (`BookingTooLarge`) rolls back, and a change that
+/// commits is answered with what it wrote, never with a read that failed after it.
+async fn answer(
+    app: &App,
+    tx: &mut sqlx::PgConnection,
+    id: i32,
+    room: usize,
+) -> Result<Success<BookingResponse>> {
+    fit(app, store::booking_by_id(tx, id).await?, room)
 }
 
 /// Whether the cancellation on record was made by this caller, with this reason, within the
@@ -102,10 +114,11 @@ async fn is_retry_of_cancel(
     }))
 }
 
-/// `booking.update`.
+/// `booking.update`, answered in a reply of at most `room` bytes.
 pub(crate) async fn update(
     app: &App,
     req: UpdateBookingRequest,
+    room: usize,
 ) -> Result<Success<BookingResponse>> {
     if req.user_id.is_none() && app.config.update_requires_caller {
         return Err(ServiceError::Validation(
@@ -188,8 +201,7 @@ pub(crate) async fn update(
     let details = serde_json::to_value(dto).unwrap_or_default();
     let user = req.user_id.unwrap_or(booking.user_id);
     store::insert_history(&mut tx, booking.id, "UPDATED", &details, user, at).await?;
+    let reply = answer(app, &mut tx, booking.id, room).await?;
     tx.commit().await.step("committing the update")?;
-    Ok(Success::new(
-        store::booking_by_id(&app.pool, booking.id).await?,
-    ))
+    Ok(reply)
 }

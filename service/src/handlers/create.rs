@@ -11,20 +11,23 @@ use crate::app::App;
 use crate::batch::{check_room, Conflict, DEFAULT_PAYMENT_METHOD};
 use crate::error::{Result, ServiceError, StepExt as _};
 use crate::faults::{FaultPoint, PlantedBug};
+use crate::handlers::fit;
 use crate::store::{self, now, NewBooking, SlotRow};
 use crate::{events, idempotency, telemetry};
 
-/// `booking.create`.
+/// `booking.create`; a replayed booking (an idempotency key's) in a reply of at most `room`
+/// bytes, as it may have grown a long history since it was made.
 pub(crate) async fn create(
     app: &App,
     req: CreateBookingRequest,
+    room: usize,
 ) -> Result<Success<BookingResponse>> {
     let fingerprint = idempotency::fingerprint(&req);
     let Some(key) = &req.idempotency_key else {
         return attempt(app, &req, &fingerprint).await.map(Success::new);
     };
     if let Some(replayed) = idempotency::replay(&app.pool, req.user_id, key, &fingerprint).await? {
-        return Ok(Success::new(replayed));
+        return fit(app, replayed, room);
     }
     match attempt(app, &req, &fingerprint).await {
         // The key was free when this attempt began, but an earlier attempt with the same key (one
@@ -35,7 +38,7 @@ pub(crate) async fn create(
                 && !app.faults.planted(PlantedBug::RefuseKeyedRetry) =>
         {
             match idempotency::replay(&app.pool, req.user_id, key, &fingerprint).await {
-                Ok(Some(replayed)) => Ok(Success::new(replayed)),
+                Ok(Some(replayed)) => fit(app, replayed, room),
                 Ok(None) => Err(e),
                 // Not knowing whether the key holds a booking, the refusal is not given: the
                 // caller gets the failure to look (a database error, retried like any other).
@@ -46,6 +49,8 @@ pub(crate) async fn create(
                 }
             }
         }
+        // A booking replayed by its key may have grown a long history; a new one has one entry.
+        Ok(booking) if booking.histories.len() > 1 => fit(app, booking, room),
         other => other.map(Success::new),
     }
 }
@@ -247,5 +252,9 @@ async fn insert(
     app.relay_wake.event_rows_written();
     app.metrics.created_by("alone", 1);
     app.faults.crash_at(FaultPoint::AfterCommit);
-    Ok(booking.into_response(vec![payment.into_wire()?], vec![history.into_wire()])?)
+    Ok(booking.into_response(
+        vec![payment.into_wire()?],
+        vec![history.into_wire()],
+        Some(1),
+    )?)
 }
