@@ -440,6 +440,18 @@ pub struct BookingHistoryEntry {
     pub created_at: DateTime<Utc>,
 }
 
+/// Most bytes a booking takes in a reply without its history: every text the service writes at
+/// its limit in four-byte characters, with its payment.
+pub const LISTED_BOOKING_BYTES: usize = 9 * 1024;
+
+/// Most bytes one history entry takes in a reply: an update's free text and phone, or a cancel's
+/// reason, in four-byte characters.
+pub const HISTORY_ENTRY_BYTES: usize = 4608;
+
+/// Most bytes a booking takes in a reply with its newest history entries.
+pub const BOOKING_BYTES: usize =
+    LISTED_BOOKING_BYTES + limits::HISTORY_IN_REPLY as usize * HISTORY_ENTRY_BYTES;
+
 /// A booking as every `booking.*` handler returns it (`BookingResponseDto`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -667,6 +679,24 @@ mod tests {
     fn the_largest_booking_reply_fits_well_within_nats_default_max_payload() {
         let reply = crate::Success::new(largest_booking());
         let bytes = serde_json::to_vec(&reply).unwrap().len();
-        assert!(bytes < 300 * 1024, "{bytes} bytes");
+        assert!(bytes <= BOOKING_BYTES, "{bytes} bytes");
+        const { assert!(BOOKING_BYTES < 300 * 1024) };
+    }
+
+    #[test]
+    fn a_listed_booking_and_a_history_entry_stay_within_their_bounds() {
+        let mut booking = largest_booking();
+        let entry = serde_json::to_vec(&booking.histories[0]).unwrap().len();
+        assert!(entry <= HISTORY_ENTRY_BYTES, "an entry of {entry} bytes");
+        booking.histories.clear();
+        // The service never writes a transaction id; a payment gateway's is not bounded.
+        booking.payments[0].transaction_id = None;
+        let listed = serde_json::to_vec(&booking).unwrap().len();
+        assert!(
+            listed <= LISTED_BOOKING_BYTES,
+            "a booking of {listed} bytes"
+        );
+        let page = limits::MAX_USER_BOOKINGS as usize * LISTED_BOOKING_BYTES;
+        assert!(page < 1024 * 1024 - 1024, "a full page of {page} bytes");
     }
 }

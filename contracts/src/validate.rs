@@ -173,13 +173,16 @@ pub mod limits {
     /// Largest page size a search may ask for.
     pub const MAX_PAGE_SIZE: i64 = 100;
     /// Most bookings one `booking.findByUserId` reply carries: with every text field at its limit
-    /// in four-byte characters a booking serialises to under 8 KiB, so a full page stays under
-    /// NATS's default 1 MiB `max_payload`.
+    /// in four-byte characters a booking serialises to under 9 KiB
+    /// (`booking::LISTED_BOOKING_BYTES`), so a full page stays under NATS's default 1 MiB
+    /// `max_payload`.
     pub const MAX_USER_BOOKINGS: i64 = 100;
+    /// Page size of `booking.search` when the request names none.
+    pub const DEFAULT_PAGE_SIZE: i64 = 10;
     /// Most history entries one booking reply carries (the newest): an entry holds at most one
-    /// free text and a phone (an update's or a cancel's), under 4.5 KiB in four-byte characters,
-    /// so a booking with this many stays near a quarter of NATS's default 1 MiB `max_payload`
-    /// however long its history grows.
+    /// free text and a phone (an update's or a cancel's), under 4.5 KiB in four-byte characters
+    /// (`booking::HISTORY_ENTRY_BYTES`), so a booking with this many stays under a quarter of
+    /// NATS's default 1 MiB `max_payload` however long its history grows.
     pub const HISTORY_IN_REPLY: i64 = 50;
 }
 

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::app::App;
 use crate::error::{Result, ServiceError};
+use crate::replies::{self, Share};
 
 fn to_value(reply: impl Serialize) -> Result<Value> {
     serde_json::to_value(reply).map_err(|e| ServiceError::Internal(e.into()))
@@ -63,6 +64,9 @@ fn trim_history(booking: BookingResponse, room: usize) -> Result<Success<Booking
     Ok(reply)
 }
 
+/// A handler's reply value and the share of the reply budget it holds until NATS has the reply.
+pub(crate) type Answered = (Result<Value>, Share);
+
 /// Runs the handler of `subject` on `data`; `None` when no handler matches. `room` is how many
 /// bytes the reply's value may take (`usize::MAX` when nobody waits for one).
 pub(crate) async fn dispatch(
@@ -70,56 +74,88 @@ pub(crate) async fn dispatch(
     subject: &str,
     data: Value,
     room: usize,
-) -> Option<Result<Value>> {
-    let result = match subject {
+) -> Option<Answered> {
+    let call = Call {
+        app,
+        expected: replies::expected(subject, &data),
+    };
+    let answered = match subject {
         s::BOOKING_CREATE => {
             // Its booking event went to the relay by hand, or the path that wrote it asked the
             // events loop to claim it; only course-service's row waits for a claim here.
-            let result = run(data, |req| create::create(app, req, room)).await;
+            let answered = call.run(data, |req| create::create(app, req, room)).await;
             app.relay_wake.course_rows_written();
-            result
+            answered
         }
-        s::BOOKING_FIND_BY_ID => run(data, |req| query::find_by_id(app, req, room)).await,
-        s::BOOKING_FIND_BY_NUMBER => run(data, |req| query::find_by_number(app, req, room)).await,
-        s::BOOKING_FIND_BY_USER_ID => run(data, |req| query::find_by_user_id(app, req)).await,
-        s::BOOKING_SEARCH => run(data, |req| query::search(app, req)).await,
-        s::BOOKING_AVAILABILITY => run(data, |req| query::availability(app, req)).await,
-        s::BOOKING_UPDATE => wake(app, run(data, |req| change::update(app, req, room)).await),
-        s::BOOKING_CANCEL => wake(app, run(data, |req| change::cancel(app, req, room)).await),
-        s::BOOKING_GAME_SYNC => run(data, |req| sync::game(app, req)).await,
-        s::BOOKING_SLOT_SYNC => run(data, |req| sync::slot(app, req)).await,
+        s::BOOKING_FIND_BY_ID => {
+            call.run(data, |req| query::find_by_id(app, req, room))
+                .await
+        }
+        s::BOOKING_FIND_BY_NUMBER => {
+            call.run(data, |req| query::find_by_number(app, req, room))
+                .await
+        }
+        s::BOOKING_FIND_BY_USER_ID => call.run(data, |req| query::find_by_user_id(app, req)).await,
+        s::BOOKING_SEARCH => call.run(data, |req| query::search(app, req)).await,
+        s::BOOKING_AVAILABILITY => call.run(data, |req| query::availability(app, req)).await,
+        s::BOOKING_UPDATE => wake(
+            app,
+            call.run(data, |req| change::update(app, req, room)).await,
+        ),
+        s::BOOKING_CANCEL => wake(
+            app,
+            call.run(data, |req| change::cancel(app, req, room)).await,
+        ),
+        s::BOOKING_GAME_SYNC => call.run(data, |req| sync::game(app, req)).await,
+        s::BOOKING_SLOT_SYNC => call.run(data, |req| sync::slot(app, req)).await,
         _ => return None,
     };
-    Some(result)
+    Some(answered)
 }
 
 /// After a handler that may have committed outbox rows: its own relay looks at once (a refusal
 /// costs one spare look, at most one per `OUTBOX_CLAIM_GAP_MS`).
-fn wake(app: &App, result: Result<Value>) -> Result<Value> {
+fn wake(app: &App, answered: Answered) -> Answered {
     app.relay_wake.rows_written();
-    result
+    answered
 }
 
 /// Attempts of a handler whose transaction hit a transient database error.
 const DB_ATTEMPTS: u32 = 3;
 
-async fn run<Req, Resp, F, Fut>(data: Value, mut handler: F) -> Result<Value>
-where
-    Req: serde::de::DeserializeOwned + contracts::Validate + Clone,
-    Resp: Serialize,
-    F: FnMut(Req) -> Fut,
-    Fut: std::future::Future<Output = Result<Resp>>,
-{
-    let request: Req = Codec::decode_data(data)?;
-    let mut attempt = 1;
-    loop {
-        match handler(request.clone()).await {
-            Err(e) if attempt < DB_ATTEMPTS && e.is_retryable() => {
-                tracing::warn!(attempt, error = %e, "transient database error; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
-                attempt += 1;
+/// One message's handling: the app, and the reply bytes its subject may need at most.
+struct Call<'a> {
+    app: &'a App,
+    expected: usize,
+}
+
+impl Call<'_> {
+    /// Decodes the request, waits for its share of the reply budget, runs the handler (again
+    /// after a transient database error) and turns its reply into JSON.
+    async fn run<Req, Resp, F, Fut>(&self, data: Value, mut handler: F) -> Answered
+    where
+        Req: serde::de::DeserializeOwned + contracts::Validate + Clone,
+        Resp: Serialize,
+        F: FnMut(Req) -> Fut,
+        Fut: std::future::Future<Output = Result<Resp>>,
+    {
+        // Decoded and checked first: a body waiting for its turn holds its typed request,
+        // never a JSON tree that can be many times its bytes.
+        let request: Req = match Codec::decode_data(data) {
+            Ok(request) => request,
+            Err(e) => return (Err(e.into()), Share::default()),
+        };
+        let share = self.app.replies.take(self.expected).await;
+        let mut attempt = 1;
+        loop {
+            match handler(request.clone()).await {
+                Err(e) if attempt < DB_ATTEMPTS && e.is_retryable() => {
+                    tracing::warn!(attempt, error = %e, "transient database error; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
+                    attempt += 1;
+                }
+                result => return (result.and_then(to_value), share),
             }
-            result => return to_value(result?),
         }
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::app::App;
 use crate::error::ServiceError;
 use crate::handlers;
+use crate::replies::{self, Share};
 
 /// Serves until `shutdown` turns true, then drains: no new messages, but every message already
 /// queued for this replica is handled and answered, and in-flight ones finish.
@@ -189,13 +190,23 @@ async fn barrier(nats: &async_nats::Client) -> anyhow::Result<()> {
 
 /// Handles one message taken from NATS at `taken`.
 async fn handle(app: &App, message: async_nats::Message, taken: std::time::Instant) {
-    let subject = message.subject.as_str();
-    let inbound = match app.codec.decode_inbound(&message.payload) {
+    let async_nats::Message {
+        subject,
+        reply,
+        payload,
+        ..
+    } = message;
+    let subject = subject.as_str();
+    let inbound = match app.codec.decode_inbound(&payload) {
         Ok(inbound) => inbound,
-        Err(e) => return answer_unreadable(app, subject, message.reply, e).await,
+        Err(e) => return answer_unreadable(app, subject, reply, e).await,
     };
+    // The body is decoded: a request waiting for its turn holds only what it carries.
+    drop(payload);
     let deadline = app.config.request_deadline;
-    let room = reply_room(app, &inbound.kind, message.reply.is_some());
+    let room = reply_room(app, &inbound.kind, reply.is_some());
+    // The wait for the reply budget counts toward the deadline: a caller is answered in time
+    // whether its turn came or not.
     let dispatched = tokio::time::timeout(
         deadline,
         handlers::dispatch(app, subject, inbound.data, room),
@@ -203,10 +214,10 @@ async fn handle(app: &App, message: async_nats::Message, taken: std::time::Insta
     .await
     .unwrap_or_else(|_| {
         app.metrics.requests_past_deadline.inc();
-        Some(Err(ServiceError::Deadline(deadline)))
+        Some((Err(ServiceError::Deadline(deadline)), Share::default()))
     });
-    let Some(result) = dispatched else {
-        if let (InboundKind::Request(id), Some(reply)) = (&inbound.kind, message.reply) {
+    let Some((result, mut share)) = dispatched else {
+        if let (InboundKind::Request(id), Some(reply)) = (&inbound.kind, reply) {
             if let Ok(body) = app.codec.encode_no_handler(id) {
                 let _ = app.nats.publish(reply, body.into()).await;
             }
@@ -223,10 +234,11 @@ async fn handle(app: &App, message: async_nats::Message, taken: std::time::Insta
             _ => tracing::info!(subject, code = %e.code(), error = %e, "request refused"),
         }
     }
-    let Some(reply) = message.reply else { return };
+    let Some(reply) = reply else { return };
     let Some(body) = encode_answer(app, &inbound.kind, &result) else {
         return;
     };
+    drop(result);
     let max = max_reply(app);
     let body = match (body, &inbound.kind) {
         (Ok(body), InboundKind::Request(id)) if body.len() > max => {
@@ -247,9 +259,17 @@ async fn handle(app: &App, message: async_nats::Message, taken: std::time::Insta
     };
     match body {
         Ok(body) => {
+            // From here the share covers the encoded bytes alone, until NATS has them.
+            app.replies.resize(&mut share, body.len()).await;
+            let flush = body.len() >= replies::FLUSH_FROM;
             if let Err(e) = app.nats.publish(reply, body.into()).await {
                 tracing::warn!(subject, error = %e, "could not send the reply");
+            } else if flush {
+                if let Err(e) = app.nats.flush().await {
+                    tracing::warn!(subject, error = %e, "could not flush the reply");
+                }
             }
+            drop(share);
             if subject == contracts::subjects::BOOKING_CREATE {
                 app.metrics
                     .create_seconds

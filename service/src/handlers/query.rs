@@ -15,9 +15,6 @@ use crate::error::{Result, ServiceError, StepExt as _};
 use crate::handlers::fit;
 use crate::store::{self, now, BookingRow, Key, SlotRow, BOOKING_COLUMNS};
 
-/// Default page size of `booking.search`.
-const DEFAULT_LIMIT: i64 = 10;
-
 /// `booking.findById`, in a reply of at most `room` bytes.
 pub(crate) async fn find_by_id(
     app: &App,
@@ -113,7 +110,7 @@ fn filters(q: &mut QueryBuilder<'_, Postgres>, req: &SearchBookings) {
 /// `booking.search`.
 pub(crate) async fn search(app: &App, req: SearchBookings) -> Result<Page<BookingResponse>> {
     let page = req.page.unwrap_or(1);
-    let limit = req.limit.unwrap_or(DEFAULT_LIMIT);
+    let limit = req.limit.unwrap_or(limits::DEFAULT_PAGE_SIZE);
     let column = match req.sort_by.unwrap_or(SortBy::CreatedAt) {
         SortBy::BookingDate => "b.booking_date",
         SortBy::CreatedAt => "b.created_at",
