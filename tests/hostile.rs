@@ -611,3 +611,96 @@ async fn an_update_whose_reply_cannot_fit_the_connection_is_refused_before_it_co
         .ok();
     assert_eq!(found["data"]["playerCount"], 1);
 }
+
+/// The field paths a `BUS_001` answer names.
+fn refused_fields(answer: Answer) -> Vec<String> {
+    let Answer::Err(e) = answer else {
+        panic!("expected BUS_001, got a success")
+    };
+    assert_eq!(e.error.code, ErrorCode::Validation, "{}", e.error.message);
+    e.error.details.as_ref().unwrap()["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Before: a price the slot sync accepts (up to 99,999,999 won) times three players passed
+/// `DECIMAL(10,2)`: the create, keyed or not, and an update to more players failed with `SYS_002`
+/// and an ERROR line. Now the booking's total (players' total and fee) is checked before the write:
+/// `BUS_001` naming `playerCount`. The sync keeps course-service's price (it is a price per
+/// player, and a smaller party may still book at it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_total_price_past_what_the_money_columns_hold_is_refused_naming_the_field() {
+    let app = spawn_app().await;
+    let mut dear = slot(213, 1, 10, 4);
+    dear.price = contracts::Won(40_000_000);
+    app.seed_slot(&dear, &game(1)).await;
+    let one = app
+        .call(s::BOOKING_CREATE, create_request(1, 213, 1))
+        .await
+        .ok();
+    assert_eq!(one["data"]["totalPrice"], 41_200_000);
+    let mut keyed = create_request(2, 213, 3);
+    keyed["idempotencyKey"] = json!("dear-3");
+    for request in [create_request(2, 213, 3), keyed] {
+        let answer = app.call(s::BOOKING_CREATE, request).await;
+        assert_eq!(refused_fields(answer), ["playerCount"]);
+    }
+    let more = app
+        .call(
+            s::BOOKING_UPDATE,
+            json!({"id": one["data"]["id"], "userId": 1, "dto": {"playerCount": 3}}),
+        )
+        .await;
+    assert_eq!(refused_fields(more), ["dto.playerCount"]);
+    assert_eq!(app.count("bookings").await, 1, "nothing else written");
+    assert_eq!(app.cached_booked(213).await, 1);
+}
+
+/// Before: days PostgreSQL cannot hold (years before 4713 BC, which chrono reads) reached the
+/// database in `booking.search`, `booking.gameTimeSlots.availability` and the slot sync and came
+/// back `SYS_002` with an ERROR line. Now every day is checked as a four-digit year
+/// (`YYYY-MM-DD`, 0001 to 9999) and refused `BUS_001` naming the field.
+#[tokio::test(flavor = "multi_thread")]
+async fn days_outside_four_digit_years_are_refused_naming_the_field() {
+    let app = spawn_app().await;
+    let mut ancient = slot_sync(&slot(214, 1, 10, 4));
+    ancient.date = "-5000-01-01".parse().unwrap();
+    let cases = [
+        (
+            s::BOOKING_SEARCH,
+            json!({"startDate": "-5000-01-01"}),
+            "startDate",
+        ),
+        (
+            s::BOOKING_SEARCH,
+            json!({"endDate": "-5000-01-01"}),
+            "endDate",
+        ),
+        (
+            s::BOOKING_SEARCH,
+            json!({"startDate": "+200000-01-01"}),
+            "startDate",
+        ),
+        (
+            s::BOOKING_AVAILABILITY,
+            json!({"gameId": 1, "date": "-5000-01-01"}),
+            "date",
+        ),
+        (
+            s::BOOKING_SLOT_SYNC,
+            serde_json::to_value(&ancient).unwrap(),
+            "date",
+        ),
+    ];
+    for (subject, data, field) in cases {
+        let answer = app.call(subject, data.clone()).await;
+        assert_eq!(refused_fields(answer), [field], "{subject} {data}");
+    }
+    assert_eq!(app.count("game_time_slot_cache").await, 0);
+    // The days at the ends of the range are served.
+    let edges = json!({"startDate": "0001-01-01", "endDate": "9999-12-31"});
+    app.call(s::BOOKING_SEARCH, edges).await.ok();
+}

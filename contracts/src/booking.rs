@@ -290,6 +290,12 @@ impl Validate for SearchBookings {
                 c.id(field, id);
             }
         }
+        if let Some(start) = self.start_date {
+            c.day("startDate", start);
+        }
+        if let Some(end) = self.end_date {
+            c.day("endDate", end);
+        }
         if let (Some(start), Some(end)) = (self.start_date, self.end_date) {
             if start > end {
                 c.fail("startDate", "must not be after endDate");
@@ -385,6 +391,7 @@ pub struct AvailabilityRequest {
 impl Validate for AvailabilityRequest {
     fn check(&self, c: &mut Checker) {
         c.id("gameId", self.game_id);
+        c.day("date", self.date);
     }
 }
 

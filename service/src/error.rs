@@ -91,6 +91,14 @@ impl<T> StepExt<T> for std::result::Result<T, sqlx::Error> {
 }
 
 impl ServiceError {
+    /// `BUS_001` naming one field of the request, as the contract's own checks do.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        ServiceError::Codec(CodecError::Invalid(vec![contracts::Violation {
+            field: field.to_owned(),
+            message: message.into(),
+        }]))
+    }
+
     /// The wire code.
     pub fn code(&self) -> ErrorCode {
         match self {

@@ -6,10 +6,10 @@ use contracts::booking::{
     BookingResponse, BookingStatus, CancelBookingRequest, UpdateBookingRequest,
 };
 use contracts::course::SlotStatus;
-use contracts::money::Charge;
-use contracts::{subjects, Success, Won};
+use contracts::{subjects, Success};
 
 use crate::app::App;
+use crate::batch::charge;
 use crate::error::{Result, ServiceError, StepExt as _};
 use crate::events;
 use crate::handlers::fit;
@@ -140,6 +140,7 @@ pub(crate) async fn update(
     }
     let dto = &req.dto;
     let players = dto.player_count.unwrap_or(booking.player_count);
+    let charge = charge(booking.price_per_person, players, "dto.playerCount")?;
     let delta = players - booking.player_count;
     let cutoff = app.config.cancel_cutoff_days;
     if delta < 0 && booking.booking_date < now() + chrono::Duration::days(cutoff) {
@@ -186,7 +187,6 @@ pub(crate) async fn update(
         )
         .await?;
     }
-    let charge = Charge::of(Won(booking.price_per_person), players);
     let at = now();
     store::change_booking(
         &mut tx,

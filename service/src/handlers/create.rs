@@ -4,11 +4,10 @@
 
 use chrono::NaiveTime;
 use contracts::booking::{BookingResponse, CreateBookingRequest};
-use contracts::money::Charge;
 use contracts::{subjects, Success, Won};
 
 use crate::app::App;
-use crate::batch::{check_room, Conflict, DEFAULT_PAYMENT_METHOD};
+use crate::batch::{charge, check_room, Conflict, DEFAULT_PAYMENT_METHOD};
 use crate::error::{Result, ServiceError, StepExt as _};
 use crate::faults::{FaultPoint, PlantedBug};
 use crate::handlers::fit;
@@ -130,7 +129,9 @@ async fn attempt(
     }
 }
 
-/// `playerCount` within the slot's capacity, and room for it (`BUS_004` otherwise).
+/// `playerCount` within the slot's capacity and a total the money columns hold (`BUS_001`
+/// otherwise), and room for it (`BUS_004` otherwise). Every write path charges the price read
+/// here: the one-statement paths write only at that price, the others re-check under the lock.
 fn admit(req: &CreateBookingRequest, slot: &SlotRow) -> Result<()> {
     if req.player_count > slot.max_players {
         return Err(ServiceError::Validation(format!(
@@ -138,6 +139,7 @@ fn admit(req: &CreateBookingRequest, slot: &SlotRow) -> Result<()> {
             slot.max_players, req.player_count
         )));
     }
+    charge(slot.price, req.player_count, "playerCount")?;
     check_room(&slot.status, slot.available_players, req.player_count)
 }
 
@@ -185,10 +187,10 @@ async fn insert(
     }
     let available = locked.max_players - locked.booked_players;
     check_room(&locked.status, available, req.player_count)?;
+    let charge = charge(locked.price, req.player_count, "playerCount")?;
 
     let (front, back) = store::game_courses(&mut tx, slot.game_id).await?;
     let price = Won(locked.price);
-    let charge = Charge::of(price, req.player_count);
     let number = store::booking_number();
     let at = now();
     let method = req
