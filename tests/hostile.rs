@@ -704,3 +704,45 @@ async fn days_outside_four_digit_years_are_refused_naming_the_field() {
     let edges = json!({"startDate": "0001-01-01", "endDate": "9999-12-31"});
     app.call(s::BOOKING_SEARCH, edges).await.ok();
 }
+
+/// Before: a create on a slot whose day had passed (2020-01-01, yesterday, or earlier today) was
+/// booked, and held seats that the cancel cutoff then kept from ever being given back. Now a slot
+/// that has started (its day and start time before the service's clock) is `BUS_004`, and
+/// nothing is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_on_a_slot_that_has_started_is_refused_and_writes_nothing() {
+    let app = spawn_app().await;
+    let mut long_ago = slot(215, 1, 0, 4);
+    long_ago.date = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+    let yesterday = slot(216, 1, -1, 4);
+    let mut this_morning = slot(217, 1, 0, 4);
+    this_morning.start_time = "00:00".into();
+    for (started, when) in [
+        (long_ago, "2020-01-01"),
+        (yesterday, "yesterday"),
+        (this_morning, "today at 00:00"),
+    ] {
+        app.seed_slot(&started, &game(1)).await;
+        let answer = app
+            .call(s::BOOKING_CREATE, create_request(1, started.id, 1))
+            .await;
+        assert_eq!(answer.code(), ErrorCode::BusinessRule, "{when}");
+        let mut keyed = create_request(1, started.id, 1);
+        keyed["idempotencyKey"] = json!(format!("late-{}", started.id));
+        let answer = app.call(s::BOOKING_CREATE, keyed).await;
+        assert_eq!(answer.code(), ErrorCode::BusinessRule, "{when}, keyed");
+        assert_eq!(app.cached_booked(started.id).await, 0, "{when}");
+    }
+    assert_eq!(app.count("bookings").await, 0);
+    assert_eq!(app.count("outbox_events").await, 0);
+    // Later today and tomorrow are still booked, unless the day is about to end.
+    if chrono::Utc::now().time() < chrono::NaiveTime::from_hms_opt(23, 58, 0).unwrap() {
+        let mut tonight = slot(218, 1, 0, 4);
+        tonight.start_time = "23:59".into();
+        app.seed_slot(&tonight, &game(1)).await;
+        app.call(s::BOOKING_CREATE, create_request(1, 218, 1))
+            .await
+            .ok();
+    }
+    booked(&app, 219, 1, 1).await;
+}

@@ -130,8 +130,9 @@ async fn attempt(
 }
 
 /// `playerCount` within the slot's capacity and a total the money columns hold (`BUS_001`
-/// otherwise), and room for it (`BUS_004` otherwise). Every write path charges the price read
-/// here: the one-statement paths write only at that price, the others re-check under the lock.
+/// otherwise), a slot that has not started and room in it (`BUS_004` otherwise). Every write path
+/// charges the price read here: the one-statement paths write only at that price, the others
+/// re-check under the lock.
 fn admit(req: &CreateBookingRequest, slot: &SlotRow) -> Result<()> {
     if req.player_count > slot.max_players {
         return Err(ServiceError::Validation(format!(
@@ -140,7 +141,21 @@ fn admit(req: &CreateBookingRequest, slot: &SlotRow) -> Result<()> {
         )));
     }
     charge(slot.price, req.player_count, "playerCount")?;
+    if starts(slot) <= now() {
+        // Seats taken on a slot that has begun could never be given back: cancelling closes
+        // CANCEL_CUTOFF_DAYS before the day.
+        return Err(ServiceError::Rule(
+            "Selected time slot has already started".into(),
+        ));
+    }
     check_room(&slot.status, slot.available_players, req.player_count)
+}
+
+/// When the slot begins, on the service's clock (UTC, as booking dates and the cancel cutoff are
+/// kept); a start time that is not `HH:MM` counts from the start of its day.
+fn starts(slot: &SlotRow) -> chrono::NaiveDateTime {
+    let time = NaiveTime::parse_from_str(&slot.start_time, "%H:%M").unwrap_or(NaiveTime::MIN);
+    slot.date.and_time(time)
 }
 
 /// Group commit (unless `CREATE_BATCH_MAX` is 1); a create whose batch failed runs alone.
