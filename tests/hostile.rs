@@ -631,3 +631,285 @@ async fn the_events_stream_is_bounded_and_the_gauges_query_uses_an_index() {
     let plan = plan.join("\n");
     assert!(!plan.contains("Seq Scan"), "{plan}");
 }
+
+/// Writes `n` UPDATED history entries for booking `id`, each with `special` as its
+/// `specialRequests` (what an owner's `booking.update` records), all older than now; the CREATED
+/// entry moves before them.
+async fn long_history(app: &TestApp, id: i64, n: i32, special: &str) {
+    sqlx::query(
+        "UPDATE booking_history SET created_at = now() - interval '2 hours' WHERE booking_id = $1",
+    )
+    .bind(id as i32)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO booking_history (booking_id, action, details, user_id, created_at) \
+         SELECT $1, 'UPDATED', jsonb_build_object('specialRequests', $2::text), 1, \
+         now() - interval '1 hour' + make_interval(secs => g) FROM generate_series(1, $3) g",
+    )
+    .bind(id as i32)
+    .bind(special)
+    .bind(n)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+/// The newest entry first, each one older than the one before.
+fn newest_first(histories: &[Value]) -> bool {
+    histories.windows(2).all(|w| {
+        let key = |h: &Value| {
+            (
+                h["createdAt"].as_str().unwrap().to_owned(),
+                h["id"].as_i64(),
+            )
+        };
+        key(&w[0]) > key(&w[1])
+    })
+}
+
+/// Before: every booking reply carried the booking's whole history. After ~250 owner updates with
+/// long `specialRequests` it passed NATS's 1 MiB: update #253 and a later cancel were committed
+/// and answered `SYS_001` "reply too large", and `booking.findById` failed for good. Now a reply
+/// carries the newest entries and `historyTotal`, and the update, the cancel and every read are
+/// answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_booking_with_hundreds_of_updates_is_updated_cancelled_and_found_with_its_newest_history()
+{
+    let app = spawn_app().await;
+    let booking = booked(&app, 211, 10, 1).await;
+    let id = booking["id"].as_i64().unwrap();
+    // Four-byte characters: the longest a 1,000-character request can be.
+    let long = "😀".repeat(1000);
+    long_history(&app, id, 299, &long).await;
+    let newest = "🙂".repeat(1000);
+    let update = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.call(
+            s::BOOKING_UPDATE,
+            json!({"id": id, "userId": 1, "dto": {"specialRequests": newest}}),
+        ),
+    )
+    .await
+    .expect("the update is answered");
+    let updated = update.ok()["data"].clone();
+    assert_eq!(updated["specialRequests"], newest.as_str());
+    assert_eq!(updated["historyTotal"], 301);
+    let histories = updated["histories"].as_array().unwrap();
+    assert_eq!(histories.len(), 50, "the newest 50 entries");
+    assert_eq!(histories[0]["action"], "UPDATED");
+    assert_eq!(
+        histories[0]["details"]["specialRequests"],
+        newest.as_str(),
+        "the newest entry is this update's"
+    );
+    assert!(newest_first(histories));
+
+    for (subject, query) in [
+        (s::BOOKING_FIND_BY_ID, json!({"id": id})),
+        (
+            s::BOOKING_FIND_BY_NUMBER,
+            json!({"bookingNumber": booking["bookingNumber"]}),
+        ),
+    ] {
+        let found = app.call(subject, query).await.ok()["data"].clone();
+        assert_eq!(found["historyTotal"], 301, "{subject}");
+        assert_eq!(found["histories"], updated["histories"], "{subject}");
+    }
+
+    let cancelled = app
+        .call(s::BOOKING_CANCEL, json!({"id": id, "userId": 1}))
+        .await
+        .ok()["data"]
+        .clone();
+    assert_eq!(cancelled["status"], "CANCELLED");
+    assert_eq!(cancelled["historyTotal"], 302);
+    assert_eq!(cancelled["histories"][0]["action"], "CANCELLED");
+    assert_eq!(app.cached_booked(211).await, 0);
+}
+
+/// Before: an update was committed first and its reply measured after; one whose reply could not
+/// fit the connection's `max_payload` was applied and answered `SYS_001`, which says it was not.
+/// Now a reply that cannot fit, even without its history, refuses the change before it commits.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_whose_reply_cannot_fit_the_connection_is_refused_before_it_commits() {
+    let app = spawn_app_with(AppOptions {
+        nats: |world| world.nats_max_payload(4 * 1024),
+        ..AppOptions::default()
+    })
+    .await;
+    let booking = booked(&app, 212, 10, 1).await;
+    let id = booking["id"].as_i64().unwrap();
+    // 3,000 bytes: the request fits in 4 KiB, the booking carrying it does not.
+    let long = "가".repeat(1000);
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.call(
+            s::BOOKING_UPDATE,
+            json!({"id": id, "userId": 1, "dto": {"specialRequests": long, "playerCount": 2}}),
+        ),
+    )
+    .await
+    .expect("the caller hears back");
+    let Answer::Err(e) = answer else {
+        panic!("a booking over 4 KiB cannot be sent")
+    };
+    assert_eq!(e.error.code, ErrorCode::System);
+    assert!(
+        e.error.message.contains("max_payload"),
+        "{}",
+        e.error.message
+    );
+    let (special, players): (Option<String>, i32) =
+        sqlx::query_as("SELECT special_requests, player_count FROM bookings WHERE id = $1")
+            .bind(id as i32)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!((special, players), (None, 1), "nothing was changed");
+    assert_eq!(app.count("booking_history").await, 1, "no UPDATED entry");
+    assert_eq!(app.cached_booked(212).await, 1, "no seat moved");
+    assert_eq!(outbox_rows(&app, s::SLOTS_BOOK).await, 1, "no book queued");
+    // The booking as it is still fits, and is served.
+    let found = app
+        .call(s::BOOKING_FIND_BY_ID, json!({"id": id}))
+        .await
+        .ok();
+    assert_eq!(found["data"]["playerCount"], 1);
+}
+
+/// The field paths a `BUS_001` answer names.
+fn refused_fields(answer: Answer) -> Vec<String> {
+    let Answer::Err(e) = answer else {
+        panic!("expected BUS_001, got a success")
+    };
+    assert_eq!(e.error.code, ErrorCode::Validation, "{}", e.error.message);
+    e.error.details.as_ref().unwrap()["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Before: a price the slot sync accepts (up to 99,999,999 won) times three players passed
+/// `DECIMAL(10,2)`: the create, keyed or not, and an update to more players failed with `SYS_002`
+/// and an ERROR line. Now the booking's total (players' total and fee) is checked before the write:
+/// `BUS_001` naming `playerCount`. The sync keeps course-service's price (it is a price per
+/// player, and a smaller party may still book at it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_total_price_past_what_the_money_columns_hold_is_refused_naming_the_field() {
+    let app = spawn_app().await;
+    let mut dear = slot(213, 1, 10, 4);
+    dear.price = contracts::Won(40_000_000);
+    app.seed_slot(&dear, &game(1)).await;
+    let one = app
+        .call(s::BOOKING_CREATE, create_request(1, 213, 1))
+        .await
+        .ok();
+    assert_eq!(one["data"]["totalPrice"], 41_200_000);
+    let mut keyed = create_request(2, 213, 3);
+    keyed["idempotencyKey"] = json!("dear-3");
+    for request in [create_request(2, 213, 3), keyed] {
+        let answer = app.call(s::BOOKING_CREATE, request).await;
+        assert_eq!(refused_fields(answer), ["playerCount"]);
+    }
+    let more = app
+        .call(
+            s::BOOKING_UPDATE,
+            json!({"id": one["data"]["id"], "userId": 1, "dto": {"playerCount": 3}}),
+        )
+        .await;
+    assert_eq!(refused_fields(more), ["dto.playerCount"]);
+    assert_eq!(app.count("bookings").await, 1, "nothing else written");
+    assert_eq!(app.cached_booked(213).await, 1);
+}
+
+/// Before: days PostgreSQL cannot hold (years before 4713 BC, which chrono reads) reached the
+/// database in `booking.search`, `booking.gameTimeSlots.availability` and the slot sync and came
+/// back `SYS_002` with an ERROR line. Now every day is checked as a four-digit year
+/// (`YYYY-MM-DD`, 0001 to 9999) and refused `BUS_001` naming the field.
+#[tokio::test(flavor = "multi_thread")]
+async fn days_outside_four_digit_years_are_refused_naming_the_field() {
+    let app = spawn_app().await;
+    let mut ancient = slot_sync(&slot(214, 1, 10, 4));
+    ancient.date = "-5000-01-01".parse().unwrap();
+    let cases = [
+        (
+            s::BOOKING_SEARCH,
+            json!({"startDate": "-5000-01-01"}),
+            "startDate",
+        ),
+        (
+            s::BOOKING_SEARCH,
+            json!({"endDate": "-5000-01-01"}),
+            "endDate",
+        ),
+        (
+            s::BOOKING_SEARCH,
+            json!({"startDate": "+200000-01-01"}),
+            "startDate",
+        ),
+        (
+            s::BOOKING_AVAILABILITY,
+            json!({"gameId": 1, "date": "-5000-01-01"}),
+            "date",
+        ),
+        (
+            s::BOOKING_SLOT_SYNC,
+            serde_json::to_value(&ancient).unwrap(),
+            "date",
+        ),
+    ];
+    for (subject, data, field) in cases {
+        let answer = app.call(subject, data.clone()).await;
+        assert_eq!(refused_fields(answer), [field], "{subject} {data}");
+    }
+    assert_eq!(app.count("game_time_slot_cache").await, 0);
+    // The days at the ends of the range are served.
+    let edges = json!({"startDate": "0001-01-01", "endDate": "9999-12-31"});
+    app.call(s::BOOKING_SEARCH, edges).await.ok();
+}
+
+/// Before: a create on a slot whose day had passed (2020-01-01, yesterday, or earlier today) was
+/// booked, and held seats that the cancel cutoff then kept from ever being given back. Now a slot
+/// that has started (its day and start time before the service's clock) is `BUS_004`, and
+/// nothing is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_on_a_slot_that_has_started_is_refused_and_writes_nothing() {
+    let app = spawn_app().await;
+    let mut long_ago = slot(215, 1, 0, 4);
+    long_ago.date = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+    let yesterday = slot(216, 1, -1, 4);
+    let mut this_morning = slot(217, 1, 0, 4);
+    this_morning.start_time = "00:00".into();
+    for (started, when) in [
+        (long_ago, "2020-01-01"),
+        (yesterday, "yesterday"),
+        (this_morning, "today at 00:00"),
+    ] {
+        app.seed_slot(&started, &game(1)).await;
+        let answer = app
+            .call(s::BOOKING_CREATE, create_request(1, started.id, 1))
+            .await;
+        assert_eq!(answer.code(), ErrorCode::BusinessRule, "{when}");
+        let mut keyed = create_request(1, started.id, 1);
+        keyed["idempotencyKey"] = json!(format!("late-{}", started.id));
+        let answer = app.call(s::BOOKING_CREATE, keyed).await;
+        assert_eq!(answer.code(), ErrorCode::BusinessRule, "{when}, keyed");
+        assert_eq!(app.cached_booked(started.id).await, 0, "{when}");
+    }
+    assert_eq!(app.count("bookings").await, 0);
+    assert_eq!(app.count("outbox_events").await, 0);
+    // Later today and tomorrow are still booked, unless the day is about to end.
+    if chrono::Utc::now().time() < chrono::NaiveTime::from_hms_opt(23, 58, 0).unwrap() {
+        let mut tonight = slot(218, 1, 0, 4);
+        tonight.start_time = "23:59".into();
+        app.seed_slot(&tonight, &game(1)).await;
+        app.call(s::BOOKING_CREATE, create_request(1, 218, 1))
+            .await
+            .ok();
+    }
+    booked(&app, 219, 1, 1).await;
+}

@@ -290,6 +290,12 @@ impl Validate for SearchBookings {
                 c.id(field, id);
             }
         }
+        if let Some(start) = self.start_date {
+            c.day("startDate", start);
+        }
+        if let Some(end) = self.end_date {
+            c.day("endDate", end);
+        }
         if let (Some(start), Some(end)) = (self.start_date, self.end_date) {
             if start > end {
                 c.fail("startDate", "must not be after endDate");
@@ -385,6 +391,7 @@ pub struct AvailabilityRequest {
 impl Validate for AvailabilityRequest {
     fn check(&self, c: &mut Checker) {
         c.id("gameId", self.game_id);
+        c.day("date", self.date);
     }
 }
 
@@ -439,6 +446,18 @@ pub struct BookingHistoryEntry {
     #[schemars(with = "String")]
     pub created_at: DateTime<Utc>,
 }
+
+/// Most bytes a booking takes in a reply without its history: every text the service writes at
+/// its limit in four-byte characters, with its payment.
+pub const LISTED_BOOKING_BYTES: usize = 9 * 1024;
+
+/// Most bytes one history entry takes in a reply: an update's free text and phone, or a cancel's
+/// reason, in four-byte characters.
+pub const HISTORY_ENTRY_BYTES: usize = 4608;
+
+/// Most bytes a booking takes in a reply with its newest history entries.
+pub const BOOKING_BYTES: usize =
+    LISTED_BOOKING_BYTES + limits::HISTORY_IN_REPLY as usize * HISTORY_ENTRY_BYTES;
 
 /// A booking as every `booking.*` handler returns it (`BookingResponseDto`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -501,9 +520,14 @@ pub struct BookingResponse {
     /// Payments, newest last.
     #[serde(default)]
     pub payments: Vec<Payment>,
-    /// History, newest first.
+    /// History, newest first: the newest 50 entries (`limits::HISTORY_IN_REPLY`), fewer when the
+    /// connection's `max_payload` cannot carry that many; lists carry none.
     #[serde(default)]
     pub histories: Vec<BookingHistoryEntry>,
+    /// How many history entries the booking has, of which `histories` carries the newest; present
+    /// wherever `histories` is loaded (not in lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_total: Option<i64>,
     /// Created.
     #[serde(with = "iso_millis")]
     #[schemars(with = "String")]
@@ -583,5 +607,103 @@ pub struct SlotAvailability {
 impl Validate for SlotAvailability {
     fn check(&self, c: &mut Checker) {
         c.id("gameTimeSlotId", self.game_time_slot_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` four-byte characters: the longest text of `n` characters in UTF-8.
+    fn widest(n: usize) -> String {
+        "😀".repeat(n)
+    }
+
+    /// A booking with every text at its limit in four-byte characters, its payment, and
+    /// [`limits::HISTORY_IN_REPLY`] entries each as large as an update or a cancel records.
+    fn largest_booking() -> BookingResponse {
+        let at = DateTime::<Utc>::MAX_UTC;
+        let name = || Some(widest(limits::NAME));
+        let entry = |id| BookingHistoryEntry {
+            id,
+            booking_id: i32::MAX,
+            action: "UPDATED".into(),
+            details: Some(serde_json::json!({
+                "playerCount": limits::MAX_PLAYERS,
+                "specialRequests": widest(limits::FREE_TEXT),
+                "userPhone": widest(limits::PHONE),
+            })),
+            user_id: i32::MAX,
+            created_at: at,
+        };
+        BookingResponse {
+            id: i32::MAX,
+            booking_number: widest(limits::BOOKING_NUMBER),
+            user_id: i32::MAX,
+            game_id: i32::MAX,
+            game_time_slot_id: i32::MAX,
+            game_name: name(),
+            game_code: Some(widest(limits::CODE)),
+            front_nine_course_id: Some(i32::MAX),
+            front_nine_course_name: name(),
+            back_nine_course_id: Some(i32::MAX),
+            back_nine_course_name: name(),
+            club_id: Some(i32::MAX),
+            club_name: name(),
+            booking_date: at,
+            start_time: "23:59".into(),
+            end_time: "23:59".into(),
+            player_count: i32::MAX,
+            price_per_person: Won(crate::money::MAX_WON),
+            service_fee: Won(crate::money::MAX_WON),
+            total_price: Won(crate::money::MAX_WON),
+            status: BookingStatus::NoShow,
+            payment_method: Some(widest(limits::PAYMENT_METHOD)),
+            special_requests: Some(widest(limits::FREE_TEXT)),
+            user_email: Some(widest(limits::EMAIL)),
+            user_name: name(),
+            user_phone: Some(widest(limits::PHONE)),
+            payments: vec![Payment {
+                id: i32::MAX,
+                booking_id: i32::MAX,
+                amount: Won(crate::money::MAX_WON),
+                payment_method: widest(limits::PAYMENT_METHOD),
+                payment_status: PaymentStatus::Refunded,
+                transaction_id: Some(widest(limits::FREE_TEXT)),
+                paid_at: Some(at),
+                created_at: at,
+                updated_at: at,
+            }],
+            histories: (0..limits::HISTORY_IN_REPLY as i32).map(entry).collect(),
+            history_total: Some(i64::MAX),
+            created_at: at,
+            updated_at: at,
+            can_cancel: Some(false),
+        }
+    }
+
+    #[test]
+    fn the_largest_booking_reply_fits_well_within_nats_default_max_payload() {
+        let reply = crate::Success::new(largest_booking());
+        let bytes = serde_json::to_vec(&reply).unwrap().len();
+        assert!(bytes <= BOOKING_BYTES, "{bytes} bytes");
+        const { assert!(BOOKING_BYTES < 300 * 1024) };
+    }
+
+    #[test]
+    fn a_listed_booking_and_a_history_entry_stay_within_their_bounds() {
+        let mut booking = largest_booking();
+        let entry = serde_json::to_vec(&booking.histories[0]).unwrap().len();
+        assert!(entry <= HISTORY_ENTRY_BYTES, "an entry of {entry} bytes");
+        booking.histories.clear();
+        // The service never writes a transaction id; a payment gateway's is not bounded.
+        booking.payments[0].transaction_id = None;
+        let listed = serde_json::to_vec(&booking).unwrap().len();
+        assert!(
+            listed <= LISTED_BOOKING_BYTES,
+            "a booking of {listed} bytes"
+        );
+        let page = limits::MAX_USER_BOOKINGS as usize * LISTED_BOOKING_BYTES;
+        assert!(page < 1024 * 1024 - 1024, "a full page of {page} bytes");
     }
 }

@@ -128,6 +128,7 @@ impl Validate for TimeSlot {
         c.text("gameName", &self.game_name, false, limits::NAME);
         c.text("gameCode", &self.game_code, false, limits::CODE);
         c.text("clubName", &self.club_name, false, limits::NAME);
+        c.day("date", self.date);
         c.clock("startTime", &self.start_time);
         c.clock("endTime", &self.end_time);
         c.range(

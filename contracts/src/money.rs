@@ -46,6 +46,19 @@ pub struct Charge {
 }
 
 impl Charge {
+    /// The charge for `players` at `price_per_person`, or `None` when its total would pass
+    /// [`MAX_WON`], the most the money columns (`DECIMAL(10,2)`) hold.
+    pub fn checked(price_per_person: Won, players: i32) -> Option<Self> {
+        let amount = price_per_person.get().checked_mul(i64::from(players))?;
+        let fee = amount.checked_mul(SERVICE_FEE_PERCENT)? / 100;
+        let total = amount.checked_add(fee)?;
+        (0..=MAX_WON).contains(&total).then_some(Self {
+            amount: Won(amount),
+            fee: Won(fee),
+            total: Won(total),
+        })
+    }
+
     /// The charge for `players` at `price_per_person`, the one fee rule every writer uses.
     pub fn of(price_per_person: Won, players: i32) -> Self {
         let amount = Won(price_per_person.get() * i64::from(players));
@@ -149,6 +162,22 @@ mod tests {
     #[test]
     fn the_fee_is_floored() {
         assert_eq!(Won(15_050).percent_floor(3), Won(451));
+    }
+
+    #[test]
+    fn a_charge_past_what_the_money_columns_hold_is_none() {
+        assert_eq!(
+            Charge::checked(Won(15_050), 3),
+            Some(Charge::of(Won(15_050), 3))
+        );
+        // 97,087,378 + 2,912,621 = 99,999,999: the most a booking may cost.
+        assert_eq!(
+            Charge::checked(Won(97_087_378), 1).map(|c| c.total),
+            Some(Won(MAX_WON))
+        );
+        assert_eq!(Charge::checked(Won(97_087_379), 1), None);
+        assert_eq!(Charge::checked(Won(MAX_WON), 3), None);
+        assert_eq!(Charge::checked(Won(MAX_WON), i32::MAX), None);
     }
 
     #[test]

@@ -132,7 +132,8 @@ pub struct GameTimeSlotSync {
     /// Course-service's view of availability.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_available: Option<bool>,
-    /// Price per player.
+    /// Price per player. Any price up to 99,999,999 won is kept as course-service sets it; a
+    /// booking whose total (players' total and fee) would pass that is refused at create.
     pub price: Won,
     /// Premium slot.
     pub is_premium: bool,
@@ -160,6 +161,7 @@ impl Validate for GameTimeSlotSync {
             c.id("clubId", club);
         }
         c.opt_text("clubName", self.club_name.as_deref(), limits::NAME);
+        c.day("date", self.date);
         c.clock("startTime", &self.start_time);
         c.clock("endTime", &self.end_time);
         c.range(

@@ -113,6 +113,16 @@ impl Checker {
         }
     }
 
+    /// A calendar day with a four-digit year, as `YYYY-MM-DD` promises: 0001-01-01 to
+    /// 9999-12-31. chrono reads years from -262143 to +262142, PostgreSQL holds none before
+    /// 4713 BC, and JavaScript prints years past 9999 in another form.
+    pub fn day(&mut self, field: &str, value: chrono::NaiveDate) {
+        use chrono::Datelike as _;
+        if !(1..=9999).contains(&value.year()) {
+            self.fail(field, "must be a date from 0001-01-01 to 9999-12-31");
+        }
+    }
+
     /// An instant in RFC 3339 / ISO 8601 form.
     pub fn instant(&mut self, field: &str, value: &str) {
         if value.len() > 40 || chrono::DateTime::parse_from_rfc3339(value).is_err() {
@@ -173,9 +183,17 @@ pub mod limits {
     /// Largest page size a search may ask for.
     pub const MAX_PAGE_SIZE: i64 = 100;
     /// Most bookings one `booking.findByUserId` reply carries: with every text field at its limit
-    /// in four-byte characters a booking serialises to under 8 KiB, so a full page stays under
-    /// NATS's default 1 MiB `max_payload`.
+    /// in four-byte characters a booking serialises to under 9 KiB
+    /// (`booking::LISTED_BOOKING_BYTES`), so a full page stays under NATS's default 1 MiB
+    /// `max_payload`.
     pub const MAX_USER_BOOKINGS: i64 = 100;
+    /// Page size of `booking.search` when the request names none.
+    pub const DEFAULT_PAGE_SIZE: i64 = 10;
+    /// Most history entries one booking reply carries (the newest): an entry holds at most one
+    /// free text and a phone (an update's or a cancel's), under 4.5 KiB in four-byte characters
+    /// (`booking::HISTORY_ENTRY_BYTES`), so a booking with this many stays under a quarter of
+    /// NATS's default 1 MiB `max_payload` however long its history grows.
+    pub const HISTORY_IN_REPLY: i64 = 50;
 }
 
 impl Validate for serde_json::Value {
@@ -221,6 +239,17 @@ mod tests {
         let mut c = Checker::default();
         c.email("userEmail", "user@example.com");
         assert!(c.finish().is_ok());
+    }
+
+    #[test]
+    fn days_must_have_four_digit_years() {
+        let day = |text: &str| {
+            let mut c = Checker::default();
+            c.day("date", text.parse().unwrap());
+            c.finish().is_ok()
+        };
+        assert!(day("0001-01-01") && day("2025-06-30") && day("9999-12-31"));
+        assert!(!day("0000-12-31") && !day("-5000-01-01") && !day("+10000-01-01"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::course::CourseClient;
 use crate::faults::Faults;
 use crate::metrics::Metrics;
+use crate::replies::ReplyBudget;
 use crate::wake::RelayWake;
 
 /// Shared by the NATS server, the handlers and the outbox relay.
@@ -40,6 +41,8 @@ pub(crate) struct App {
     pub(crate) batches: Batches,
     /// Wakes this replica's outbox relay after its own writes.
     pub(crate) relay_wake: Arc<RelayWake>,
+    /// The byte budget of replies being built or sent.
+    pub(crate) replies: ReplyBudget,
 }
 
 impl App {

@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use contracts::booking::{BookingResponse, CreateBookingRequest};
 use contracts::course::SlotStatus;
+use contracts::money::{Charge, MAX_WON};
+use contracts::Won;
 use tokio::sync::{mpsc, oneshot, Mutex, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Result, ServiceError};
@@ -319,6 +321,19 @@ async fn run(deps: &Deps, jobs: Vec<Job>) {
     for (job, outcome) in rest.into_iter().zip(outcomes) {
         let _ = job.reply.send(outcome);
     }
+}
+
+/// The charge for `players` at `price` won each, or `BUS_001` naming `field` when its total would
+/// not fit the money columns (`DECIMAL(10,2)`): refused before any write, never a database error.
+pub(crate) fn charge(price: i64, players: i32, field: &str) -> Result<Charge> {
+    Charge::checked(Won(price), players).ok_or_else(|| {
+        ServiceError::field(
+            field,
+            format!(
+                "the booking's total price would exceed {MAX_WON} won, the most a payment holds"
+            ),
+        )
+    })
 }
 
 /// `BUS_004` when the slot is closed or has fewer than `requested` seats left.

@@ -71,6 +71,10 @@ pub struct Config {
     /// request is answered `SYS_004` (overloaded) at once and counted, so memory stays bounded
     /// whatever arrives.
     pub max_queued_bytes: usize,
+    /// `MAX_REPLY_MIB` (default 16): bytes of replies being built or sent at once, each counted
+    /// at the most its subject may need until it is encoded, then at its size until NATS has it;
+    /// more wait their turn, so many large answers at once keep memory bounded.
+    pub max_reply_bytes: usize,
     /// How the NATS connection authenticates: `NATS_USER` + `NATS_PASSWORD`, `NATS_TOKEN`,
     /// `NATS_NKEY` (a user seed) or `NATS_CREDS` (a `.creds` file); at most one.
     pub nats_auth: NatsLogin,
@@ -273,6 +277,7 @@ impl Config {
             max_in_flight: number("MAX_IN_FLIGHT", 1, 100_000)? as usize,
             update_requires_caller: flag("UPDATE_REQUIRES_CALLER")?,
             max_queued_bytes: number("MAX_QUEUED_MIB", 1, 65_536)? as usize * 1024 * 1024,
+            max_reply_bytes: number("MAX_REPLY_MIB", 1, 65_536)? as usize * 1024 * 1024,
             nats_auth: {
                 let mut given = Vec::new();
                 match (get("NATS_USER"), get("NATS_PASSWORD")) {

@@ -39,6 +39,17 @@ pub enum ServiceError {
         /// What the connection accepts.
         max: usize,
     },
+    /// A booking does not fit NATS's `max_payload` even without its history (`SYS_001`): a read
+    /// cannot be answered, and a change whose answer could not be sent is not made.
+    #[error(
+        "the booking ({bytes} bytes without its history) exceeds NATS max_payload ({max} bytes); nothing was changed"
+    )]
+    BookingTooLarge {
+        /// The reply's size with no history entry.
+        bytes: usize,
+        /// What the reply may take.
+        max: usize,
+    },
     /// The database failed (`SYS_002`) at `step` (a bare `?` says "a statement"; handlers name
     /// their steps with [`StepExt::step`]).
     #[error("database error while {step}: {source}")]
@@ -99,6 +110,14 @@ impl<T> StepExt<T> for std::result::Result<T, sqlx::Error> {
 }
 
 impl ServiceError {
+    /// `BUS_001` naming one field of the request, as the contract's own checks do.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        ServiceError::Codec(CodecError::Invalid(vec![contracts::Violation {
+            field: field.to_owned(),
+            message: message.into(),
+        }]))
+    }
+
     /// The wire code.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -110,7 +129,9 @@ impl ServiceError {
             ServiceError::Unavailable(_) | ServiceError::Overloaded => {
                 ErrorCode::ServiceUnavailable
             }
-            ServiceError::ReplyTooLarge { .. } => ErrorCode::System,
+            ServiceError::ReplyTooLarge { .. } | ServiceError::BookingTooLarge { .. } => {
+                ErrorCode::System
+            }
             ServiceError::Database { .. }
             | ServiceError::Deadline(_)
             | ServiceError::OutcomeUnknown { .. }

@@ -39,7 +39,8 @@ pub(crate) async fn replay(
         )),
         Some((_, booking_id)) => {
             tracing::info!(booking_id, "idempotent replay of booking.create");
-            Ok(Some(store::booking_by_id(pool, booking_id).await?))
+            let mut conn = store::connection(pool).await?;
+            Ok(Some(store::booking_by_id(&mut conn, booking_id).await?))
         }
     }
 }

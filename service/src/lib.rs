@@ -41,6 +41,7 @@ pub use http::OUTBOX_GAUGES_SQL;
 mod http;
 mod nats;
 mod operator;
+mod replies;
 #[doc(hidden)]
 pub use outbox::{claim_sql, claim_window};
 mod outbox;
@@ -410,6 +411,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         faults,
         batches,
         codec: contracts::Codec::default(),
+        replies: replies::ReplyBudget::new(config.max_reply_bytes),
         config,
         pool: pool.clone(),
         relay_pool,

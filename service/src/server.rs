@@ -14,6 +14,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::app::App;
 use crate::error::ServiceError;
 use crate::handlers;
+use crate::replies::{self, Share};
 use crate::ticket::Ticket;
 
 /// Serves until `shutdown` turns true, then drains: no new messages, but every message already
@@ -217,16 +218,27 @@ async fn barrier(nats: &async_nats::Client) -> anyhow::Result<()> {
 
 /// Handles one message taken from NATS at `taken`.
 async fn handle(app: &App, message: async_nats::Message, taken: std::time::Instant) {
-    let subject = message.subject.as_str();
-    let inbound = match app.codec.decode_inbound(&message.payload) {
+    let async_nats::Message {
+        subject,
+        reply,
+        payload,
+        ..
+    } = message;
+    let subject = subject.as_str();
+    let inbound = match app.codec.decode_inbound(&payload) {
         Ok(inbound) => inbound,
-        Err(e) => return answer_unreadable(app, subject, message.reply, e).await,
+        Err(e) => return answer_unreadable(app, subject, reply, e).await,
     };
+    // The body is decoded: a request waiting for its turn holds only what it carries.
+    drop(payload);
     let deadline = app.config.request_deadline;
+    let room = reply_room(app, &inbound.kind, reply.is_some());
     let ticket = Arc::new(Ticket::default());
+    // The wait for the reply budget counts toward the deadline: a caller is answered in time
+    // whether its turn came or not.
     let work = Ticket::scope(
         ticket.clone(),
-        handlers::dispatch(app, subject, inbound.data),
+        handlers::dispatch(app, subject, inbound.data, room),
     );
     let dispatched = tokio::time::timeout(deadline, work)
         .await
@@ -234,17 +246,18 @@ async fn handle(app: &App, message: async_nats::Message, taken: std::time::Insta
             app.metrics.requests_past_deadline.inc();
             // Only a request whose write had not started may be told "not applied"; giving up
             // the ticket also keeps its queued create from being written later.
-            Some(Err(if ticket.abandon() {
+            let error = if ticket.abandon() {
                 ServiceError::Deadline(deadline)
             } else {
                 ServiceError::OutcomeUnknown {
                     step: "the request's write",
                     why: format!("no answer from the database within {deadline:?}"),
                 }
-            }))
+            };
+            Some((Err(error), Share::default()))
         });
-    let Some(result) = dispatched else {
-        if let (InboundKind::Request(id), Some(reply)) = (&inbound.kind, message.reply) {
+    let Some((result, mut share)) = dispatched else {
+        if let (InboundKind::Request(id), Some(reply)) = (&inbound.kind, reply) {
             if let Ok(body) = app.codec.encode_no_handler(id) {
                 let _ = app.nats.publish(reply, body.into()).await;
             }
@@ -266,10 +279,11 @@ async fn handle(app: &App, message: async_nats::Message, taken: std::time::Insta
             _ => tracing::info!(subject, code = %e.code(), error = %e, "request refused"),
         }
     }
-    let Some(reply) = message.reply else { return };
+    let Some(reply) = reply else { return };
     let Some(body) = encode_answer(app, &inbound.kind, &result) else {
         return;
     };
+    drop(result);
     let max = max_reply(app);
     let body = match (body, &inbound.kind) {
         (Ok(body), InboundKind::Request(id)) if body.len() > max => {
@@ -290,9 +304,17 @@ async fn handle(app: &App, message: async_nats::Message, taken: std::time::Insta
     };
     match body {
         Ok(body) => {
+            // From here the share covers the encoded bytes alone, until NATS has them.
+            app.replies.resize(&mut share, body.len()).await;
+            let flush = body.len() >= replies::FLUSH_FROM;
             if let Err(e) = app.nats.publish(reply, body.into()).await {
                 tracing::warn!(subject, error = %e, "could not send the reply");
+            } else if flush {
+                if let Err(e) = app.nats.flush().await {
+                    tracing::warn!(subject, error = %e, "could not flush the reply");
+                }
             }
+            drop(share);
             if subject == contracts::subjects::BOOKING_CREATE {
                 app.metrics
                     .create_seconds
@@ -307,4 +329,20 @@ async fn handle(app: &App, message: async_nats::Message, taken: std::time::Insta
 /// protocol line).
 fn max_reply(app: &App) -> usize {
     app.nats.server_info().max_payload.saturating_sub(512)
+}
+
+/// How many bytes a handler's value may take in the reply to a message of `kind`: the largest
+/// reply less the envelope around the value (which echoes the caller's id); unbounded when no
+/// reply is sent.
+fn reply_room(app: &App, kind: &InboundKind, answered: bool) -> usize {
+    let envelope = match kind {
+        _ if !answered => return usize::MAX,
+        InboundKind::Event => return usize::MAX,
+        InboundKind::External => 0,
+        InboundKind::Request(id) => match app.codec.encode_response(id, &serde_json::Value::Null) {
+            Ok(empty) => empty.len().saturating_sub("null".len()),
+            Err(_) => return 0,
+        },
+    };
+    max_reply(app).saturating_sub(envelope)
 }

@@ -79,9 +79,12 @@ pub(crate) async fn read_back(
     id: i32,
     step: &'static str,
 ) -> Result<contracts::booking::BookingResponse, ServiceError> {
-    store::booking_by_id(pool, id)
-        .await
-        .map_err(|e| ServiceError::AppliedUnread {
+    let read = async {
+        let mut conn = pool.acquire().await?;
+        store::booking_by_id(&mut conn, id).await
+    };
+    read.await
+        .map_err(|e: ServiceError| ServiceError::AppliedUnread {
             step,
             why: e.to_string(),
         })

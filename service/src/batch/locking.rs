@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::rows::{add, reply};
-use super::{check_room, Conflict, Deps, Job, Outcome};
+use super::{charge, check_room, Conflict, Deps, Job, Outcome};
 use crate::error::{Result, ServiceError, StepExt as _};
 use crate::faults::{FaultPoint, PlantedBug};
 use crate::store::batch::{self as sql, BatchWrite};
@@ -79,7 +79,9 @@ pub(super) async fn commit(deps: &Deps, jobs: &[Job]) -> Result<Vec<Outcome>> {
         } else {
             *booked
         };
-        if let Err(e) = check_room(&locked.status, locked.max_players - seen, req.player_count) {
+        if let Err(e) = check_room(&locked.status, locked.max_players - seen, req.player_count)
+            .and_then(|()| charge(locked.price, req.player_count, "playerCount"))
+        {
             outcomes[i] = Some(Err(e.into()));
             continue;
         }

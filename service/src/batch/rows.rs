@@ -25,7 +25,7 @@ pub(super) fn reply(
     let history = HistoryRow::created(history_id, booking.id, details, booking.user_id, at);
     payment
         .into_wire()
-        .and_then(|p| booking.into_response(vec![p], vec![history.into_wire()]))
+        .and_then(|p| booking.into_response(vec![p], vec![history.into_wire()], Some(1)))
         .map_err(Conflict::Service)
 }
 

@@ -39,6 +39,7 @@ pub(crate) const KNOBS: &[Knob] = &[
     knob("CANCEL_CUTOFF_DAYS", Some("3"), "cancelling is refused closer than this to the booking date"),
     knob("MAX_IN_FLIGHT", Some("512"), "requests handled at once; more wait in the queue"),
     knob("MAX_QUEUED_MIB", Some("32"), "request bodies waiting for a handler; past it a request is refused SYS_004 at once"),
+    knob("MAX_REPLY_MIB", Some("16"), "replies being built or sent at once, by the most each may take (a full findByUserId page: 900 KiB); more wait their turn"),
     knob("UPDATE_REQUIRES_CALLER", Some("false"), "refuse a booking.update without the caller's userId (BUS_001)"),
     knob("IDEMPOTENCY_TTL_SECS", Some("86400"), "how long an idempotency key is remembered"),
     knob("NATS_USER", None, "NATS user (with NATS_PASSWORD); at most one of user, token, nkey, creds"),

@@ -6,19 +6,21 @@ use contracts::booking::{
     BookingResponse, BookingStatus, CancelBookingRequest, UpdateBookingRequest,
 };
 use contracts::course::SlotStatus;
-use contracts::money::Charge;
-use contracts::{subjects, Success, Won};
+use contracts::{subjects, Success};
 
 use crate::app::App;
+use crate::batch::charge;
 use crate::error::{Result, ServiceError, StepExt as _};
 use crate::events;
+use crate::handlers::fit;
 use crate::settle;
 use crate::store::{self, now, BookingRow};
 
-/// `booking.cancel`.
+/// `booking.cancel`, answered in a reply of at most `room` bytes.
 pub(crate) async fn cancel(
     app: &App,
     req: CancelBookingRequest,
+    room: usize,
 ) -> Result<Success<BookingResponse>> {
     let mut tx = store::begin(&app.pool).await.step("starting the cancel")?;
     let booking = store::lock_booking(&mut tx, req.id).await?;
@@ -36,14 +38,13 @@ pub(crate) async fn cancel(
         // The same cancel sent again after it committed (its caller timed out) gets its own
         // answer; any other cancel of a cancelled booking is refused.
         if is_retry_of_cancel(&mut tx, &booking, &req, &reason, app).await? {
+            let reply = answer(app, &mut tx, booking.id, room).await?;
             tx.commit().await.step("committing the repeated cancel")?;
             tracing::info!(
                 "Booking {} cancel repeated; answered again.",
                 booking.booking_number
             );
-            return Ok(Success::new(
-                store::booking_by_id(&app.pool, booking.id).await?,
-            ));
+            return Ok(reply);
         }
         return Err(ServiceError::Rule("Booking is already cancelled".into()));
     }
@@ -78,12 +79,23 @@ pub(crate) async fn cancel(
         ],
     )
     .await?;
+    let reply = answer(app, &mut tx, booking.id, room).await?;
     commit(app, tx, booking.id, at, "committing the cancel").await?;
     app.metrics.booking_cancelled.inc();
     tracing::info!("Booking {} cancelled.", booking.booking_number);
-    Ok(Success::new(
-        settle::read_back(&app.pool, booking.id, "the cancel").await?,
-    ))
+    Ok(reply)
+}
+
+/// The answer to a change of booking `id`, read inside its transaction before the commit: a
+/// change whose answer could not be sent (`BookingTooLarge`) rolls back, and a change that
+/// commits is answered with what it wrote, never with a read that failed after it.
+async fn answer(
+    app: &App,
+    tx: &mut sqlx::PgConnection,
+    id: i32,
+    room: usize,
+) -> Result<Success<BookingResponse>> {
+    fit(app, store::booking_by_id(tx, id).await?, room)
 }
 
 /// Whether the cancellation on record was made by this caller, with this reason, within the
@@ -103,10 +115,11 @@ async fn is_retry_of_cancel(
     }))
 }
 
-/// `booking.update`.
+/// `booking.update`, answered in a reply of at most `room` bytes.
 pub(crate) async fn update(
     app: &App,
     req: UpdateBookingRequest,
+    room: usize,
 ) -> Result<Success<BookingResponse>> {
     if req.user_id.is_none() && app.config.update_requires_caller {
         return Err(ServiceError::Validation(
@@ -128,6 +141,7 @@ pub(crate) async fn update(
     }
     let dto = &req.dto;
     let players = dto.player_count.unwrap_or(booking.player_count);
+    let charge = charge(booking.price_per_person, players, "dto.playerCount")?;
     let delta = players - booking.player_count;
     let cutoff = app.config.cancel_cutoff_days;
     if delta < 0 && booking.booking_date < now() + chrono::Duration::days(cutoff) {
@@ -174,7 +188,6 @@ pub(crate) async fn update(
         )
         .await?;
     }
-    let charge = Charge::of(Won(booking.price_per_person), players);
     let at = now();
     store::change_booking(
         &mut tx,
@@ -200,10 +213,9 @@ pub(crate) async fn update(
         }
     };
     store::insert_history(&mut tx, booking.id, "UPDATED", &details, user, at).await?;
+    let reply = answer(app, &mut tx, booking.id, room).await?;
     commit(app, tx, booking.id, at, "committing the update").await?;
-    Ok(Success::new(
-        settle::read_back(&app.pool, booking.id, "the update").await?,
-    ))
+    Ok(reply)
 }
 
 /// Commits a cancel or update that stamped booking `id` with `at`. When the commit's answer is

@@ -4,27 +4,29 @@
 
 use chrono::NaiveTime;
 use contracts::booking::{BookingResponse, CreateBookingRequest};
-use contracts::money::Charge;
 use contracts::{subjects, Success, Won};
 
 use crate::app::App;
-use crate::batch::{check_room, Conflict, DEFAULT_PAYMENT_METHOD};
+use crate::batch::{charge, check_room, Conflict, DEFAULT_PAYMENT_METHOD};
 use crate::error::{Result, ServiceError, StepExt as _};
 use crate::faults::{FaultPoint, PlantedBug};
+use crate::handlers::fit;
 use crate::store::{self, now, NewBooking, SlotRow};
 use crate::{events, idempotency, telemetry};
 
-/// `booking.create`.
+/// `booking.create`; a replayed booking (an idempotency key's) in a reply of at most `room`
+/// bytes, as it may have grown a long history since it was made.
 pub(crate) async fn create(
     app: &App,
     req: CreateBookingRequest,
+    room: usize,
 ) -> Result<Success<BookingResponse>> {
     let fingerprint = idempotency::fingerprint(&req);
     let Some(key) = &req.idempotency_key else {
         return attempt(app, &req, &fingerprint).await.map(Success::new);
     };
     if let Some(replayed) = idempotency::replay(&app.pool, req.user_id, key, &fingerprint).await? {
-        return Ok(Success::new(replayed));
+        return fit(app, replayed, room);
     }
     match attempt(app, &req, &fingerprint).await {
         // The key was free when this attempt began, but an earlier attempt with the same key (one
@@ -35,7 +37,7 @@ pub(crate) async fn create(
                 && !app.faults.planted(PlantedBug::RefuseKeyedRetry) =>
         {
             match idempotency::replay(&app.pool, req.user_id, key, &fingerprint).await {
-                Ok(Some(replayed)) => Ok(Success::new(replayed)),
+                Ok(Some(replayed)) => fit(app, replayed, room),
                 Ok(None) => Err(e),
                 // Not knowing whether the key holds a booking, the refusal is not given: the
                 // caller gets the failure to look (a database error, retried like any other).
@@ -46,6 +48,8 @@ pub(crate) async fn create(
                 }
             }
         }
+        // A booking replayed by its key may have grown a long history; a new one has one entry.
+        Ok(booking) if booking.histories.len() > 1 => fit(app, booking, room),
         other => other.map(Success::new),
     }
 }
@@ -128,7 +132,10 @@ async fn attempt(
     }
 }
 
-/// `playerCount` within the slot's capacity, and room for it (`BUS_004` otherwise).
+/// `playerCount` within the slot's capacity and a total the money columns hold (`BUS_001`
+/// otherwise), a slot that has not started and room in it (`BUS_004` otherwise). Every write path
+/// charges the price read here: the one-statement paths write only at that price, the others
+/// re-check under the lock.
 fn admit(req: &CreateBookingRequest, slot: &SlotRow) -> Result<()> {
     if req.player_count > slot.max_players {
         return Err(ServiceError::Validation(format!(
@@ -136,7 +143,22 @@ fn admit(req: &CreateBookingRequest, slot: &SlotRow) -> Result<()> {
             slot.max_players, req.player_count
         )));
     }
+    charge(slot.price, req.player_count, "playerCount")?;
+    if starts(slot) <= now() {
+        // Seats taken on a slot that has begun could never be given back: cancelling closes
+        // CANCEL_CUTOFF_DAYS before the day.
+        return Err(ServiceError::Rule(
+            "Selected time slot has already started".into(),
+        ));
+    }
     check_room(&slot.status, slot.available_players, req.player_count)
+}
+
+/// When the slot begins, on the service's clock (UTC, as booking dates and the cancel cutoff are
+/// kept); a start time that is not `HH:MM` counts from the start of its day.
+fn starts(slot: &SlotRow) -> chrono::NaiveDateTime {
+    let time = NaiveTime::parse_from_str(&slot.start_time, "%H:%M").unwrap_or(NaiveTime::MIN);
+    slot.date.and_time(time)
 }
 
 /// Group commit (unless `CREATE_BATCH_MAX` is 1); a create whose batch failed runs alone.
@@ -183,10 +205,10 @@ async fn insert(
     }
     let available = locked.max_players - locked.booked_players;
     check_room(&locked.status, available, req.player_count)?;
+    let charge = charge(locked.price, req.player_count, "playerCount")?;
 
     let (front, back) = store::game_courses(&mut tx, slot.game_id).await?;
     let price = Won(locked.price);
-    let charge = Charge::of(price, req.player_count);
     let number = store::booking_number();
     let at = now();
     let method = req
@@ -256,7 +278,11 @@ async fn insert(
     app.relay_wake.event_rows_written();
     app.metrics.created_by("alone", 1);
     app.faults.crash_at(FaultPoint::AfterCommit);
-    Ok(booking.into_response(vec![payment.into_wire()?], vec![history.into_wire()])?)
+    Ok(booking.into_response(
+        vec![payment.into_wire()?],
+        vec![history.into_wire()],
+        Some(1),
+    )?)
 }
 
 /// A lone create whose commit's answer was lost: its booking, if the look-up finds it; "not

@@ -12,32 +12,38 @@ use sqlx::{Postgres, QueryBuilder};
 
 use crate::app::App;
 use crate::error::{Result, ServiceError, StepExt as _};
+use crate::handlers::fit;
 use crate::store::{self, now, BookingRow, Key, SlotRow, BOOKING_COLUMNS};
 
-/// Default page size of `booking.search`.
-const DEFAULT_LIMIT: i64 = 10;
-
-/// `booking.findById`.
-pub(crate) async fn find_by_id(app: &App, req: FindById) -> Result<Success<BookingResponse>> {
-    Ok(Success::new(store::booking_by_id(&app.pool, req.id).await?))
+/// `booking.findById`, in a reply of at most `room` bytes.
+pub(crate) async fn find_by_id(
+    app: &App,
+    req: FindById,
+    room: usize,
+) -> Result<Success<BookingResponse>> {
+    let mut conn = store::connection(&app.pool).await?;
+    let booking = store::booking_by_id(&mut conn, req.id).await?;
+    fit(app, booking, room)
 }
 
-/// `booking.findByNumber`.
+/// `booking.findByNumber`, in a reply of at most `room` bytes.
 pub(crate) async fn find_by_number(
     app: &App,
     req: FindByNumber,
+    room: usize,
 ) -> Result<Success<BookingResponse>> {
+    let mut conn = store::connection(&app.pool).await?;
     let rows = store::bookings_where(
-        &app.pool,
+        &mut *conn,
         "b.booking_number = $1",
         Key::Text(req.booking_number),
     )
     .await?;
-    store::with_details(&app.pool, rows, true, None)
+    let booking = store::with_details(&mut conn, rows, true, None)
         .await?
         .pop()
-        .map(Success::new)
-        .ok_or_else(|| ServiceError::NotFound("Booking not found".into()))
+        .ok_or_else(|| ServiceError::NotFound("Booking not found".into()))?;
+    fit(app, booking, room)
 }
 
 /// `booking.findByUserId`: newest first, with payments and `canCancel`.
@@ -59,8 +65,9 @@ pub(crate) async fn find_by_user_id(
     )
     .await?;
     let cutoff = Some(app.config.cancel_cutoff_days);
+    let mut conn = store::connection(&app.pool).await?;
     Ok(Success::new(
-        store::with_details(&app.pool, rows, false, cutoff).await?,
+        store::with_details(&mut conn, rows, false, cutoff).await?,
     ))
 }
 
@@ -103,7 +110,7 @@ fn filters(q: &mut QueryBuilder<'_, Postgres>, req: &SearchBookings) {
 /// `booking.search`.
 pub(crate) async fn search(app: &App, req: SearchBookings) -> Result<Page<BookingResponse>> {
     let page = req.page.unwrap_or(1);
-    let limit = req.limit.unwrap_or(DEFAULT_LIMIT);
+    let limit = req.limit.unwrap_or(limits::DEFAULT_PAGE_SIZE);
     let column = match req.sort_by.unwrap_or(SortBy::CreatedAt) {
         SortBy::BookingDate => "b.booking_date",
         SortBy::CreatedAt => "b.created_at",
@@ -138,7 +145,8 @@ pub(crate) async fn search(app: &App, req: SearchBookings) -> Result<Page<Bookin
         .await
         .step("reading the search page")?;
     let cutoff = Some(app.config.cancel_cutoff_days);
-    let bookings = store::with_details(&app.pool, rows, false, cutoff).await?;
+    let mut conn = store::connection(&app.pool).await?;
+    let bookings = store::with_details(&mut conn, rows, false, cutoff).await?;
     Ok(Page::new(bookings, total, page, limit))
 }
 

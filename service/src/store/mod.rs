@@ -12,6 +12,7 @@ mod writes;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use contracts::booking::BookingResponse;
+use contracts::validate::limits;
 use sqlx::PgExecutor;
 
 use crate::error::{Result, ServiceError, StepExt as _};
@@ -139,9 +140,10 @@ pub(crate) async fn bookings_where(
     query.fetch_all(db).await.step("reading bookings")
 }
 
-/// Attaches payments (oldest first) and, when asked, histories (newest first) to bookings.
+/// Attaches payments (oldest first) and, when asked, each booking's newest
+/// [`limits::HISTORY_IN_REPLY`] history entries (newest first) with how many it has.
 pub(crate) async fn with_details(
-    pool: &sqlx::PgPool,
+    conn: &mut sqlx::PgConnection,
     rows: Vec<BookingRow>,
     histories: bool,
     cutoff_days: Option<i64>,
@@ -152,16 +154,23 @@ pub(crate) async fn with_details(
          transaction_id, paid_at, created_at, updated_at FROM payments WHERE booking_id = ANY($1) ORDER BY id",
     )
     .bind(&ids)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .step("reading payments")?;
-    let history: Vec<HistoryRow> = if histories {
+    // A booking's history grows with every update and is never pruned: a reply carries the
+    // newest entries and the count, so it stays within NATS's max_payload however long it gets.
+    let history: Vec<RankedHistory> = if histories {
         sqlx::query_as(
-            "SELECT id, booking_id, action, details, user_id, created_at FROM booking_history \
-             WHERE booking_id = ANY($1) ORDER BY created_at DESC, id DESC",
+            "SELECT id, booking_id, action, details, user_id, created_at, total FROM ( \
+             SELECT id, booking_id, action, details, user_id, created_at, \
+             row_number() OVER (PARTITION BY booking_id ORDER BY created_at DESC, id DESC) AS n, \
+             count(*) OVER (PARTITION BY booking_id) AS total \
+             FROM booking_history WHERE booking_id = ANY($1)) h \
+             WHERE n <= $2 ORDER BY booking_id, n",
         )
         .bind(&ids)
-        .fetch_all(pool)
+        .bind(limits::HISTORY_IN_REPLY)
+        .fetch_all(&mut *conn)
         .await
         .step("reading booking histories")?
     } else {
@@ -172,9 +181,11 @@ pub(crate) async fn with_details(
     for p in payments {
         pays_of.entry(p.booking_id).or_default().push(p);
     }
-    let mut hist_of: std::collections::HashMap<i32, Vec<HistoryRow>> = Default::default();
+    let mut hist_of: std::collections::HashMap<i32, (Vec<HistoryRow>, i64)> = Default::default();
     for h in history {
-        hist_of.entry(h.booking_id).or_default().push(h);
+        let (list, total) = hist_of.entry(h.row.booking_id).or_default();
+        list.push(h.row);
+        *total = h.total;
     }
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -185,24 +196,38 @@ pub(crate) async fn with_details(
             .into_iter()
             .map(PaymentRow::into_wire)
             .collect::<Result<Vec<_>>>()?;
-        let hist = hist_of
-            .remove(&row.id)
-            .unwrap_or_default()
-            .into_iter()
-            .map(HistoryRow::into_wire)
-            .collect();
-        let mut response = row.into_response(pays, hist)?;
+        let (hist, total) = hist_of.remove(&row.id).unwrap_or_default();
+        let hist = hist.into_iter().map(HistoryRow::into_wire).collect();
+        let mut response = row.into_response(pays, hist, histories.then_some(total))?;
         response.can_cancel = can_cancel;
         out.push(response);
     }
     Ok(out)
 }
 
+/// A history row with the count of its booking's entries.
+#[derive(sqlx::FromRow)]
+struct RankedHistory {
+    #[sqlx(flatten)]
+    row: HistoryRow,
+    total: i64,
+}
+
 /// One booking with payments and history, or `BUS_002`.
-pub(crate) async fn booking_by_id(pool: &sqlx::PgPool, id: i32) -> Result<BookingResponse> {
-    let rows = bookings_where(pool, "b.id = $1", Key::Int(id)).await?;
-    with_details(pool, rows, true, None)
+pub(crate) async fn booking_by_id(
+    conn: &mut sqlx::PgConnection,
+    id: i32,
+) -> Result<BookingResponse> {
+    let rows = bookings_where(&mut *conn, "b.id = $1", Key::Int(id)).await?;
+    with_details(conn, rows, true, None)
         .await?
         .pop()
         .ok_or_else(|| ServiceError::NotFound("Booking not found".into()))
+}
+
+/// A connection of `pool` for a read of several statements.
+pub(crate) async fn connection(
+    pool: &sqlx::PgPool,
+) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+    pool.acquire().await.step("taking a connection")
 }

@@ -69,11 +69,13 @@ impl BookingRow {
         holds && self.booking_date >= now() + chrono::Duration::days(cutoff_days)
     }
 
-    /// The wire form, with payments and history attached.
+    /// The wire form, with payments and history attached; `history_total` is how many entries
+    /// the booking has when `histories` were loaded.
     pub(crate) fn into_response(
         self,
         payments: Vec<Payment>,
         histories: Vec<BookingHistoryEntry>,
+        history_total: Option<i64>,
     ) -> Result<BookingResponse> {
         let status = self.status()?;
         Ok(BookingResponse {
@@ -105,6 +107,7 @@ impl BookingRow {
             user_phone: self.user_phone,
             payments,
             histories,
+            history_total,
             created_at: utc(self.created_at),
             updated_at: utc(self.updated_at),
             can_cancel: None,
