@@ -247,6 +247,32 @@ async fn a_planted_swallowed_refusal_is_caught_on_course_refuses() {
     assert!(!i3.held, "{}", report.markdown());
 }
 
+/// A create whose commit's answer was lost, run again without looking whether it committed, is
+/// written twice or refused behind its own booking: commit-lost's I5 or I7 says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_planted_rerun_of_a_lost_commit_is_caught_on_commit_lost() {
+    let _turn = ONE_STACK_AT_A_TIME.lock().await;
+    let scenario = Scenario::load("commit-lost").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let report = execute(
+        &Trace::expand(&scenario, 1),
+        &options(dir.path(), &[("PLANTED_BUG", "rerun-lost-commit")]),
+    )
+    .await
+    .unwrap();
+    let broken: Vec<&str> = report
+        .invariants
+        .iter()
+        .filter(|v| !v.held)
+        .map(|v| v.id.as_str())
+        .collect();
+    assert!(
+        broken.contains(&"I5") || broken.contains(&"I7"),
+        "{}",
+        report.markdown()
+    );
+}
+
 /// The planted refusal shows only to a retry that looked its key up before its first attempt
 /// committed and was refused after: a window of a few hundred milliseconds that about 3 of the 32
 /// retries of a booked create hit on an idle machine, and none did once under a loaded CI run. So

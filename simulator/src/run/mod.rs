@@ -13,6 +13,7 @@ mod live;
 mod liveness;
 mod load;
 mod nemesis;
+mod phantoms;
 mod probes;
 mod setup;
 mod summary;
