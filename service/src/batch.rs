@@ -198,6 +198,9 @@ impl Batches {
                 if let Some(outcome) = written {
                     return outcome;
                 }
+                // The statement answered that it wrote nothing: nothing of this create is on
+                // the wire until a worker takes it.
+                ticket.reopen();
                 job.lone_tried = true;
             }
         }

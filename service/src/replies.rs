@@ -83,7 +83,8 @@ impl ReplyBudget {
     }
 
     /// Makes `share` exactly `bytes`: what it holds beyond is given back at once; when it needs
-    /// more it gives everything back and waits for the whole, so that no reply ever waits while
+    /// more, a small reply (under [`FLUSH_FROM`]) goes without, and a large one gives everything
+    /// back and waits for the whole, so that no reply ever waits while
     /// holding a share (which could leave every share waiting on the others).
     pub(crate) async fn resize(&self, share: &mut Share, bytes: usize) {
         let kib = self.kib_of(bytes) as usize;
@@ -98,6 +99,11 @@ impl ReplyBudget {
             return;
         }
         share.0 = None;
+        // A small reply (an error, a deadline's answer, a committed write's) never waits behind
+        // large ones: the client's bounded queue holds it, and its caller is answered in time.
+        if bytes < FLUSH_FROM {
+            return;
+        }
         *share = self.take(bytes).await;
     }
 

@@ -7,7 +7,9 @@
 //! A look-up first takes the written rows' locks `FOR SHARE` (the slots a create booked, the
 //! booking a cancel or update changed): while the lost transaction is still open on the server
 //! (its `COMMIT` still in a socket buffer) that waits for it to end, so the select after it sees
-//! the last word, committed or rolled back.
+//! the last word, committed or rolled back. That is conclusive only for a transaction that took
+//! those locks before its `COMMIT`; a one-statement write takes them only once it runs, and may
+//! still be on its way, so not finding its rows leaves its outcome unknown.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -51,25 +53,31 @@ pub(crate) async fn bookings(
     }
 }
 
-/// The booking's `updated_at`, once no transaction holding its row can still commit.
-pub(crate) async fn updated_at(
+/// Whether history entry `history` of booking `booking` is stored, once no transaction holding
+/// the booking's row can still commit.
+pub(crate) async fn history_written(
     pool: &sqlx::PgPool,
-    id: i32,
-) -> Result<Option<chrono::NaiveDateTime>, String> {
+    booking: i32,
+    history: i32,
+) -> Result<bool, String> {
     let look = async {
         let mut tx = store::begin(pool).await?;
-        let at: Option<chrono::NaiveDateTime> =
-            sqlx::query_scalar("SELECT updated_at FROM bookings WHERE id = $1 FOR SHARE")
-                .bind(id)
-                .fetch_optional(&mut *tx)
+        sqlx::query("SELECT 1 FROM bookings WHERE id = $1 FOR SHARE")
+            .bind(booking)
+            .execute(&mut *tx)
+            .await?;
+        let found: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM booking_history WHERE id = $1)")
+                .bind(history)
+                .fetch_one(&mut *tx)
                 .await?;
         tx.rollback().await?;
-        Ok::<_, sqlx::Error>(at)
+        Ok::<_, sqlx::Error>(found)
     };
     match tokio::time::timeout(WITHIN, look).await {
-        Ok(Ok(at)) => Ok(at),
-        Ok(Err(e)) => Err(format!("looking the booking up failed: {e}")),
-        Err(_) => Err(format!("looking the booking up took over {WITHIN:?}")),
+        Ok(Ok(found)) => Ok(found),
+        Ok(Err(e)) => Err(format!("looking the change up failed: {e}")),
+        Err(_) => Err(format!("looking the change up took over {WITHIN:?}")),
     }
 }
 

@@ -33,6 +33,14 @@ impl Ticket {
         }
     }
 
+    /// Takes back a write that turned out to send nothing that could commit (a one-statement
+    /// write that wrote no row): the request is again one whose deadline means "not applied".
+    pub(crate) fn reopen(&self) {
+        let _ = self
+            .0
+            .compare_exchange(WRITING, OPEN, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
     /// Gives the request up at its deadline; true when no write had started (none will now),
     /// false when one is on the wire and its outcome is unknown.
     pub(crate) fn abandon(&self) -> bool {

@@ -115,7 +115,7 @@ pub(super) async fn commit(deps: &Deps, jobs: &[Job]) -> Result<Vec<Outcome>> {
             .iter()
             .map(|b| b.booking_number.clone())
             .collect();
-        let mut found = super::settle::lost(deps, &slot_ids, &numbers, &e)
+        let mut found = super::settle::lost(deps, &slot_ids, &numbers, &e, true)
             .await
             .into_iter();
         return Ok(outcomes

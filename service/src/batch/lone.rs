@@ -51,7 +51,8 @@ pub(super) async fn write(deps: &Deps, job: &Job) -> Option<Outcome> {
                 .iter()
                 .map(|b| b.booking_number.clone())
                 .collect();
-            let found = super::settle::lost(deps, &[slot.game_time_slot_id], &numbers, &e).await;
+            let found =
+                super::settle::lost(deps, &[slot.game_time_slot_id], &numbers, &e, false).await;
             found.into_iter().next().flatten()
         }
         Err(e) => {

@@ -1,7 +1,9 @@
 //! A create batch whose commit's answer was lost: each create is looked up by the booking number
 //! it was given before the write (`crate::settle`) and answered what happened. Written: its
-//! booking, read back. Not written: `Alone` (known not applied, so it may run again). Not
-//! found out: "outcome unknown".
+//! booking, read back. Not found out: "outcome unknown". Not written: after a transaction that
+//! held its slots' locks until its `COMMIT` (the locking path), that is conclusive and the create
+//! may run again (`Alone`); after a one-statement write it is not (the statement may still be
+//! on its way to the server, holding no lock yet), so the answer is "outcome unknown".
 
 use super::{Conflict, Deps, Outcome};
 use crate::error::ServiceError;
@@ -13,6 +15,7 @@ pub(super) async fn lost(
     slots: &[i32],
     numbers: &[String],
     error: &ServiceError,
+    held_locks: bool,
 ) -> Vec<Option<Outcome>> {
     deps.metrics.lost_commit_lookups.inc();
     tracing::warn!(items = numbers.len(), %error,
@@ -38,7 +41,11 @@ pub(super) async fn lost(
             Some(&id) => crate::settle::read_back(&deps.pool, id, "the booking")
                 .await
                 .map_err(Conflict::Service),
-            None => Err(Conflict::Alone),
+            None if held_locks => Err(Conflict::Alone),
+            None => Err(Conflict::Service(ServiceError::OutcomeUnknown {
+                step: "the booking",
+                why: "its statement's answer was lost and it is not written yet".into(),
+            })),
         }));
     }
     let written = found.len();

@@ -74,18 +74,17 @@ pub(super) async fn write(deps: &Deps, jobs: &[&Job]) -> Vec<Option<Outcome>> {
     let written = match sql::write(&deps.pool, &rows, &slots, at, lease).await {
         Ok(written) => written,
         Err(e) if e.may_have_committed() && !deps.faults.planted(PlantedBug::RerunLostCommit) => {
-            // Known not written goes to the locking path next (None), as the statement's
-            // refusals do.
+            // Each create is answered what the look-up found (never run again: a statement not
+            // found may still be on its way).
             let numbers: Vec<String> = rows
                 .bookings
                 .iter()
                 .map(|b| b.booking_number.clone())
                 .collect();
             let ids: Vec<i32> = slots.iter().map(|s| s.slot_id).collect();
-            return super::settle::lost(deps, &ids, &numbers, &e)
+            return super::settle::lost(deps, &ids, &numbers, &e, false)
                 .await
                 .into_iter()
-                .map(|o| o.filter(|o| !matches!(o, Err(Conflict::Alone))))
                 .collect();
         }
         Err(e) => {

@@ -39,7 +39,11 @@ pub(crate) async fn cancel(
         // answer; any other cancel of a cancelled booking is refused.
         if is_retry_of_cancel(&mut tx, &booking, &req, &reason, app).await? {
             let reply = answer(app, &mut tx, booking.id, room).await?;
-            tx.commit().await.step("committing the repeated cancel")?;
+            // The transaction only read: whatever its end says, the cancel on record stands
+            // and the answer read is true.
+            if let Err(e) = tx.rollback().await {
+                tracing::warn!(error = %e, "ending a repeated cancel's read failed");
+            }
             tracing::info!(
                 "Booking {} cancel repeated; answered again.",
                 booking.booking_number
@@ -64,7 +68,8 @@ pub(crate) async fn cancel(
     store::mark_cancelled(&mut tx, booking.id, at).await?;
     store::move_seats(&mut tx, booking.game_time_slot_id, -booking.player_count).await?;
     let details = serde_json::json!({ "reason": reason });
-    store::insert_history(&mut tx, booking.id, "CANCELLED", &details, req.user_id, at).await?;
+    let history =
+        store::insert_history(&mut tx, booking.id, "CANCELLED", &details, req.user_id, at).await?;
     let event = events::cancelled(&booking, req.reason.as_deref(), at);
     store::outbox::enqueue(
         &mut tx,
@@ -80,7 +85,7 @@ pub(crate) async fn cancel(
     )
     .await?;
     let reply = answer(app, &mut tx, booking.id, room).await?;
-    commit(app, tx, booking.id, at, "committing the cancel").await?;
+    commit(app, tx, booking.id, history.id, "committing the cancel").await?;
     app.metrics.booking_cancelled.inc();
     tracing::info!("Booking {} cancelled.", booking.booking_number);
     Ok(reply)
@@ -212,20 +217,22 @@ pub(crate) async fn update(
             booking.user_id
         }
     };
-    store::insert_history(&mut tx, booking.id, "UPDATED", &details, user, at).await?;
+    let history = store::insert_history(&mut tx, booking.id, "UPDATED", &details, user, at).await?;
     let reply = answer(app, &mut tx, booking.id, room).await?;
-    commit(app, tx, booking.id, at, "committing the update").await?;
+    commit(app, tx, booking.id, history.id, "committing the update").await?;
     Ok(reply)
 }
 
-/// Commits a cancel or update that stamped booking `id` with `at`. When the commit's answer is
-/// lost, the booking is looked up: stamped `at`, it committed; stamped otherwise, it did not
-/// (the commit's error, "not applied", is then true); not found out, the outcome is unknown.
+/// Commits a cancel or update of booking `id` that wrote history entry `history`. When the
+/// commit's answer is lost, the entry is looked up once the booking's row lock is free (the
+/// transaction held it until its `COMMIT`): there, it committed; missing, it did not (the
+/// commit's error, "not applied", is then true); not found out, the outcome is unknown. The
+/// entry's id comes from a sequence, so no other change can be taken for this one.
 async fn commit(
     app: &App,
     tx: sqlx::Transaction<'_, sqlx::Postgres>,
     id: i32,
-    at: chrono::NaiveDateTime,
+    history: i32,
     step: &'static str,
 ) -> Result<()> {
     crate::ticket::Ticket::current().start_write();
@@ -237,9 +244,9 @@ async fn commit(
     }
     app.metrics.lost_commit_lookups.inc();
     tracing::warn!(error = %e, "a commit may have happened without its answer; looking it up");
-    match settle::updated_at(&app.pool, id).await {
-        Ok(Some(stamped)) if stamped == at => Ok(()),
-        Ok(_) => Err(e),
+    match settle::history_written(&app.pool, id, history).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(e),
         Err(why) => Err(ServiceError::OutcomeUnknown { step, why }),
     }
 }

@@ -41,6 +41,13 @@ pub(crate) async fn create(
                 Ok(None) => Err(e),
                 // Not knowing whether the key holds a booking, the refusal is not given: the
                 // caller gets the failure to look (a database error, retried like any other).
+                // An unknown or applied outcome stays what it is: a failed look must not turn
+                // it into "not applied".
+                Err(unchecked) if e.may_have_committed() => {
+                    tracing::warn!(outcome = %e, error = %unchecked,
+                        "a keyed create could not re-check its key after an uncertain write");
+                    Err(e)
+                }
                 Err(unchecked) => {
                     tracing::warn!(refusal = %e, error = %unchecked,
                         "a keyed create could not re-check its key before a refusal");

@@ -91,7 +91,7 @@ impl EventSink {
                     _ => Route::Core,
                 }
             }
-            EventsDelivery::Auto if !app.nats.server_info().jetstream => Route::Core,
+            EventsDelivery::Auto if jetstream_absent(&app.nats).await => Route::Core,
             _ if ensure_stream(app, &self.js).await => Route::JetStream,
             _ => Route::Waiting,
         };
@@ -118,6 +118,34 @@ impl EventSink {
         }
     }
 }
+
+/// Whether JetStream is positively absent: the server's INFO says it runs without it, and
+/// JetStream's API has no responder (nobody reachable serves it) or says it is not enabled for
+/// this account. A node without JetStream in a cluster (or a leaf node) whose API is served
+/// elsewhere is not absent; neither is a JetStream that does not answer in time or answers 503.
+async fn jetstream_absent(nats: &async_nats::Client) -> bool {
+    if nats.server_info().jetstream {
+        return false;
+    }
+    let asked = tokio::time::timeout(
+        Duration::from_secs(5),
+        nats.request("$JS.API.INFO", bytes::Bytes::new()),
+    )
+    .await;
+    match asked {
+        Ok(Err(e)) => e.kind() == async_nats::RequestErrorKind::NoResponders,
+        Ok(Ok(reply)) => {
+            serde_json::from_slice::<Value>(&reply.payload)
+                .ok()
+                .and_then(|v| v["error"]["err_code"].as_u64())
+                == Some(JETSTREAM_NOT_ENABLED)
+        }
+        Err(_) => false,
+    }
+}
+
+/// JetStream's error code for "JetStream not enabled for account".
+const JETSTREAM_NOT_ENABLED: u64 = 10039;
 
 /// Whether the server answers JetStream's account-info request. Read liberally: the typed
 /// `query_account` of async-nats 0.51 cannot parse the answer of nats-server 2.9 (the version

@@ -170,7 +170,7 @@ impl PaymentRow {
 /// A `booking_history` row.
 #[derive(Debug, Clone, FromRow)]
 pub(crate) struct HistoryRow {
-    id: i32,
+    pub(crate) id: i32,
     pub(crate) booking_id: i32,
     action: String,
     details: Option<serde_json::Value>,

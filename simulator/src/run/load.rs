@@ -90,8 +90,8 @@ enum Answer {
     Ok(Value),
     /// The code, and the error value's own timestamp when it has one.
     Fail(String, Option<chrono::DateTime<chrono::Utc>>),
-    /// No answer, or an error answer that says the outcome is unknown
-    /// (`error.details.outcome = "unknown"`, with its code): it may or may not have happened.
+    /// No answer, an unreadable one, or an error answer that says its outcome
+    /// (`error.details.outcome`, with its code): it may or may not have happened.
     Unknown(Option<String>),
 }
 
@@ -164,7 +164,9 @@ impl Load {
         match self.users.request(subject, data).await {
             Ok(reply) => match reply.outcome {
                 ReplyOutcome::Response(v) => Answer::Ok(v),
-                ReplyOutcome::Err(e) if e["error"]["details"]["outcome"] == "unknown" => {
+                // "unknown", or "applied" without the booking to show: either way the client
+                // cannot say what happened.
+                ReplyOutcome::Err(e) if e["error"]["details"]["outcome"].is_string() => {
                     Answer::Unknown(e["error"]["code"].as_str().map(str::to_owned))
                 }
                 ReplyOutcome::Err(e) => Answer::Fail(
@@ -178,8 +180,9 @@ impl Load {
             },
             // Nobody received it: a definite failure, safe to retry.
             Err(CallError::NoResponders(_)) => Answer::Fail("NO_RESPONDERS".into(), None),
+            // An answer that could not be read says nothing of what happened.
             Err(CallError::Unreadable(..) | CallError::WrongId(_)) => {
-                Answer::Fail("DECODE".into(), None)
+                Answer::Unknown(Some("DECODE".into()))
             }
             Err(_) => Answer::Unknown(None),
         }

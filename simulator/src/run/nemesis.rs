@@ -120,9 +120,14 @@ impl Nemesis {
                 self.network()?
                     .database(if start { Mode::Cut } else { Mode::Pass })
             }
-            FaultKind::DbCommitLost { fraction } => self.network()?.database(if start {
+            FaultKind::DbCommitLost {
+                fraction,
+                before_fraction,
+            } => self.network()?.database(if start {
+                let per_mille = |f: &f64| (f.clamp(0.0, 1.0) * 1000.0).round() as u32;
                 Mode::CommitLost {
-                    per_mille: (fraction.clamp(0.0, 1.0) * 1000.0).round() as u32,
+                    per_mille: per_mille(fraction),
+                    before_per_mille: per_mille(before_fraction),
                 }
             } else {
                 Mode::Pass

@@ -62,9 +62,16 @@ pub(crate) fn phantoms(trace: &Trace, history: &[Attempt], stored: &[Stored]) ->
             Action::Cancel { of } => {
                 let Some(code) = refused(op.i) else { continue };
                 checked += 1;
-                let others_failed = cancels_of
-                    .get(of)
-                    .is_none_or(|all| all.iter().all(|c| *c == op.i || refused(*c).is_some()));
+                // Another cancel may have done it unless it too was refused or never sent.
+                let never_sent = |c: u32| {
+                    by_op
+                        .get(&c)
+                        .is_some_and(|a| a.iter().all(|a| a.outcome == Outcome::Skipped))
+                };
+                let others_failed = cancels_of.get(of).is_none_or(|all| {
+                    all.iter()
+                        .all(|c| *c == op.i || refused(*c).is_some() || never_sent(*c))
+                });
                 let cancelled = made
                     .get(of)
                     .and_then(|m| m.iter().find(|(_, s)| *s == "CANCELLED"));

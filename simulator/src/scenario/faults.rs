@@ -87,8 +87,11 @@ pub enum FaultKind {
     /// A share of the transactions that write bookings commit, but their answer is lost and the
     /// connection reset: the service cannot know from the connection whether they committed.
     DbCommitLost {
-        /// 0..=1, per booking write.
+        /// 0..=1, per booking write: its commit happens, its answer is lost.
         fraction: f64,
+        /// 0..=1, per booking write: its commit is lost on the way (it rolls back).
+        #[serde(default, skip_serializing_if = "crate::scenario::stages::is_zero")]
+        before_fraction: f64,
     },
     /// A replica cut off from every NATS node (its connections reset).
     Partition {

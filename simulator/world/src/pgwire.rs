@@ -1,7 +1,8 @@
 //! Just enough of PostgreSQL's wire protocol (v3) for the database proxy to see where a booking
 //! write's transaction ends, so it can let the commit through and lose its answer
-//! (`Mode::CommitLost`): the client's messages say which statements write `bookings`, the server's
-//! `ReadyForQuery` says when a transaction has ended (status `I`).
+//! (`Mode::CommitLost`), or lose the commit on its way: the client's messages say which
+//! statements write `bookings` and where their transaction is sent to end, the server's
+//! `ReadyForQuery` says when it has ended (status `I`).
 //!
 //! Both parsers take the byte stream in whatever chunks TCP gives and never change it; a stream
 //! that turns to TLS is left alone (the world's servers run without it).
@@ -59,20 +60,33 @@ pub struct ClientSide {
     started: bool,
     tls: bool,
     writers: HashSet<Vec<u8>>,
+    /// A statement that writes bookings was bound or sent since the last end seen.
+    wrote: bool,
+}
+
+/// What one chunk from the client held.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// It runs a statement that writes bookings.
+    pub writes: bool,
+    /// It ends a transaction that wrote bookings: a `COMMIT`, or the `Sync` after an autocommit
+    /// write (`in_transaction` false).
+    pub ends_write: bool,
 }
 
 impl ClientSide {
-    /// Reads a chunk the client sent; true when it runs a statement that writes bookings.
-    pub fn feed(&mut self, chunk: &[u8]) -> bool {
+    /// Reads a chunk the client sent; `in_transaction` is whether the server last said the
+    /// session is inside a transaction.
+    pub fn feed(&mut self, chunk: &[u8], in_transaction: bool) -> Sent {
+        let mut sent = Sent::default();
         if self.tls {
-            return false;
+            return sent;
         }
         self.framer.buf.extend_from_slice(chunk);
-        let mut wrote = false;
         loop {
             if !self.started {
                 let Some((_, body)) = self.framer.next(false) else {
-                    return wrote;
+                    return sent;
                 };
                 let code = body
                     .get(..4)
@@ -85,10 +99,19 @@ impl ClientSide {
                 continue;
             }
             let Some((kind, body)) = self.framer.next(true) else {
-                return wrote;
+                return sent;
             };
             match kind {
-                b'Q' => wrote |= writes_bookings(cstr(&body, 0).0),
+                b'Q' => {
+                    let sql = cstr(&body, 0).0;
+                    if writes_bookings(sql) {
+                        self.wrote = true;
+                        sent.writes = true;
+                    } else if self.wrote && sql.trim_ascii_start().starts_with(b"COMMIT") {
+                        sent.ends_write = true;
+                        self.wrote = false;
+                    }
+                }
                 b'P' => {
                     let (name, next) = cstr(&body, 0);
                     let name = name.to_vec();
@@ -100,7 +123,14 @@ impl ClientSide {
                 }
                 b'B' => {
                     let (_, next) = cstr(&body, 0);
-                    wrote |= self.writers.contains(cstr(&body, next).0);
+                    if self.writers.contains(cstr(&body, next).0) {
+                        self.wrote = true;
+                        sent.writes = true;
+                    }
+                }
+                b'S' if self.wrote && !in_transaction => {
+                    sent.ends_write = true;
+                    self.wrote = false;
                 }
                 _ => {}
             }
@@ -127,6 +157,8 @@ pub struct ServerSide {
 pub struct Seen {
     /// A `ReadyForQuery` with status idle: a transaction (or autocommit statement) ended.
     pub ended: bool,
+    /// The last `ReadyForQuery`'s status was "in a transaction" (`T` or `E`).
+    pub in_transaction: Option<bool>,
     /// The server agreed to TLS (its one-byte `S` answer to `SSLRequest`).
     pub tls: bool,
 }
@@ -155,8 +187,10 @@ impl ServerSide {
         }
         self.framer.buf.extend_from_slice(chunk);
         while let Some((kind, body)) = self.framer.next(true) {
-            if kind == b'Z' && body.first() == Some(&b'I') {
-                seen.ended = true;
+            if kind == b'Z' {
+                let idle = body.first() == Some(&b'I');
+                seen.ended |= idle;
+                seen.in_transaction = Some(!idle);
             }
         }
         seen
@@ -195,12 +229,28 @@ mod tests {
         stream.extend(message(b'B', b"\0s2\0\0\0\0\0\0\0"));
         let mut wrote = false;
         for byte in &stream {
-            wrote |= client.feed(std::slice::from_ref(byte));
+            wrote |= client.feed(std::slice::from_ref(byte), false).writes;
         }
         assert!(!wrote, "parsing and binding a read writes nothing");
-        assert!(client.feed(&message(b'B', b"\0s1\0\0\0\0\0\0\0")));
-        assert!(client.feed(&message(b'Q', b"UPDATE bookings SET x = 1\0")));
-        assert!(!client.feed(&message(b'Q', b"COMMIT\0")));
+        assert!(
+            client
+                .feed(&message(b'B', b"\0s1\0\0\0\0\0\0\0"), false)
+                .writes
+        );
+        let sync = client.feed(&message(b'S', b""), false);
+        assert!(sync.ends_write, "an autocommit write ends at its Sync");
+        assert!(
+            client
+                .feed(&message(b'Q', b"UPDATE bookings SET x = 1\0"), true)
+                .writes
+        );
+        assert!(
+            !client.feed(&message(b'S', b""), true).ends_write,
+            "inside a transaction"
+        );
+        let commit = client.feed(&message(b'Q', b"COMMIT\0"), true);
+        assert!(commit.ends_write && !commit.writes);
+        assert!(!client.feed(&message(b'Q', b"COMMIT\0"), false).ends_write);
     }
 
     #[test]
@@ -209,7 +259,7 @@ mod tests {
         let mut stream = vec![b'N'];
         stream.extend(message(b'R', &0u32.to_be_bytes()));
         stream.extend(message(b'Z', b"T"));
-        assert_eq!(server.feed(&stream), Seen::default());
+        assert!(!server.feed(&stream).ended);
         let end = message(b'Z', b"I");
         assert!(!server.feed(&end[..3]).ended);
         assert!(server.feed(&end[3..]).ended);
@@ -219,6 +269,6 @@ mod tests {
     fn tls_is_left_alone() {
         let mut server = ServerSide::default();
         assert!(server.feed(b"S").tls);
-        assert_eq!(server.feed(&message(b'Z', b"I")), Seen::default());
+        assert!(!server.feed(&message(b'Z', b"I")).ended);
     }
 }

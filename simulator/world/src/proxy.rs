@@ -44,6 +44,10 @@ pub enum Mode {
     CommitLost {
         /// Share of booking writes whose answer is lost, in thousandths.
         per_mille: u32,
+        /// Share of booking writes whose end (`COMMIT`, or the autocommit statement's `Sync`)
+        /// is lost on its way to the server instead (the connection reset first: it rolls
+        /// back), in thousandths.
+        before_per_mille: u32,
     },
 }
 
@@ -166,6 +170,7 @@ async fn connection(
     let (own_tx, own_rx) = watch::channel(*mode.borrow_and_update());
     let shared = Arc::new(Shared {
         wrote: AtomicBool::new(false),
+        in_transaction: AtomicBool::new(false),
         tls: AtomicBool::new(false),
         killed: AtomicBool::new(false),
         own: own_tx,
@@ -209,12 +214,23 @@ async fn connection(
 struct Shared {
     /// The transaction under way has written bookings.
     wrote: AtomicBool,
+    /// The server last said the session is inside a transaction.
+    in_transaction: AtomicBool,
     /// The connection turned to TLS: nothing more is read.
     tls: AtomicBool,
     /// A commit's answer was lost: the connection stays cut whatever the proxy's mode.
     killed: AtomicBool,
     /// This connection's mode.
     own: watch::Sender<Mode>,
+}
+
+impl Shared {
+    /// Cuts this connection for good (the chunk in hand does not pass); always true.
+    fn cut(&self) -> bool {
+        self.killed.store(true, Ordering::SeqCst);
+        self.own.send_replace(Mode::Cut);
+        true
+    }
 }
 
 /// How a direction of a PostgreSQL connection reads what passes.
@@ -234,28 +250,42 @@ impl Inspect {
             Inspect::Client(client, shared) => {
                 if shared.tls.load(Ordering::SeqCst) {
                     client.stop_reading();
-                } else if client.feed(chunk) {
+                    return false;
+                }
+                let sent = client.feed(chunk, shared.in_transaction.load(Ordering::SeqCst));
+                if sent.writes {
                     shared.wrote.store(true, Ordering::SeqCst);
                 }
-                false
+                let Mode::CommitLost {
+                    before_per_mille, ..
+                } = mode
+                else {
+                    return false;
+                };
+                if !sent.ends_write || rand::rng().random_range(0..1000) >= before_per_mille {
+                    return false;
+                }
+                shared.wrote.store(false, Ordering::SeqCst);
+                shared.cut()
             }
             Inspect::Server(server, shared) => {
                 let seen = server.feed(chunk);
                 if seen.tls {
                     shared.tls.store(true, Ordering::SeqCst);
                 }
+                if let Some(inside) = seen.in_transaction {
+                    shared.in_transaction.store(inside, Ordering::SeqCst);
+                }
                 if !seen.ended || !shared.wrote.swap(false, Ordering::SeqCst) {
                     return false;
                 }
-                let Mode::CommitLost { per_mille } = mode else {
+                let Mode::CommitLost { per_mille, .. } = mode else {
                     return false;
                 };
                 if rand::rng().random_range(0..1000) >= per_mille {
                     return false;
                 }
-                shared.killed.store(true, Ordering::SeqCst);
-                shared.own.send_replace(Mode::Cut);
-                true
+                shared.cut()
             }
         }
     }
