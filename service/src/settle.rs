@@ -46,11 +46,7 @@ pub(crate) async fn bookings(
         tx.rollback().await?;
         Ok::<_, sqlx::Error>(found.into_iter().collect())
     };
-    match tokio::time::timeout(WITHIN, look).await {
-        Ok(Ok(found)) => Ok(found),
-        Ok(Err(e)) => Err(format!("looking the bookings up failed: {e}")),
-        Err(_) => Err(format!("looking the bookings up took over {WITHIN:?}")),
-    }
+    within("the bookings", look).await
 }
 
 /// Whether history entry `history` of booking `booking` is stored, once no transaction holding
@@ -74,10 +70,18 @@ pub(crate) async fn history_written(
         tx.rollback().await?;
         Ok::<_, sqlx::Error>(found)
     };
+    within("the change", look).await
+}
+
+/// A look-up's result within [`WITHIN`]; `Err` says why it is not known.
+async fn within<T>(
+    what: &str,
+    look: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, String> {
     match tokio::time::timeout(WITHIN, look).await {
         Ok(Ok(found)) => Ok(found),
-        Ok(Err(e)) => Err(format!("looking the change up failed: {e}")),
-        Err(_) => Err(format!("looking the change up took over {WITHIN:?}")),
+        Ok(Err(e)) => Err(format!("looking {what} up failed: {e}")),
+        Err(_) => Err(format!("looking {what} up took over {WITHIN:?}")),
     }
 }
 

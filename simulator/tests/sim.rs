@@ -103,7 +103,7 @@ async fn a_short_faulty_run_holds_every_invariant_writes_its_report_and_leaves_n
     let dir = tempfile::tempdir().unwrap();
     let report = execute(&trace, &options(dir.path(), &[])).await.unwrap();
     assert!(report.passed(), "{}", report.markdown());
-    assert_eq!(report.invariants.len(), 7);
+    assert_eq!(report.invariants.len(), 8, "I1–I7 and C1");
     assert!(
         report.wire.get("booking.create").is_some_and(|n| *n > 0),
         "{:?}",

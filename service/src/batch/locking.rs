@@ -110,12 +110,8 @@ pub(super) async fn commit(deps: &Deps, jobs: &[Job]) -> Result<Vec<Outcome>> {
         if !e.may_have_committed() || deps.faults.planted(PlantedBug::RerunLostCommit) {
             return Err(e);
         }
-        let numbers: Vec<String> = write
-            .bookings
-            .iter()
-            .map(|b| b.booking_number.clone())
-            .collect();
-        let mut found = super::settle::lost(deps, &slot_ids, &numbers, &e, true)
+
+        let mut found = super::settle::lost(deps, &slot_ids, &write, &e, true)
             .await
             .into_iter();
         return Ok(outcomes

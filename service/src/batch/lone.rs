@@ -46,13 +46,8 @@ pub(super) async fn write(deps: &Deps, job: &Job) -> Option<Outcome> {
     let lease = held.as_ref().map_or(Duration::ZERO, |h| h.lease());
     match sql::write_lone(&deps.pool, &rows, at, slot.last_sync_at, lease).await {
         Err(e) if e.may_have_committed() && !deps.faults.planted(PlantedBug::RerunLostCommit) => {
-            let numbers: Vec<String> = rows
-                .bookings
-                .iter()
-                .map(|b| b.booking_number.clone())
-                .collect();
             let found =
-                super::settle::lost(deps, &[slot.game_time_slot_id], &numbers, &e, false).await;
+                super::settle::lost(deps, &[slot.game_time_slot_id], &rows, &e, false).await;
             found.into_iter().next().flatten()
         }
         Err(e) => {

@@ -7,16 +7,23 @@
 
 use super::{Conflict, Deps, Outcome};
 use crate::error::ServiceError;
+use crate::store::batch::BatchWrite;
 
-/// One outcome per number in `numbers` (the batch's bookings, on `slots`, in order), after
-/// `error` left their commit in doubt; every element is `Some` (the paths' own shape).
+/// One outcome per booking of `rows` (on `slots`, in order), after `error` left their commit in
+/// doubt; every element is `Some` (the paths' own shape).
 pub(super) async fn lost(
     deps: &Deps,
     slots: &[i32],
-    numbers: &[String],
+    rows: &BatchWrite,
     error: &ServiceError,
     held_locks: bool,
 ) -> Vec<Option<Outcome>> {
+    let numbers: Vec<String> = rows
+        .bookings
+        .iter()
+        .map(|b| b.booking_number.clone())
+        .collect();
+    let numbers = numbers.as_slice();
     deps.metrics.lost_commit_lookups.inc();
     tracing::warn!(items = numbers.len(), %error,
         "a create batch's commit may have happened without its answer; looking its bookings up");

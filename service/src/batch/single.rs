@@ -76,13 +76,8 @@ pub(super) async fn write(deps: &Deps, jobs: &[&Job]) -> Vec<Option<Outcome>> {
         Err(e) if e.may_have_committed() && !deps.faults.planted(PlantedBug::RerunLostCommit) => {
             // Each create is answered what the look-up found (never run again: a statement not
             // found may still be on its way).
-            let numbers: Vec<String> = rows
-                .bookings
-                .iter()
-                .map(|b| b.booking_number.clone())
-                .collect();
             let ids: Vec<i32> = slots.iter().map(|s| s.slot_id).collect();
-            return super::settle::lost(deps, &ids, &numbers, &e, false)
+            return super::settle::lost(deps, &ids, &rows, &e, false)
                 .await
                 .into_iter()
                 .collect();
