@@ -332,13 +332,40 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), WorldError> {
     Ok(())
 }
 
-/// A free loopback port (the OS picks it; the server binds it right after).
-fn free_port() -> Result<u16, WorldError> {
+/// A free loopback port, below the ephemeral range when it can be (the server binds it right
+/// after).
+pub(crate) fn free_port() -> Result<u16, WorldError> {
+    // A port the kernel hands out for `bind(0)` comes from the ephemeral range, which it also
+    // draws the local ports of outgoing connections from: between our release and the server's
+    // bind, a client connecting anywhere could take it ("address already in use", once a NATS
+    // route port). Ports below that range are never handed out on their own.
+    let (low, _) = ephemeral_range();
+    let floor = 10_000u16;
+    if low > floor + 1_000 {
+        let mut rng = rand::rng();
+        for _ in 0..64 {
+            let port = rand::Rng::random_range(&mut rng, floor..low);
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener
         .local_addr()
         .context("reading the free port")?
         .port())
+}
+
+/// The kernel's range of ephemeral ports (Linux's default when it cannot be read).
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut parts = text.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((parts.next()??, parts.next()??))
+        })
+        .unwrap_or((32_768, 60_999))
 }
 
 /// The last `lines` lines of a log file.

@@ -89,8 +89,7 @@ struct Replica {
 
 /// A port that was free a moment ago (the service binds it right away).
 fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
+    Ok(crate::free_port()?)
 }
 
 /// The log file of booking-service replica `index`, in the stack's log folder.
