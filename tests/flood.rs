@@ -4,23 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use contracts::subjects as s;
-use integration_tests::flood;
+use integration_tests::{flood, peak_rss};
 use serde_json::json;
-
-/// The service process's peak resident set (`VmHWM`), in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM in /proc/<pid>/status");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kib * 1024
-}
 
 /// Before: with handlers stalled (a table lock) 1,500 bodies of 1 MB took the service from 53 MB
 /// to 2.0 GB: async-nats buffered 65,536 messages per subject before any size check ran. Now the

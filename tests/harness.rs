@@ -676,3 +676,19 @@ pub async fn flood(
         got
     })
 }
+
+/// The service process's peak resident set (`VmHWM`), in bytes.
+pub fn peak_rss(pid: u32) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/<pid>/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM in /proc/<pid>/status");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("a VmHWM figure");
+    kib * 1024
+}

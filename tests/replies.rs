@@ -6,22 +6,8 @@
 use std::time::Duration;
 
 use contracts::subjects as s;
+use integration_tests::peak_rss;
 use serde_json::json;
-
-/// The service process's peak resident set (`VmHWM`), in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM in /proc/<pid>/status");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kib * 1024
-}
 
 /// Writes `n` bookings (each with its payment) for `user`, every text at its contract limit in
 /// four-byte characters: about 8 KB each in a reply.
